@@ -1,0 +1,34 @@
+# `make test` and `make demo` work on a fresh clone: each creates .venv and installs what it needs.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip --disable-pip-version-check
+PLUGINS := $(sort $(dir $(wildcard plugins/*/pyproject.toml)))
+STAMP := $(VENV)/.installed
+
+.PHONY: test lint demo install clean
+
+$(STAMP): core/pyproject.toml $(wildcard plugins/*/pyproject.toml) Makefile
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	# torch first and pinned: the local CPU wheel (an unpinned torch pulls GBs of CUDA packages)
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q "setuptools>=68" wheel pytest ruff
+	$(PIP) install -q -e core $(addprefix -e ,$(PLUGINS))
+	touch $(STAMP)
+
+install: $(STAMP)
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+
+test: $(STAMP) lint
+	$(PY) -m pytest -q
+
+demo: $(STAMP)
+	$(VENV)/bin/studio doctor
+	$(VENV)/bin/studio plugins list
+	$(VENV)/bin/studio methods
+
+clean:
+	rm -rf $(VENV) outputs

@@ -1,0 +1,235 @@
+"""``studio`` commands. Heavy modules (torch, the trainer) are imported inside the commands."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from typing import Any, Optional
+
+import typer
+
+from studio import __version__
+from studio.errors import StudioError
+
+app = typer.Typer(
+    name="studio",
+    help="Text-to-3D by score distillation: run, resume, test and export methods from plugins.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+plugins_app = typer.Typer(
+    help="List installed plugins or scaffold a new one.", no_args_is_help=True
+)
+app.add_typer(plugins_app, name="plugins")
+
+
+def fail(message: str, code: int = 2) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def friendly_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Print :class:`StudioError` as one paragraph (no traceback); Ctrl+C twice exits 130."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            code = fn(*args, **kwargs)
+        except StudioError as exc:
+            fail(str(exc), exc.exit_code)
+        except KeyboardInterrupt:
+            typer.echo("\nQuit (second Ctrl+C).", err=True)
+            raise typer.Exit(130) from None
+        if isinstance(code, int) and code != 0:
+            raise typer.Exit(code)
+        return None
+
+    return wrapper
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"studio {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Text-to-3D by score distillation."""
+
+
+def _parse_gpus(gpus: Optional[str]) -> Optional[list[str]]:
+    if gpus is None:
+        return None
+    ids = [g.strip() for g in gpus.split(",") if g.strip()]
+    if not ids or not all(g.isdigit() for g in ids):
+        fail(f"--gpus takes a comma-separated list of GPU indices like 0,1; got {gpus!r}.")
+    return ids
+
+
+OVERRIDES = typer.Argument(None, help="Config overrides: dotted.key=value ...", show_default=False)
+GPUS = typer.Option(None, "--gpus", help="GPUs to use, e.g. 0,1 (one process per GPU).")
+NPROC = typer.Option(
+    None, "--nproc", help="Number of CPU processes (gloo); for testing data parallelism."
+)
+
+
+@app.command()
+@friendly_errors
+def run(
+    source: str = typer.Argument(
+        ..., help="A method name (see `studio methods`) or a YAML config."
+    ),
+    overrides: Optional[list[str]] = OVERRIDES,
+    prompt: Optional[str] = typer.Option(
+        None, "--prompt", "-p", help="The text prompt (shorthand for the method's prompt key)."
+    ),
+    gpus: Optional[str] = GPUS,
+    nproc: Optional[int] = NPROC,
+) -> int:
+    """Train a method, then render the test video."""
+    from studio import rundir
+    from studio.config.resolve import compose_raw, resolve
+    from studio.runner import start
+
+    overrides = list(overrides or [])
+    shorthand = [o for o in overrides if o.startswith("prompt=")]
+    overrides = [o for o in overrides if not o.startswith("prompt=")]
+    if shorthand and prompt is None:
+        from studio.config.loading import parse_override
+
+        prompt = str(parse_override(shorthand[-1])[1])
+    resolved = resolve(compose_raw(source, overrides, prompt))
+    run_dir = rundir.create(resolved.parsed, resolved.raw)
+    run_dir.record_command()
+    typer.echo(f"Run directory: {run_dir.root}", err=True)
+    return start(run_dir, "fit", False, _parse_gpus(gpus), nproc)
+
+
+def _existing(run_dir: str, overrides: Optional[list[str]]):
+    from studio.rundir import open_existing
+    from studio.runner import reconfigure
+
+    run = open_existing(run_dir)
+    reconfigure(run, list(overrides or []))
+    run.record_command()
+    return run
+
+
+@app.command()
+@friendly_errors
+def resume(
+    run_dir: str = typer.Argument(..., help="The run directory to continue."),
+    overrides: Optional[list[str]] = OVERRIDES,
+    gpus: Optional[str] = GPUS,
+    nproc: Optional[int] = NPROC,
+) -> int:
+    """Continue training a run from its last checkpoint, then render the test video."""
+    from studio.errors import RunDirError
+    from studio.runner import start
+
+    run = _existing(run_dir, overrides)
+    if not run.last_ckpt.is_file():
+        raise RunDirError(
+            f"{run.root} has no ckpts/last.ckpt to resume from (the run stopped before its first "
+            f"checkpoint). Start it again with `studio run {run.parsed_config}`."
+        )
+    return start(run, "fit", True, _parse_gpus(gpus), nproc)
+
+
+@app.command()
+@friendly_errors
+def test(
+    run_dir: str = typer.Argument(..., help="A run directory with a checkpoint."),
+    overrides: Optional[list[str]] = OVERRIDES,
+    gpus: Optional[str] = GPUS,
+    nproc: Optional[int] = NPROC,
+) -> int:
+    """Render the test views and video of a run's last checkpoint (loads no guidance model)."""
+    from studio.runner import start
+
+    return start(_existing(run_dir, overrides), "test", False, _parse_gpus(gpus), nproc)
+
+
+@app.command()
+@friendly_errors
+def export(
+    run_dir: str = typer.Argument(..., help="A run directory with a checkpoint."),
+    overrides: Optional[list[str]] = OVERRIDES,
+) -> int:
+    """Export a run's last checkpoint with the configured exporter (loads no guidance model)."""
+    from studio.runner import start
+
+    return start(_existing(run_dir, overrides), "export", False, None, None)
+
+
+@app.command()
+@friendly_errors
+def methods() -> None:
+    """List the methods `studio run` knows, with one line each."""
+    from studio.registry import get_registry
+
+    registry = get_registry()
+    registry.raise_conflict("method")
+    entries = registry.entries("method")
+    if not entries:
+        typer.echo(
+            "No methods are installed. Install a method plugin, e.g. pip install -e plugins/dreamfusion"
+        )
+        return
+    width = max(len(e.name) for e in entries)
+    for entry in entries:
+        description = entry.details.get("description", "")
+        typer.echo(f"{entry.name.ljust(width)}  {description}  [{entry.plugin.distribution}]")
+
+
+@plugins_app.command("list")
+def plugins_list(
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Installed plugins: distribution, version and what each registers, per kind."""
+    from studio.cli.plugins_cmd import list_plugins
+
+    raise typer.Exit(list_plugins(as_json))
+
+
+@plugins_app.command("new")
+@friendly_errors
+def plugins_new(
+    name: str = typer.Argument(..., help="Plugin name, e.g. my-method (letters, digits, '-')."),
+    directory: Optional[str] = typer.Option(
+        None, "--dir", help="Parent folder for the new package (default: current folder)."
+    ),
+) -> None:
+    """Scaffold an external plugin package (entry point, component, method preset, test)."""
+    from pathlib import Path
+
+    from studio.scaffold.generate import scaffold
+
+    root = scaffold(name, Path(directory or "."))
+    typer.echo(f"Created {root}")
+    typer.echo(f"Next: pip install -e {root} && pytest {root / 'tests'}")
+
+
+@app.command()
+def doctor() -> None:
+    """Python, torch and CUDA versions; which optional backends are importable and active."""
+    from studio.cli.doctor import report
+
+    typer.echo(report())
+
+
+def main() -> None:
+    app(prog_name="studio")
+
+
+if __name__ == "__main__":
+    main()
+    sys.exit(0)

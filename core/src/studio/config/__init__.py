@@ -1,0 +1,1 @@
+"""Typed configuration: strict attrs/cattrs structuring, YAML + overrides, schedules."""

@@ -1,0 +1,10 @@
+"""studio-core's own registrations, made through the same hooks as any plugin."""
+
+from __future__ import annotations
+
+from studio.hookspecs import Register, hookimpl
+
+
+@hookimpl
+def studio_register_data_modules(register: Register) -> None:
+    register("random-camera", "studio.data.random_camera:RandomCameraDataModule")

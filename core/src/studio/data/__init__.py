@@ -1,0 +1,1 @@
+"""Data modules (cameras and batches)."""

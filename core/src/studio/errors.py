@@ -1,0 +1,25 @@
+"""User-facing error types.
+
+Every error a user can cause derives from :class:`StudioError`; the CLI prints its message as one
+paragraph (no traceback) and exits with :attr:`StudioError.exit_code`.
+"""
+
+from __future__ import annotations
+
+
+class StudioError(Exception):
+    """An error caused by input the user controls; its message says what to change."""
+
+    exit_code = 2
+
+
+class ConfigError(StudioError):
+    """A configuration value is unknown, mistyped, missing or inconsistent."""
+
+
+class PluginError(StudioError):
+    """Plugins disagree (duplicate names) or a requested component is not registered."""
+
+
+class RunDirError(StudioError):
+    """A run directory is missing, incomplete or not a studio run."""

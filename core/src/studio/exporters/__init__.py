@@ -1,0 +1,1 @@
+"""Exporters turn a trained system into files (meshes, textures)."""

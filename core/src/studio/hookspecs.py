@@ -1,0 +1,111 @@
+"""Hook specifications: the whole contract between studio and its plugins.
+
+A plugin is a module (or object) exposed through the entry-point group ``studio.plugins``::
+
+    [project.entry-points."studio.plugins"]
+    my_plugin = "my_package.plugin"
+
+and implementing any of the hooks below with ``@studio.hookimpl``. Every hook receives a
+``register`` callback and calls it once per name it provides. Registrations are *lazy*: they name
+an import path ``"package.module:Attribute"`` instead of the object, so listing plugins or showing
+``studio --help`` never imports torch or a plugin's heavy modules. The object is imported the first
+time a run needs it.
+
+``register(name, target, **details)``
+
+* ``name`` -- the string users write in configs (``geometry_type: implicit-volume``). Names are
+  global per kind: two distributions registering the same name is an error naming both.
+* ``target`` -- ``"module:attr"`` of the class to build.
+* ``details`` -- kind-specific keyword arguments documented per hook (most kinds take none).
+
+Core's own components register through these same hooks (see ``studio.core_plugin``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pluggy
+
+PROJECT_NAME = "studio"
+
+hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+
+Register = Callable[..., None]
+
+
+@hookspec
+def studio_register_geometries(register: Register) -> None:
+    """Register geometry classes (``system.geometry_type``).
+
+    A geometry is an ``nn.Module`` (subclass of ``studio.base.BaseModule``) with a nested attrs
+    ``Config``. Implicit geometries answer density/SDF and features at points; explicit ones hold a
+    mesh. Example: ``register("implicit-volume", "studio_dreamfusion.geometry:ImplicitVolume")``.
+    """
+
+
+@hookspec
+def studio_register_materials(register: Register) -> None:
+    """Register materials (``system.material_type``): features + shading inputs -> colour.
+
+    Example: ``register("diffuse-with-point-light", "studio_dreamfusion.materials:DiffuseWithPointLight")``.
+    """
+
+
+@hookspec
+def studio_register_backgrounds(register: Register) -> None:
+    """Register backgrounds (``system.background_type``): ray directions -> colour behind the object."""
+
+
+@hookspec
+def studio_register_renderers(register: Register) -> None:
+    """Register renderers (``system.renderer_type``).
+
+    A renderer is built with ``geometry=``, ``material=`` and ``background=`` and turns a camera
+    batch into images (``comp_rgb``, ``opacity``, ``depth``, ...).
+    """
+
+
+@hookspec
+def studio_register_guidances(register: Register) -> None:
+    """Register guidance objects (``system.guidance_type``): images + prompt -> distillation loss.
+
+    Guidance is loaded only when training needs it, never for ``studio test`` or ``studio export``.
+    """
+
+
+@hookspec
+def studio_register_prompt_processors(register: Register) -> None:
+    """Register prompt processors (``system.prompt_processor_type``): prompt -> text embeddings."""
+
+
+@hookspec
+def studio_register_exporters(register: Register) -> None:
+    """Register exporters (``system.exporter_type``) used by ``studio export RUN_DIR``.
+
+    An exporter receives the trained system and returns the files to write (meshes, textures).
+    """
+
+
+@hookspec
+def studio_register_data_modules(register: Register) -> None:
+    """Register data modules (top-level ``data_type``): the cameras (or other batches) a run trains on.
+
+    A data module subclasses ``studio.data.base.DataModule``. Core registers ``random-camera``.
+    """
+
+
+@hookspec
+def studio_register_methods(register: Register) -> None:
+    """Register methods: what ``studio run METHOD`` runs.
+
+    ``register(name, system, preset=..., description=..., prompt_key=...)``:
+
+    * ``system`` -- ``"module:Class"`` of a ``studio.systems.base.BaseSystem`` subclass.
+    * ``preset`` -- ``"package:relative/path.yaml"``, a YAML file shipped as package data holding the
+      full experiment config (``name``, ``data_type``, ``data``, ``system``, ``trainer``, ...).
+    * ``description`` -- one line shown by ``studio methods``.
+    * ``prompt_key`` -- dotted config key that ``prompt=...``/``--prompt`` sets
+      (default ``system.prompt_processor.prompt``).
+    """

@@ -1,0 +1,1 @@
+"""Writing images, image grids and videos."""

@@ -1,0 +1,1 @@
+"""Systems: what a method trains (its parts, its loss, what it renders for validation and test)."""

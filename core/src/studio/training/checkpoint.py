@@ -1,0 +1,128 @@
+"""Checkpoints: written atomically, readable with ``torch.load(weights_only=True)``.
+
+A checkpoint is a dict of tensors and plain Python values only (no pickled classes):
+
+``format``, ``version``, ``global_step``, ``state_dict`` (system parameters and buffers),
+``optimizer``, ``scheduler``, ``scaler``, ``rng`` (one entry per rank), ``world_size``.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from studio.errors import RunDirError
+
+FORMAT = "studio-checkpoint"
+VERSION = 1
+
+
+def atomic_write(path: str | Path, write) -> None:
+    """Call ``write(file_object)`` on a temporary file beside ``path``, fsync, then rename over it.
+
+    Whatever happens during ``write`` (exception, kill), ``path`` either keeps its previous content
+    or holds the complete new one; a failed attempt leaves no temporary file behind.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            write(handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    try:  # make the rename itself durable
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError:
+        pass
+
+
+def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
+    """Write ``payload`` (plus format markers) atomically to ``path``."""
+    data = {"format": FORMAT, "version": VERSION, **payload}
+    atomic_write(path, lambda handle: torch.save(data, handle))
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a studio checkpoint safely (``weights_only=True``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise RunDirError(f"No checkpoint at {path}.")
+    try:
+        data = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - corrupt or foreign file
+        raise RunDirError(
+            f"{path} could not be read as a studio checkpoint ({type(exc).__name__}: {exc}). "
+            f"If a periodic checkpoint exists in the same folder, copy it over last.ckpt."
+        ) from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise RunDirError(f"{path} is not a studio checkpoint (no studio format marker).")
+    return data
+
+
+def load_module_weights(path: str | Path, prefix: str = "") -> dict[str, torch.Tensor]:
+    """The entries of a checkpoint's ``state_dict`` under ``prefix.`` with the prefix removed."""
+    state = load_checkpoint(path)["state_dict"]
+    if not prefix:
+        return dict(state)
+    head = prefix + "."
+    picked = {k[len(head) :]: v for k, v in state.items() if k.startswith(head)}
+    if not picked:
+        raise RunDirError(f"{path} holds no weights under the prefix {prefix!r}.")
+    return picked
+
+
+# -- random number generator states ------------------------------------------------------------
+
+
+def capture_rng_state() -> dict[str, Any]:
+    """This process's Python, NumPy and torch RNG states as weights-only-loadable data."""
+    np_state = np.random.get_state(legacy=False)
+    state: dict[str, Any] = {
+        "python": random.getstate(),
+        "numpy": {
+            "key": torch.from_numpy(np.asarray(np_state["state"]["key"], dtype=np.int64)),
+            "pos": int(np_state["state"]["pos"]),
+            "has_gauss": int(np_state["has_gauss"]),
+            "gauss": float(np_state["gauss"]),
+        },
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    """Inverse of :func:`capture_rng_state`."""
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    numpy_state = state["numpy"]
+    np.random.set_state(
+        {
+            "bit_generator": "MT19937",
+            "state": {
+                "key": numpy_state["key"].numpy().astype(np.uint32),
+                "pos": numpy_state["pos"],
+            },
+            "has_gauss": numpy_state["has_gauss"],
+            "gauss": numpy_state["gauss"],
+        }
+    )
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"])

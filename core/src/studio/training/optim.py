@@ -1,0 +1,94 @@
+"""Optimizers and learning-rate schedulers from config (``system.optimizer``, ``system.scheduler``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from studio.config.convert import structure
+from studio.config.experiment import OptimizerConfig, SchedulerConfig
+from studio.errors import ConfigError
+
+OPTIMIZERS = {
+    "Adam": torch.optim.Adam,
+    "AdamW": torch.optim.AdamW,
+    "Adamax": torch.optim.Adamax,
+    "SGD": torch.optim.SGD,
+}
+
+
+def _resolve_attribute(system: nn.Module, dotted: str) -> Any:
+    obj: Any = system
+    for part in dotted.split("."):
+        if not hasattr(obj, part):
+            raise ConfigError(
+                f"system.optimizer.params.{dotted}: the system has no attribute {dotted!r} to "
+                f"optimize. Name sub-modules of the system such as geometry, material, background."
+            )
+        obj = getattr(obj, part)
+    return obj
+
+
+def parameter_groups(system: nn.Module, cfg: OptimizerConfig) -> list[dict[str, Any]]:
+    """Param groups (each with a ``name``) for ``cfg``; only listed parameters when ``params`` set."""
+    if cfg.params is None:
+        params = [p for p in system.parameters() if p.requires_grad]
+        return [{"name": "all", "params": params}]
+    groups = []
+    for dotted, args in cfg.params.items():
+        target = _resolve_attribute(system, dotted)
+        if isinstance(target, nn.Parameter):
+            params = [target]
+        elif isinstance(target, nn.Module):
+            params = [p for p in target.parameters() if p.requires_grad]
+        else:
+            raise ConfigError(
+                f"system.optimizer.params.{dotted}: {dotted!r} is a {type(target).__name__}, "
+                f"neither a module nor a parameter."
+            )
+        groups.append({"name": dotted, "params": params, **(args or {})})
+    return groups
+
+
+def build_optimizer(system: nn.Module, cfg: OptimizerConfig) -> torch.optim.Optimizer:
+    groups = [g for g in parameter_groups(system, cfg) if g["params"]]
+    if not groups:
+        raise ConfigError(
+            "system.optimizer: no trainable parameters were selected; check system.optimizer.params."
+        )
+    args = dict(cfg.args)
+    if "betas" in args and isinstance(args["betas"], list):
+        args["betas"] = tuple(args["betas"])
+    try:
+        return OPTIMIZERS[cfg.name](groups, **args)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(
+            f"system.optimizer: torch.optim.{cfg.name} rejected its args: {exc}."
+        ) from None
+
+
+def build_scheduler(
+    optimizer: torch.optim.Optimizer,
+    cfg: SchedulerConfig | dict | None,
+    path: str = "system.scheduler",
+) -> torch.optim.lr_scheduler.LRScheduler | None:
+    if cfg is None:
+        return None
+    if isinstance(cfg, dict):
+        cfg = structure(cfg, SchedulerConfig, path)
+    cls = getattr(torch.optim.lr_scheduler, cfg.name)
+    args = dict(cfg.args)
+    if cfg.name == "SequentialLR":
+        children = args.pop("schedulers", None)
+        if not isinstance(children, list) or not children:
+            raise ConfigError(f"{path}.args.schedulers: SequentialLR needs a list of schedulers.")
+        args["schedulers"] = [
+            build_scheduler(optimizer, child, f"{path}.args.schedulers[{i}]")
+            for i, child in enumerate(children)
+        ]
+    try:
+        return cls(optimizer, **args)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{path}: {cfg.name} rejected its args: {exc}.") from None

@@ -1,0 +1,363 @@
+"""Our training loop: fit (train + periodic validation + checkpoints), test, export.
+
+One :class:`Trainer` runs in every process of a run (one per GPU, or one on CPU). Rank 0 alone
+writes files; validation and test views are split across ranks and their images gathered on rank 0.
+
+Exactness of resume: a checkpoint holds the system's parameters and buffers, optimizer, scheduler,
+AMP scaler, the step and every rank's RNG states; resuming restores all of them right before the
+next step, so a run stopped at step k and resumed ends bit-identical to an uninterrupted one
+(deterministic CPU kernels).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import random
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from studio.config.experiment import ExperimentConfig
+from studio.errors import StudioError
+from studio.io.saver import Saver
+from studio.registry import get_registry, import_target
+from studio.rundir import RunDir
+from studio.training import distributed as D
+from studio.training.checkpoint import (
+    capture_rng_state,
+    load_checkpoint,
+    restore_rng_state,
+    save_checkpoint,
+)
+from studio.training.metrics import MetricsWriter
+from studio.training.optim import build_optimizer, build_scheduler
+from studio.training.signals import StopRequests
+
+
+class TrainingTerminated(StudioError):
+    """SIGTERM: a checkpoint was written and the run stopped (resume it later)."""
+
+    exit_code = 143
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def to_device(batch: Any, device: torch.device) -> Any:
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, dict):
+        return {k: to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(to_device(v, device) for v in batch)
+    return batch
+
+
+def _scalar(value: Any) -> float | None:
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        return float(value.detach().float().item())
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    return None
+
+
+def _cleanup(device: torch.device) -> None:
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+class Trainer:
+    def __init__(
+        self,
+        run: RunDir,
+        experiment: ExperimentConfig,
+        ctx: D.DistContext | None = None,
+        *,
+        resume: bool = False,
+        log=None,
+    ):
+        self.run = run
+        self.cfg = experiment
+        self.ctx = ctx or D.context_from_env()
+        self.resume = resume
+        self.log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+        self.stop = StopRequests()
+        self.global_step = 0
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.scheduler: Any = None
+        self.scaler: torch.amp.GradScaler | None = None
+
+    # -- set-up ----------------------------------------------------------------------------------
+    def setup(self) -> None:
+        """Seed, pick the device, join the process group, build data module and system."""
+        cfg = self.cfg
+        seed_everything(cfg.seed + self.ctx.rank)
+        self.device = D.select_device(cfg.trainer.accelerator, self.ctx)
+        D.init_process_group(self.ctx, self.device)
+        registry = get_registry()
+        system_cls = import_target(registry.get("method", cfg.method))
+        self.data = registry.load("data", cfg.data_type)(cfg.data, device=self.device)
+        self.system = system_cls(cfg.system, resumed=self.resume).to(self.device)
+        self.system.saver = Saver(self.run.save, self.ctx)
+        D.broadcast_module(self.system, self.ctx)
+        self._configure_precision()
+
+    def _configure_precision(self) -> None:
+        precision = self.cfg.trainer.precision
+        self.autocast_dtype: torch.dtype | None = None
+        if precision == "16-mixed":
+            if self.device.type == "cpu":
+                if self.ctx.is_main:
+                    self.log(
+                        "precision 16-mixed on CPU runs in float32 (CPUs have no fast float16)."
+                    )
+            else:
+                self.autocast_dtype = torch.float16
+        elif precision == "bf16-mixed":
+            self.autocast_dtype = torch.bfloat16
+        use_scaler = self.autocast_dtype is torch.float16
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=use_scaler)
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+
+    def _set_step(self, step: int) -> None:
+        self.global_step = step
+        self.system.global_step = step
+
+    # -- checkpoints -----------------------------------------------------------------------------
+    def save_checkpoint(self, path: Path) -> None:
+        """Gather every rank's RNG state, then write on rank 0 (atomically)."""
+        rng = D.gather_objects(capture_rng_state(), self.ctx)
+        if self.ctx.is_main:
+            payload = {
+                "global_step": self.global_step,
+                "epoch": 0,
+                "world_size": self.ctx.world_size,
+                "state_dict": self.system.state_dict(),
+                "optimizer": self.optimizer.state_dict() if self.optimizer else None,
+                "scheduler": self.scheduler.state_dict() if self.scheduler else None,
+                "scaler": self.scaler.state_dict()
+                if self.scaler and self.scaler.is_enabled()
+                else None,
+                "rng": rng,
+            }
+            save_checkpoint(path, payload)
+        D.barrier(self.ctx)
+
+    def _save_last(self) -> None:
+        if self.cfg.checkpoint.save_last:
+            self.save_checkpoint(self.run.last_ckpt)
+
+    def _save_periodic(self) -> None:
+        every = self.cfg.checkpoint.every_n_train_steps
+        if not every or self.global_step % every:
+            return
+        self.save_checkpoint(self.run.ckpts / f"epoch=0-step={self.global_step}.ckpt")
+        keep = self.cfg.checkpoint.save_top_k
+        if keep > 0 and self.ctx.is_main:
+            periodic = sorted(
+                self.run.ckpts.glob("epoch=0-step=*.ckpt"),
+                key=lambda p: int(p.stem.split("step=")[1]),
+            )
+            for old in periodic[:-keep]:
+                old.unlink(missing_ok=True)
+
+    def load_weights(self) -> dict[str, Any]:
+        """Load ``last.ckpt``'s parameters into the system; returns the checkpoint."""
+        checkpoint = load_checkpoint(self.run.last_ckpt, map_location=self.device)
+        self.system.load_state_dict(checkpoint["state_dict"])
+        self._set_step(int(checkpoint["global_step"]))
+        self.system.do_update_step(0, self.global_step, on_load_weights=True)
+        return checkpoint
+
+    # -- stages ----------------------------------------------------------------------------------
+    def fit(self) -> None:
+        """Train to ``trainer.max_steps`` (or until stopped); SIGTERM raises TrainingTerminated."""
+        cfg = self.cfg
+        system = self.system
+        self.optimizer = build_optimizer(system, system.cfg.optimizer)
+        self.scheduler = build_scheduler(self.optimizer, system.cfg.scheduler)
+        params = [p for group in self.optimizer.param_groups for p in group["params"]]
+        rng_state = None
+        start = 0
+        if self.resume:
+            checkpoint = self.load_weights()
+            if checkpoint.get("optimizer"):
+                self.optimizer.load_state_dict(checkpoint["optimizer"])
+            if self.scheduler is not None and checkpoint.get("scheduler"):
+                self.scheduler.load_state_dict(checkpoint["scheduler"])
+            if checkpoint.get("scaler") and self.scaler.is_enabled():
+                self.scaler.load_state_dict(checkpoint["scaler"])
+            start = self.global_step
+            states = checkpoint.get("rng") or []
+            if len(states) == self.ctx.world_size:
+                rng_state = states[self.ctx.rank]
+            elif self.ctx.is_main:
+                self.log(
+                    f"The checkpoint was written by {len(states)} process(es), this run has "
+                    f"{self.ctx.world_size}: random streams restart from the seed (not bit-exact)."
+                )
+                seed_everything(cfg.seed + self.ctx.rank + start)
+        self._set_step(start)
+        system.on_fit_start()
+        if rng_state is not None:
+            restore_rng_state(rng_state)
+
+        metrics = None
+        if self.ctx.is_main:
+            metrics = MetricsWriter(
+                self.run.metrics,
+                resume_from_step=start if self.resume else None,
+                tensorboard_dir=self.run.root / "tb_logs" if cfg.trainer.tensorboard else None,
+            )
+        if cfg.trainer.num_sanity_val_steps > 0 and not self.resume:
+            self.validate(limit=cfg.trainer.num_sanity_val_steps)
+
+        progress = self._progress(start)
+        system.train()
+        try:
+            with self.stop:
+                while self.global_step < cfg.trainer.max_steps:
+                    logs = self._train_step(params)
+                    self._set_step(self.global_step + 1)
+                    if (
+                        metrics is not None
+                        and self.global_step % cfg.trainer.log_every_n_steps == 0
+                    ):
+                        metrics.log(self.global_step, logs)
+                    if progress is not None:
+                        progress.update(1)
+                        progress.set_postfix(_short(logs), refresh=False)
+                    stop_training, terminate = D.any_rank(
+                        [self.stop.stop_training, self.stop.terminate], self.ctx, self.device
+                    )
+                    if terminate:
+                        self.save_checkpoint(self.run.last_ckpt)
+                        raise TrainingTerminated(
+                            f"Stopped by SIGTERM after step {self.global_step}; the checkpoint is "
+                            f"{self.run.last_ckpt}. Continue with: studio resume {self.run.root}"
+                        )
+                    if self.global_step % cfg.trainer.val_check_interval == 0:
+                        self.validate()
+                        self._save_last()
+                    self._save_periodic()
+                    if stop_training:
+                        self.log(f"Training stopped by Ctrl+C after step {self.global_step}.")
+                        break
+                self._save_last()
+        finally:
+            if progress is not None:
+                progress.close()
+            if metrics is not None:
+                metrics.close()
+
+    def _progress(self, start: int):
+        if not (self.ctx.is_main and self.cfg.trainer.enable_progress_bar):
+            return None
+        from tqdm import tqdm
+
+        return tqdm(
+            total=self.cfg.trainer.max_steps,
+            initial=start,
+            desc="train",
+            unit="it",
+            dynamic_ncols=True,
+            mininterval=0.5,
+            file=sys.stderr,
+        )
+
+    def _next_batch(self) -> dict[str, Any]:
+        """The data module is updated to the current step *before* it draws the batch."""
+        self.data.do_update_step(0, self.global_step)
+        return to_device(self.data.train_batch(), self.device)
+
+    def _train_step(self, params: list[torch.nn.Parameter]) -> dict[str, float]:
+        system, optimizer = self.system, self.optimizer
+        accumulate = self.cfg.trainer.accumulate_grad_batches
+        logs: dict[str, float] = {}
+        for _ in range(accumulate):
+            batch = self._next_batch()
+            system.do_update_step(0, self.global_step)
+            with self.autocast():
+                out = system.training_step(batch)
+            if "loss" not in out:
+                raise StudioError(
+                    f"{type(system).__name__}.training_step returned no 'loss' (keys: {list(out)})."
+                )
+            self.scaler.scale(out["loss"] / accumulate).backward()
+            for key, value in out.items():
+                scalar = _scalar(value)
+                if scalar is not None:
+                    name = f"train/{key}"
+                    logs[name] = logs.get(name, 0.0) + scalar / accumulate
+        D.average_gradients(params, self.ctx)
+        if self.cfg.trainer.gradient_clip_val:
+            self.scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(params, self.cfg.trainer.gradient_clip_val)
+        self.scaler.step(optimizer)
+        self.scaler.update()
+        optimizer.zero_grad(set_to_none=True)
+        if self.scheduler is not None:
+            self.scheduler.step()
+        for name, value in system.lambdas().items():
+            logs[f"train_params/{name}"] = value
+        for group in optimizer.param_groups:
+            logs[f"lr/{group.get('name', 'group')}"] = float(group["lr"])
+        return logs
+
+    def _eval_pass(self, batches, step_fn, cleanup: bool, limit: int | None = None) -> None:
+        n = len(batches) if limit is None else min(limit, len(batches))
+        was_training = self.system.training
+        self.system.eval()
+        with torch.no_grad():
+            for index in self.ctx.shard(n):
+                with self.autocast():
+                    step_fn(to_device(batches[index], self.device), index)
+                if cleanup:
+                    _cleanup(self.device)
+        self.system.saver.flush()
+        D.barrier(self.ctx)
+        self.system.train(was_training)
+
+    def validate(self, limit: int | None = None) -> None:
+        self._eval_pass(
+            self.data.val_batches(),
+            self.system.validation_step,
+            self.system.cfg.cleanup_after_validation_step,
+            limit,
+        )
+
+    def test(self) -> Path | None:
+        """Render the test views; rank 0 encodes the video. Returns its path (rank 0)."""
+        self._eval_pass(
+            self.data.test_batches(),
+            self.system.test_step,
+            self.system.cfg.cleanup_after_test_step,
+        )
+        video = self.system.on_test_end() if self.ctx.is_main else None
+        D.barrier(self.ctx)
+        return video
+
+    def export(self) -> list[Path]:
+        written = self.system.export() if self.ctx.is_main else []
+        D.barrier(self.ctx)
+        return written
+
+    def teardown(self) -> None:
+        D.destroy_process_group()
+
+
+def _short(logs: dict[str, float]) -> dict[str, str]:
+    shown = {k.split("/", 1)[1]: v for k, v in logs.items() if k.startswith("train/")}
+    return {k: f"{v:.4g}" for k, v in list(shown.items())[:4]}
