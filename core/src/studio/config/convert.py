@@ -73,23 +73,38 @@ def _type_name(tp: object) -> str:
         return "null"
     if tp is Scheduled:
         return "a number or schedule"
+    if typing.get_origin(tp) is not None:
+        return str(tp).replace("typing.", "")
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _accepts_shape(member: object, value: object) -> bool:
+    """Whether ``value`` has the container shape of union ``member`` (to pick its error)."""
+    origin = typing.get_origin(member) or member
+    if isinstance(value, dict):
+        return attrs.has(member) or origin is dict
+    if isinstance(value, (list, tuple)):
+        return origin in (list, tuple)
+    return False
 
 
 def _make_union_hook(converter: cattrs.Converter):
     def structure_union(value: object, tp: object) -> object:
-        members = typing.get_args(tp)
-        if value is None and type(None) in members:
+        members = [m for m in typing.get_args(tp) if m is not type(None)]
+        if value is None and len(members) < len(typing.get_args(tp)):
             return None
-        problems = []
+        if len(members) == 1:  # Optional[X]: X's own (detailed) error
+            return converter.structure(value, members[0])
+        problems: list[tuple[object, Exception]] = []
         for member in members:
-            if member is type(None):
-                continue
             try:
                 return converter.structure(value, member)
             except Exception as exc:  # noqa: BLE001 - try the next member
-                problems.append(exc)
-        expected = " or ".join(_type_name(m) for m in members)
+                problems.append((member, exc))
+        for member, exc in problems:
+            if _accepts_shape(member, value):
+                raise exc
+        expected = " or ".join(_type_name(m) for m in typing.get_args(tp))
         raise ValueError(f"expected {expected}, got {_describe(value)}")
 
     return structure_union

@@ -319,6 +319,7 @@ class Trainer:
     def _eval_pass(self, batches, step_fn, cleanup: bool, limit: int | None = None) -> None:
         n = len(batches) if limit is None else min(limit, len(batches))
         was_training = self.system.training
+        rng = capture_rng_state()  # evaluation must not shift the training random streams
         self.system.eval()
         with torch.no_grad():
             for index in self.ctx.shard(n):
@@ -329,6 +330,7 @@ class Trainer:
         self.system.saver.flush()
         D.barrier(self.ctx)
         self.system.train(was_training)
+        restore_rng_state(rng)
 
     def validate(self, limit: int | None = None) -> None:
         self._eval_pass(

@@ -1,0 +1,1 @@
+"""``studio plugins new NAME``: generate an external plugin package."""
