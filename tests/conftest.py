@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import csv
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +20,18 @@ TOY_PLUGIN = ROOT / "tests" / "fixtures" / "toyplugin"
 
 
 def pip_install_target(source: Path, target: Path) -> Path:
-    """Build ``source`` (a project folder) into a wheel and install it under ``target``."""
+    """Build ``source`` (a project folder) into a wheel and install it under ``target``.
+
+    The project is copied first so the build leaves no metadata in the source tree.
+    """
+    with tempfile.TemporaryDirectory() as scratch:
+        copy = Path(scratch) / source.name
+        shutil.copytree(source, copy, ignore=shutil.ignore_patterns("*.egg-info", "build"))
+        _pip_install(copy, target)
+    return target
+
+
+def _pip_install(source: Path, target: Path) -> None:
     subprocess.run(
         [
             sys.executable,
@@ -36,7 +49,6 @@ def pip_install_target(source: Path, target: Path) -> Path:
         check=True,
         capture_output=True,
     )
-    return target
 
 
 @pytest.fixture(scope="session")
@@ -124,12 +136,19 @@ def wait_for_step(studio: Studio, step: int, proc: subprocess.Popen, timeout: fl
 
 
 @pytest.fixture
-def toy_plugin(studio_plugin) -> Iterator[None]:
-    """The toy plugin registered in-process (for CliRunner tests)."""
-    src = str(TOY_PLUGIN / "src")
-    sys.path.insert(0, src)
+def toy_plugin(studio_plugin, tmp_path_factory) -> Iterator[None]:
+    """The toy plugin registered in-process through the ``studio_plugin`` fixture.
+
+    Only the import package is put on ``sys.path`` (a copy without packaging metadata, which a
+    wheel build may leave in the source tree and which would register the entry point again).
+    """
+    src = tmp_path_factory.mktemp("toy-src")
+    shutil.copytree(TOY_PLUGIN / "src" / "studio_toy", src / "studio_toy")
+    sys.path.insert(0, str(src))
     import studio_toy.plugin
 
     studio_plugin(studio_toy.plugin, name="toy", distribution="studio-toy")
     yield
-    sys.path.remove(src)
+    sys.path.remove(str(src))
+    for name in [m for m in sys.modules if m == "studio_toy" or m.startswith("studio_toy.")]:
+        del sys.modules[name]

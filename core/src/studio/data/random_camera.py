@@ -209,8 +209,8 @@ class RandomCameraDataModule(DataModule):
         batch.update(
             index=torch.tensor([index]),
             light_positions=positions.clone(),
-            elevation=elevation / cam.DEG,
-            azimuth=azimuth / cam.DEG,
+            elevation=torch.tensor([cfg.eval_elevation_deg]),
+            azimuth=torch.tensor([azimuth_deg]),
             camera_distances=distance,
         )
         return batch

@@ -6,6 +6,8 @@ import csv
 import math
 from pathlib import Path
 
+from studio.errors import StudioError
+
 
 class MetricsWriter:
     """Append rows ``{"step": n, key: value, ...}``; new keys widen the file (rewritten once)."""
@@ -26,7 +28,13 @@ class MetricsWriter:
             self._rewrite()
         self._tb = None
         if tensorboard_dir is not None:
-            from torch.utils.tensorboard import SummaryWriter
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                raise StudioError(
+                    "trainer.tensorboard=true needs the tensorboard package: pip install "
+                    "tensorboard (or set trainer.tensorboard=false; metrics.csv is always written)."
+                ) from None
 
             self._tb = SummaryWriter(str(tensorboard_dir))
 
