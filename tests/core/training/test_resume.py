@@ -40,7 +40,7 @@ def test_sigterm_then_resume_is_bit_identical(studio_cli, uninterrupted):
     proc = studio_cli.popen("run", "toy-fit", *STEPS, "system.step_sleep=0.15")
     run_dir = wait_for_step(studio_cli, 10, proc)
     proc.send_signal(signal.SIGTERM)
-    out, err = proc.communicate(timeout=60)
+    _, err = proc.communicate(timeout=60)
     assert proc.returncode == 143, err
     assert "studio resume" in err and "Traceback" not in err
     stopped_at = load_checkpoint(run_dir / "ckpts" / "last.ckpt")["global_step"]

@@ -15,7 +15,7 @@ def test_first_ctrl_c_runs_the_test_stage(studio_cli):
     proc = studio_cli.popen("run", "toy-fit", *LONG, "system.step_sleep=0.05")
     run_dir = wait_for_step(studio_cli, 3, proc)
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=120)
+    _, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
     step = load_checkpoint(run_dir / "ckpts" / "last.ckpt")["global_step"]
     assert 3 <= step < 1000
@@ -32,7 +32,7 @@ def test_second_ctrl_c_quits_quickly(studio_cli):
     time.sleep(1.0)  # now inside the (slow) test stage
     sent = time.monotonic()
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
+    _, err = proc.communicate(timeout=60)
     elapsed = time.monotonic() - sent
     assert proc.returncode == 130, err
     assert elapsed < 5.0, elapsed
