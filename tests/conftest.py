@@ -19,36 +19,39 @@ ROOT = Path(__file__).resolve().parent.parent
 TOY_PLUGIN = ROOT / "tests" / "fixtures" / "toyplugin"
 
 
-def pip_install_target(source: Path, target: Path) -> Path:
-    """Build ``source`` (a project folder) into a wheel and install it under ``target``.
-
-    The project is copied first so the build leaves no metadata in the source tree.
-    """
+def _pip_in_copy(source: Path, *args: str) -> None:
+    """Run ``pip <args> <copy of source>``; the copy keeps build metadata out of the source tree."""
     with tempfile.TemporaryDirectory() as scratch:
         copy = Path(scratch) / source.name
         shutil.copytree(source, copy, ignore=shutil.ignore_patterns("*.egg-info", "build"))
-        _pip_install(copy, target)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                *args,
+                "--quiet",
+                "--no-deps",
+                "--no-build-isolation",
+                "--disable-pip-version-check",
+                str(copy),
+            ],
+            check=True,
+            capture_output=True,
+        )
+
+
+def pip_install_target(source: Path, target: Path) -> Path:
+    """Build ``source`` (a project folder) into a wheel and install it under ``target``."""
+    _pip_in_copy(source, "install", "--target", str(target))
     return target
 
 
-def _pip_install(source: Path, target: Path) -> None:
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--no-deps",
-            "--no-build-isolation",
-            "--disable-pip-version-check",
-            "--target",
-            str(target),
-            str(source),
-        ],
-        check=True,
-        capture_output=True,
-    )
+def build_wheel(source: Path, wheel_dir: Path) -> Path:
+    """Build ``source`` into a wheel in ``wheel_dir``; returns the wheel's path."""
+    _pip_in_copy(source, "wheel", "--wheel-dir", str(wheel_dir))
+    (wheel,) = wheel_dir.glob("*.whl")
+    return wheel
 
 
 @pytest.fixture(scope="session")
