@@ -8,6 +8,7 @@ import json
 import imageio.v3 as iio
 import yaml
 
+from studio.io.images import read_video
 from studio.training.checkpoint import load_checkpoint
 
 
@@ -36,7 +37,7 @@ def test_run_writes_the_documented_run_directory(studio_cli):
     assert grid.shape == (16, 32, 3)  # prediction | target, 16x16 each
     frames = sorted((save / "it12-test").glob("*.png"))
     assert len(frames) == 6
-    video = iio.imread(save / "it12-test.mp4")
+    video = read_video(save / "it12-test.mp4")
     assert video.shape[0] == 6
 
     ckpt = load_checkpoint(run_dir / "ckpts" / "last.ckpt")

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 from typing import Any, Literal, Optional
 
 import numpy as np
+
+from studio.errors import StudioError
 
 Colormap = Optional[Literal["jet"]]
 
@@ -82,13 +85,56 @@ def write_png(path: Path, img: np.ndarray) -> None:
 
 
 def write_video(path: Path, frames: list[np.ndarray], fps: int = 30) -> None:
-    """mp4 (H.264 through imageio-ffmpeg) or gif, chosen by the suffix; written atomically."""
+    """mp4 or gif (chosen by the suffix), written atomically.
+
+    mp4 uses H.264 through imageio-ffmpeg; where that is not installed, OpenCV's MPEG-4 writer.
+    """
     import imageio.v2 as imageio
 
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.stem}.partial{path.suffix}")
     if path.suffix == ".gif":
         imageio.mimsave(tmp, frames, duration=1000 / fps, loop=0)
-    else:
+    elif importlib.util.find_spec("imageio_ffmpeg") is not None:
         imageio.mimsave(tmp, frames, fps=fps, macro_block_size=1, quality=8)
+    elif importlib.util.find_spec("cv2") is not None:
+        _write_mp4_opencv(tmp, frames, fps)
+    else:
+        raise StudioError(
+            f"Cannot write {path.name}: mp4 needs imageio-ffmpeg (pip install imageio-ffmpeg) or "
+            f"OpenCV (pip install opencv-python-headless). The frames are in {path.parent}."
+        )
     tmp.replace(path)
+
+
+def _write_mp4_opencv(path: Path, frames: list[np.ndarray], fps: int) -> None:
+    import cv2
+
+    height, width = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+    try:
+        for frame in frames:
+            writer.write(cv2.cvtColor(np.ascontiguousarray(frame[..., :3]), cv2.COLOR_RGB2BGR))
+    finally:
+        writer.release()
+
+
+def read_video(path: Path) -> np.ndarray:
+    """All frames of a video ``[N, H, W, 3]`` uint8 (imageio-ffmpeg, else OpenCV)."""
+    if importlib.util.find_spec("imageio_ffmpeg") is not None:
+        import imageio.v3 as iio
+
+        return np.asarray(iio.imread(path))
+    import cv2
+
+    capture = cv2.VideoCapture(str(path))
+    frames = []
+    try:
+        while True:
+            ok, frame = capture.read()
+            if not ok:
+                break
+            frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+    finally:
+        capture.release()
+    return np.stack(frames)

@@ -175,7 +175,7 @@ class Trainer:
 
     def load_weights(self) -> dict[str, Any]:
         """Load ``last.ckpt``'s parameters into the system; returns the checkpoint."""
-        checkpoint = load_checkpoint(self.run.last_ckpt, map_location=self.device)
+        checkpoint = load_checkpoint(self.run.last_ckpt)  # CPU: RNG states must stay on the host
         self.system.load_state_dict(checkpoint["state_dict"])
         self._set_step(int(checkpoint["global_step"]))
         self.system.do_update_step(0, self.global_step, on_load_weights=True)
