@@ -1,0 +1,1 @@
+"""Encodings and MLPs (PyTorch everywhere; tinycudann when installed on CUDA)."""
