@@ -8,11 +8,18 @@ import torch
 import torch.nn.functional as F
 
 
-def ray_directions(height: int, width: int, focal: float | torch.Tensor) -> torch.Tensor:
+def ray_directions(
+    height: int,
+    width: int,
+    focal: float | torch.Tensor,
+    *,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
     """Camera-space directions ``[H, W, 3]`` through pixel centres (unit focal scaled by ``focal``)."""
     j, i = torch.meshgrid(
-        torch.arange(height, dtype=torch.float32) + 0.5,
-        torch.arange(width, dtype=torch.float32) + 0.5,
+        torch.arange(height, dtype=dtype, device=device) + 0.5,
+        torch.arange(width, dtype=dtype, device=device) + 0.5,
         indexing="ij",
     )
     return torch.stack(
@@ -21,16 +28,32 @@ def ray_directions(height: int, width: int, focal: float | torch.Tensor) -> torc
 
 
 def look_at(position: torch.Tensor, center: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
-    """Camera-to-world ``[B, 4, 4]``: columns right, up, -lookat, position."""
+    """Camera-to-world ``[B, 4, 4]``: columns right, up, -lookat, position.
+
+    When the view direction is (anti)parallel to ``up`` (a camera straight above or below the
+    centre) the frame is the limit reached from the +x side of the up axis, so it stays a rotation.
+    """
     lookat = F.normalize(center - position, dim=-1)
-    right = F.normalize(torch.cross(lookat, up, dim=-1), dim=-1)
+    up = up.expand_as(lookat)
+    right = torch.cross(lookat, up, dim=-1)
+    degenerate = right.norm(dim=-1, keepdim=True) <= 1e-6 * up.norm(dim=-1, keepdim=True)
+    # Always computed (no host sync on an accelerator): the fallback "up" is the axis
+    # perpendicular to up nearest +x (+y where up is along x), signed like the +x-side limit.
+    up_dir = F.normalize(up, dim=-1)
+    axis = torch.zeros_like(up_dir)
+    axis[..., 0] = 1.0
+    axis = torch.where(up_dir[..., :1].abs() > 0.9, torch.roll(axis, 1, dims=-1), axis)
+    perpendicular = F.normalize(axis - (axis * up_dir).sum(-1, keepdim=True) * up_dir, dim=-1)
+    sign = torch.where((lookat * up_dir).sum(-1, keepdim=True) < 0, -1.0, 1.0).to(lookat)
+    right = torch.where(degenerate, torch.cross(lookat, sign * perpendicular, dim=-1), right)
+    right = F.normalize(right, dim=-1)
     true_up = F.normalize(torch.cross(right, lookat, dim=-1), dim=-1)
-    c2w = torch.zeros(position.shape[0], 4, 4, dtype=position.dtype)
-    c2w[:, :3, 0] = right
-    c2w[:, :3, 1] = true_up
-    c2w[:, :3, 2] = -lookat
-    c2w[:, :3, 3] = position
-    c2w[:, 3, 3] = 1.0
+    c2w = torch.zeros(*position.shape[:-1], 4, 4, dtype=position.dtype, device=position.device)
+    c2w[..., :3, 0] = right
+    c2w[..., :3, 1] = true_up
+    c2w[..., :3, 2] = -lookat
+    c2w[..., :3, 3] = position
+    c2w[..., 3, 3] = 1.0
     return c2w
 
 
@@ -38,7 +61,7 @@ def projection_matrix(
     fovy: torch.Tensor, aspect: float, near: float = 0.01, far: float = 100.0
 ) -> torch.Tensor:
     """OpenGL perspective ``[B, 4, 4]`` with y flipped (image row 0 at the top)."""
-    proj = torch.zeros(fovy.shape[0], 4, 4, dtype=torch.float32)
+    proj = torch.zeros(fovy.shape[0], 4, 4, dtype=fovy.dtype, device=fovy.device)
     tan_half = torch.tan(fovy / 2)
     proj[:, 0, 0] = 1.0 / (tan_half * aspect)
     proj[:, 1, 1] = -1.0 / tan_half

@@ -12,6 +12,7 @@ switch happens on exactly the step named (the trainer updates the module before 
 from __future__ import annotations
 
 import bisect
+import itertools
 import math
 from collections.abc import Sequence
 from typing import Any, Literal, Union
@@ -68,7 +69,12 @@ class RandomCameraDataModule(DataModule):
         self.heights = _as_list(cfg.height)
         self.widths = _as_list(cfg.width)
         self.batch_sizes = _as_list(cfg.batch_size)
-        n = len(cfg.resolution_milestones) + 1
+        milestones = list(cfg.resolution_milestones)
+        if any(b <= a for a, b in itertools.pairwise(milestones)):
+            raise ConfigError(
+                f"data.resolution_milestones: steps must be strictly increasing; got {milestones}."
+            )
+        n = len(milestones) + 1
         for key, values in (
             ("height", self.heights),
             ("width", self.widths),
@@ -79,6 +85,8 @@ class RandomCameraDataModule(DataModule):
                     f"data.{key}: a list needs one entry per resolution stage "
                     f"(len(resolution_milestones) + 1 = {n}); got {len(values)}."
                 )
+            if any(v < 1 for v in values):
+                raise ConfigError(f"data.{key}: must be at least 1; got {values}.")
         self._stage = 0
 
     # -- step-dependent resolution ---------------------------------------------------------------
