@@ -1,0 +1,399 @@
+"""Input encodings built from tiny-cuda-nn-style configs: hash grids, spherical harmonics, frequency.
+
+:func:`build_encoding` takes the same dictionaries as tiny-cuda-nn / threestudio configs
+(``otype`` plus that encoding's keys, with tcnn's defaults for omitted keys) and returns a module
+with ``n_output_dims``. Inputs are in ``[0, 1]`` (tcnn's convention); outputs are float32.
+
+Facts checked against NVlabs/tiny-cuda-nn (``encodings/spherical_harmonics.h``,
+``encodings/frequency.h``, ``src/encoding.cu``):
+
+* SphericalHarmonics maps each input ``v -> 2v - 1`` and writes ``degree**2`` values: band ``l``
+  at ``l*l + l + m`` for ``m = -l..l``, the real SH basis with the Condon-Shortley phase
+  (``Y_1^{-1} = -0.4886 y``, ``Y_1^0 = 0.4886 z``, ``Y_1^1 = -0.4886 x``, ...) evaluated as
+  polynomials (``Y_2^0 = 0.9462 z^2 - 0.3154``, not the homogeneous form); degree 1..8, default 4.
+* Frequency writes, for each input dimension in turn, ``sin(2^k pi x + (j % 2) pi / 2)`` for
+  ``j = 0 .. 2 n_frequencies - 1`` and ``k = j // 2`` (sin/cos interleaved per frequency);
+  default ``n_frequencies`` 12.
+* Grid defaults: 16 levels, 2 features, log2_hashmap_size 19, base_resolution 16,
+  per_level_scale 2.0.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from typing import Any, Literal
+
+import attrs
+import numpy as np
+import torch
+from numpy.polynomial import legendre, polynomial
+from torch import nn
+
+from studio.backends import choose
+from studio.base import Updateable
+from studio.config.convert import structure
+from studio.errors import ConfigError
+from studio_dreamfusion.networks.hashgrid import HashGrid
+
+Backend = Literal["auto", "torch", "tinycudann"]
+
+
+# -- configs -------------------------------------------------------------------------------------
+
+
+@attrs.define(kw_only=True)
+class HashGridConfig:
+    """``otype: HashGrid`` (tcnn's ``Grid`` with ``type: Hash``); tcnn's defaults."""
+
+    otype: str = "HashGrid"
+    n_levels: int = 16
+    n_features_per_level: int = 2
+    log2_hashmap_size: int = 19
+    base_resolution: int = 16
+    per_level_scale: float = 2.0
+    include_xyz: bool = False
+    backend: Backend = "auto"
+
+
+@attrs.define(kw_only=True)
+class ProgressiveBandHashGridConfig(HashGridConfig):
+    """A hash grid whose finer levels are switched on over training (threestudio's keys)."""
+
+    otype: str = "ProgressiveBandHashGrid"
+    start_level: int = 8
+    start_step: int = 2000
+    update_steps: int = 500
+
+
+@attrs.define(kw_only=True)
+class SphericalHarmonicsConfig:
+    otype: str = "SphericalHarmonics"
+    degree: int = 4
+    include_xyz: bool = False
+    backend: Backend = "auto"
+
+
+@attrs.define(kw_only=True)
+class FrequencyConfig:
+    otype: str = "Frequency"
+    n_frequencies: int = 12
+    include_xyz: bool = False
+    backend: Backend = "auto"
+
+
+CONFIGS: dict[str, type] = {
+    "HashGrid": HashGridConfig,
+    "ProgressiveBandHashGrid": ProgressiveBandHashGridConfig,
+    "SphericalHarmonics": SphericalHarmonicsConfig,
+    "Frequency": FrequencyConfig,
+}
+
+
+# -- modules -------------------------------------------------------------------------------------
+
+
+class SphericalHarmonics(nn.Module):
+    """tcnn's real spherical harmonics of a direction given in ``[0, 1]^3`` (``v -> 2v - 1``).
+
+    ``forward(d)``: ``[N, 3] -> [N, degree**2]`` float32, differentiable in ``d``.
+    """
+
+    def __init__(self, degree: int = 4, n_input_dims: int = 3) -> None:
+        super().__init__()
+        if n_input_dims != 3:
+            raise ValueError("SphericalHarmonics encodes 3D directions (n_input_dims must be 3)")
+        if not 1 <= degree <= 8:
+            raise ValueError(f"SphericalHarmonics: degree must be 1..8, got {degree}")
+        self.degree = degree
+        self.n_input_dims = 3
+        self.n_output_dims = degree * degree
+        # Y_l^m = K_lm * A_m(x, y) * Q_l^|m|(z): A_m = Re (x + iy)^m for m > 0, Im (x + iy)^|m|
+        # for m < 0, 1 for m = 0; Q_l^m(z) = (-1)^m d^m/dz^m P_l(z) (P_l: Legendre polynomial);
+        # K_lm = sqrt((2l+1)/(4 pi) (l-|m|)!/(l+|m|)!), times sqrt(2) for m != 0.
+        self._terms: list[tuple[int, list[float]]] = []  # per output: (m, z-coefficients * K)
+        for band in range(degree):
+            p_l = legendre.leg2poly([0.0] * band + [1.0])
+            for m in range(-band, band + 1):
+                k = abs(m)
+                norm = math.sqrt(
+                    (2 * band + 1)
+                    / (4 * math.pi)
+                    * math.factorial(band - k)
+                    / math.factorial(band + k)
+                )
+                if m != 0:
+                    norm *= math.sqrt(2.0)
+                q = polynomial.polyder(p_l, k) * ((-1.0) ** k) if k else np.asarray(p_l)
+                self._terms.append((m, [float(c) * norm for c in np.atleast_1d(q)]))
+
+    def extra_repr(self) -> str:
+        return f"degree={self.degree}"
+
+    def forward(self, d: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(device_type=d.device.type, enabled=False):
+            v = d.float() * 2.0 - 1.0
+            x, y, z = v.unbind(-1)
+            # Re/Im of (x + iy)^m by the complex recurrence.
+            re, im = [torch.ones_like(x)], [torch.zeros_like(x)]
+            for _ in range(1, self.degree):
+                r, i = re[-1], im[-1]
+                re.append(r * x - i * y)
+                im.append(r * y + i * x)
+            z_powers = [torch.ones_like(z)]
+            for _ in range(1, self.degree):
+                z_powers.append(z_powers[-1] * z)
+            columns = []
+            for m, coefficients in self._terms:
+                q: torch.Tensor | None = None  # K * Q(z), evaluated term by term
+                for power, c in enumerate(coefficients):
+                    if c != 0.0:
+                        q = c * z_powers[power] if q is None else q + c * z_powers[power]
+                assert q is not None
+                if m > 0:
+                    q = q * re[m]
+                elif m < 0:
+                    q = q * im[-m]
+                columns.append(q)
+            return torch.stack(columns, dim=-1)
+
+
+class Frequency(nn.Module):
+    """tcnn's ``Frequency`` encoding: per input dim ``sin(2^k pi x)``, ``cos(2^k pi x)``, k < n.
+
+    ``forward(x)``: ``[N, d] -> [N, d * 2 * n_frequencies]`` float32.
+    """
+
+    def __init__(self, n_input_dims: int, n_frequencies: int = 12) -> None:
+        super().__init__()
+        if n_frequencies < 1:
+            raise ValueError(f"Frequency: n_frequencies must be positive, got {n_frequencies}")
+        self.n_input_dims = n_input_dims
+        self.n_frequencies = n_frequencies
+        self.n_output_dims = n_input_dims * n_frequencies * 2
+        j = torch.arange(2 * n_frequencies)
+        self.register_buffer("_scales", torch.exp2((j // 2).float()), persistent=False)
+        self.register_buffer("_phases", (j % 2).float() * (math.pi / 2), persistent=False)
+
+    def extra_repr(self) -> str:
+        return f"n_input_dims={self.n_input_dims}, n_frequencies={self.n_frequencies}"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            x = x.float()
+            arg = (x.unsqueeze(-1) * self._scales) * math.pi + self._phases  # [N, d, 2n]
+            return torch.sin(arg).reshape(*x.shape[:-1], self.n_output_dims)
+
+
+class ProgressiveBandHashGrid(nn.Module, Updateable):
+    """A hash grid (PyTorch or tcnn) whose output is masked to its first ``current_level`` levels.
+
+    ``current_level = min(start_level + max(step - start_step, 0) // update_steps, n_levels)``
+    after :meth:`update_step`; the mask only grows. Unlike threestudio (whose mask is all zeros
+    until the first ``update_step``), the mask starts with ``start_level`` levels on.
+    """
+
+    def __init__(
+        self,
+        n_input_dims: int = 3,
+        n_levels: int = 16,
+        n_features_per_level: int = 2,
+        log2_hashmap_size: int = 19,
+        base_resolution: int = 16,
+        per_level_scale: float = 2.0,
+        start_level: int = 8,
+        start_step: int = 2000,
+        update_steps: int = 500,
+        encoding: nn.Module | None = None,
+    ) -> None:
+        super().__init__()
+        if update_steps < 1:
+            raise ValueError(
+                f"ProgressiveBandHashGrid: update_steps must be >= 1, got {update_steps}"
+            )
+        if encoding is None:
+            encoding = HashGrid(
+                n_input_dims,
+                n_levels,
+                n_features_per_level,
+                log2_hashmap_size,
+                base_resolution,
+                per_level_scale,
+            )
+        self.encoding = encoding
+        self.n_input_dims = n_input_dims
+        self.n_output_dims = n_levels * n_features_per_level
+        self.n_levels = n_levels
+        self.n_features_per_level = n_features_per_level
+        self.start_level = start_level
+        self.start_step = start_step
+        self.update_steps = update_steps
+        self.current_level = 0
+        self.register_buffer("mask", torch.zeros(self.n_output_dims), persistent=False)
+        self._grow_to(min(max(start_level, 0), n_levels))
+
+    def levels_at(self, global_step: int) -> int:
+        """How many levels the schedule enables at ``global_step``."""
+        grown = max(global_step - self.start_step, 0) // self.update_steps
+        return min(self.start_level + grown, self.n_levels)
+
+    def _grow_to(self, level: int) -> None:
+        if level <= self.current_level:
+            return
+        self.current_level = level
+        mask = torch.zeros_like(self.mask)
+        mask[: level * self.n_features_per_level] = 1.0
+        self.mask = mask  # a new tensor: graphs that saved the old mask stay valid
+
+    def update_step(self, epoch: int, global_step: int, on_load_weights: bool = False) -> None:
+        self._grow_to(self.levels_at(global_step))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encoding(x).float() * self.mask
+
+
+class CompositeEncoding(nn.Module):
+    """``[2x - 1, encoding(x)]`` (threestudio's ``include_xyz``): ``n_input_dims`` more outputs."""
+
+    def __init__(self, encoding: nn.Module, n_input_dims: int) -> None:
+        super().__init__()
+        self.encoding = encoding
+        self.n_input_dims = n_input_dims
+        self.n_output_dims = n_input_dims + int(encoding.n_output_dims)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        encoded = self.encoding(x)
+        return torch.cat([x.to(encoded.dtype) * 2.0 - 1.0, encoded], dim=-1)
+
+
+# -- tiny-cuda-nn ---------------------------------------------------------------------------------
+
+
+def _as_float32(_module: nn.Module, _inputs: Any, output: torch.Tensor) -> torch.Tensor:
+    return output.float()
+
+
+def tcnn_encoding(n_input_dims: int, tcnn_config: dict[str, Any]) -> nn.Module:
+    """``tinycudann.Encoding`` (fp32 parameters, float32 output); imported only when used.
+
+    Its parameter is called ``params`` with the same layout as :class:`HashGrid`'s, so the two
+    backends' state dicts are interchangeable for hash grids.
+    """
+    import tinycudann
+
+    module = tinycudann.Encoding(n_input_dims, tcnn_config, dtype=torch.float32)
+    module.register_forward_hook(_as_float32)
+    return module
+
+
+def resolve_backend(requested: str, path: str, cuda: bool | None = None) -> str:
+    """``torch`` or ``tinycudann`` for ``requested`` (``auto`` picks tcnn only with CUDA)."""
+    if cuda is None:
+        cuda = torch.cuda.is_available()
+    try:
+        return choose("hash-grid", requested, cuda=cuda)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}.backend: {exc}") from None
+
+
+# -- builder --------------------------------------------------------------------------------------
+
+
+def _fail(path: str, key: str, message: str) -> ConfigError:
+    return ConfigError(f"Invalid configuration: {path}.{key}: {message}.")
+
+
+def build_encoding(
+    n_input_dims: int, config: dict[str, Any], path: str = "encoding", *, cuda: bool | None = None
+) -> nn.Module:
+    """The encoding ``config`` describes (``otype`` in :data:`CONFIGS`), with ``n_output_dims``.
+
+    Keys are validated strictly (unknown or mistyped keys raise :class:`ConfigError` naming
+    ``path``). ``backend`` (auto | torch | tinycudann) picks tiny-cuda-nn when it is installed and
+    CUDA is available (``cuda`` overrides the check); otherwise the PyTorch implementations here.
+    """
+    if not isinstance(config, dict):
+        raise ConfigError(
+            f"Invalid configuration: {path} must be a mapping with an 'otype', got {config!r}."
+        )
+    otype = config.get("otype")
+    # tcnn matches otype names case-insensitively; so do we.
+    otype = {name.lower(): name for name in CONFIGS}.get(str(otype).lower(), otype)
+    if otype not in CONFIGS:
+        names = ", ".join(CONFIGS)
+        if otype is None:
+            raise _fail(path, "otype", f"a required value is missing (one of {names})")
+        close = difflib.get_close_matches(str(otype), list(CONFIGS), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise _fail(path, "otype", f"unknown encoding {otype!r}{hint}; choose one of {names}")
+    cfg = structure(config, CONFIGS[otype], path)
+    backend = resolve_backend(cfg.backend, path, cuda)
+    encoding: nn.Module
+    if isinstance(cfg, HashGridConfig):  # also ProgressiveBandHashGridConfig
+        _check_grid(cfg, path)
+        grid_keys = {
+            "n_levels": cfg.n_levels,
+            "n_features_per_level": cfg.n_features_per_level,
+            "log2_hashmap_size": cfg.log2_hashmap_size,
+            "base_resolution": cfg.base_resolution,
+            "per_level_scale": cfg.per_level_scale,
+        }
+        if backend == "tinycudann":
+            tcnn_otype = {"otype": "Grid", "type": "Hash"}  # tcnn's name for the same grid
+            grid: nn.Module = tcnn_encoding(n_input_dims, {**tcnn_otype, **grid_keys})
+        else:
+            grid = HashGrid(n_input_dims, **grid_keys)
+        if isinstance(cfg, ProgressiveBandHashGridConfig):
+            if cfg.update_steps < 1:
+                raise _fail(path, "update_steps", f"must be at least 1, got {cfg.update_steps}")
+            encoding = ProgressiveBandHashGrid(
+                n_input_dims,
+                **grid_keys,
+                start_level=cfg.start_level,
+                start_step=cfg.start_step,
+                update_steps=cfg.update_steps,
+                encoding=grid,
+            )
+        else:
+            encoding = grid
+    elif isinstance(cfg, SphericalHarmonicsConfig):
+        if n_input_dims != 3:
+            raise ConfigError(
+                f"Invalid configuration: {path}: SphericalHarmonics encodes 3D directions, "
+                f"got {n_input_dims} input dims."
+            )
+        if not 1 <= cfg.degree <= 8:
+            raise _fail(path, "degree", f"must be 1..8 (as in tiny-cuda-nn), got {cfg.degree}")
+        if backend == "tinycudann":
+            encoding = tcnn_encoding(3, {"otype": "SphericalHarmonics", "degree": cfg.degree})
+        else:
+            encoding = SphericalHarmonics(cfg.degree)
+    else:
+        assert isinstance(cfg, FrequencyConfig)
+        if cfg.n_frequencies < 1:
+            raise _fail(path, "n_frequencies", f"must be positive, got {cfg.n_frequencies}")
+        if backend == "tinycudann":
+            tcnn_cfg = {"otype": "Frequency", "n_frequencies": cfg.n_frequencies}
+            encoding = tcnn_encoding(n_input_dims, tcnn_cfg)
+        else:
+            encoding = Frequency(n_input_dims, cfg.n_frequencies)
+    if cfg.include_xyz:
+        encoding = CompositeEncoding(encoding, n_input_dims)
+    return encoding
+
+
+def _check_grid(cfg: HashGridConfig, path: str) -> None:
+    if cfg.n_levels < 1:
+        raise _fail(path, "n_levels", f"must be at least 1, got {cfg.n_levels}")
+    if cfg.n_features_per_level not in (1, 2, 4, 8):
+        raise _fail(
+            path,
+            "n_features_per_level",
+            f"must be 1, 2, 4 or 8 (as in tiny-cuda-nn), got {cfg.n_features_per_level}",
+        )
+    if not 3 <= cfg.log2_hashmap_size <= 30:
+        raise _fail(path, "log2_hashmap_size", f"must be 3..30, got {cfg.log2_hashmap_size}")
+    if cfg.base_resolution < 1:
+        raise _fail(path, "base_resolution", f"must be at least 1, got {cfg.base_resolution}")
+    if cfg.per_level_scale <= 0:
+        raise _fail(path, "per_level_scale", f"must be positive, got {cfg.per_level_scale}")

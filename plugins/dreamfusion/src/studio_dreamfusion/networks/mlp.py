@@ -1,0 +1,187 @@
+"""MLPs from tiny-cuda-nn-style configs: ``VanillaMLP`` (PyTorch) and tcnn's fused networks.
+
+``FullyFusedMLP`` / ``CutlassMLP`` run on ``tinycudann.Network`` when it is installed and CUDA is
+available; otherwise they fall back to :class:`VanillaMLP` with the same topology (hidden width,
+hidden layer count, no biases, activations), computed in float32. The two backends' parameters
+are laid out differently (tcnn pads widths to multiples of 16), so their checkpoints do not mix.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+from typing import Any, Literal
+
+import attrs
+import torch
+from torch import nn
+
+from studio.config.convert import structure
+from studio.errors import ConfigError
+from studio_dreamfusion.networks.encodings import resolve_backend
+
+_K_ACT = 10.0  # tcnn's sharpness constant for Softplus / Squareplus
+
+
+def _squareplus(x: torch.Tensor) -> torch.Tensor:
+    u = x * _K_ACT
+    return 0.5 * (u + torch.sqrt(u * u + 4.0)) / _K_ACT
+
+
+#: tcnn's activation names (case-insensitive there and here) and their definitions.
+ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
+    "none": nn.Identity,
+    "relu": lambda: nn.ReLU(inplace=True),
+    "leakyrelu": lambda: nn.LeakyReLU(0.01, inplace=True),
+    "exponential": lambda: _Lambda(torch.exp),
+    "sine": lambda: _Lambda(torch.sin),
+    "sigmoid": nn.Sigmoid,
+    "squareplus": lambda: _Lambda(_squareplus),
+    "softplus": lambda: nn.Softplus(beta=_K_ACT),  # log(1 + exp(10 x)) / 10, as tcnn
+    "tanh": nn.Tanh,
+}
+
+
+class _Lambda(nn.Module):
+    def __init__(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fn(x)
+
+
+@attrs.define(kw_only=True)
+class MLPConfig:
+    """tcnn network keys (tcnn's defaults); ``otype`` VanillaMLP, FullyFusedMLP or CutlassMLP."""
+
+    otype: str
+    activation: str = "ReLU"
+    output_activation: str = "None"
+    n_neurons: int = 128
+    n_hidden_layers: int = 5
+    backend: Literal["auto", "torch", "tinycudann"] = "auto"
+
+
+OTYPES = ("VanillaMLP", "FullyFusedMLP", "CutlassMLP")
+
+
+def _activation(name: str, path: str) -> nn.Module:
+    key = name.lower()
+    if key not in ACTIVATIONS:
+        close = difflib.get_close_matches(key, list(ACTIVATIONS), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ConfigError(
+            f"Invalid configuration: {path}: unknown activation {name!r}{hint}; choose one of "
+            f"{', '.join(ACTIVATIONS)} (case-insensitive)."
+        )
+    return ACTIVATIONS[key]()
+
+
+class VanillaMLP(nn.Module):
+    """``Linear(no bias) -> act`` x ``n_hidden_layers``, then ``Linear(no bias) -> output act``.
+
+    ``n_hidden_layers = 0`` is a single linear map. Runs in float32 with autocast disabled (mixed
+    precision gave empty gradients in threestudio); the output is float32.
+    """
+
+    def __init__(
+        self,
+        n_in: int,
+        n_out: int,
+        n_neurons: int,
+        n_hidden_layers: int,
+        activation: str = "ReLU",
+        output_activation: str = "none",
+    ) -> None:
+        super().__init__()
+        if n_hidden_layers < 0 or n_neurons < 1:
+            raise ValueError("VanillaMLP: n_hidden_layers >= 0 and n_neurons >= 1 are required")
+        self.n_input_dims = n_in
+        self.n_output_dims = n_out
+        layers: list[nn.Module] = []
+        width = n_in
+        for _ in range(n_hidden_layers):
+            layers += [
+                nn.Linear(width, n_neurons, bias=False),
+                _activation(activation, "activation"),
+            ]
+            width = n_neurons
+        layers.append(nn.Linear(width, n_out, bias=False))
+        self.layers = nn.Sequential(*layers)
+        self.output_activation = _activation(output_activation, "output_activation")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            return self.output_activation(self.layers(x.float()))
+
+
+def _as_float32(_module: nn.Module, _inputs: Any, output: torch.Tensor) -> torch.Tensor:
+    return output.float()
+
+
+def tcnn_network(n_in: int, n_out: int, tcnn_config: dict[str, Any]) -> nn.Module:
+    """``tinycudann.Network`` with a float32 output; imported only when used."""
+    import tinycudann
+
+    module = tinycudann.Network(n_in, n_out, tcnn_config)
+    module.n_input_dims, module.n_output_dims = n_in, n_out
+    module.register_forward_hook(_as_float32)
+    return module
+
+
+def build_mlp(
+    n_in: int, n_out: int, config: dict[str, Any], path: str = "mlp", *, cuda: bool | None = None
+) -> nn.Module:
+    """The MLP ``config`` describes; keys validated strictly (ConfigError naming ``path``).
+
+    ``VanillaMLP`` is always PyTorch. ``FullyFusedMLP`` / ``CutlassMLP`` use tiny-cuda-nn when
+    ``backend`` resolves to it (installed and CUDA, or forced) and VanillaMLP otherwise.
+    """
+    if not isinstance(config, dict):
+        raise ConfigError(
+            f"Invalid configuration: {path} must be a mapping with an 'otype', got {config!r}."
+        )
+    otype = config.get("otype")
+    # tcnn matches otype names case-insensitively; so do we.
+    otype = {name.lower(): name for name in OTYPES}.get(str(otype).lower(), otype)
+    if otype not in OTYPES:
+        close = difflib.get_close_matches(str(otype), list(OTYPES), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        what = "a required value is missing" if otype is None else f"unknown network {otype!r}"
+        raise ConfigError(
+            f"Invalid configuration: {path}.otype: {what}{hint}; choose one of {', '.join(OTYPES)}."
+        )
+    cfg = structure(config, MLPConfig, path)
+    if cfg.n_neurons < 1:
+        raise ConfigError(f"Invalid configuration: {path}.n_neurons: must be at least 1.")
+    if cfg.n_hidden_layers < 0:
+        raise ConfigError(f"Invalid configuration: {path}.n_hidden_layers: must be at least 0.")
+    # Validate the names on every backend, so a typo fails on CPU too.
+    _activation(cfg.activation, f"{path}.activation")
+    _activation(cfg.output_activation, f"{path}.output_activation")
+    if otype == "VanillaMLP" and cfg.backend == "tinycudann":
+        raise ConfigError(
+            f"Invalid configuration: {path}.backend: VanillaMLP is PyTorch only; use otype "
+            f"FullyFusedMLP or CutlassMLP for tiny-cuda-nn."
+        )
+    if otype != "VanillaMLP" and resolve_backend(cfg.backend, path, cuda) == "tinycudann":
+        tcnn_config = {
+            "otype": otype,
+            "activation": cfg.activation,
+            "output_activation": cfg.output_activation,
+            "n_neurons": cfg.n_neurons,
+            "n_hidden_layers": cfg.n_hidden_layers,
+        }
+        return tcnn_network(n_in, n_out, tcnn_config)
+    return VanillaMLP(
+        n_in,
+        n_out,
+        cfg.n_neurons,
+        cfg.n_hidden_layers,
+        activation=cfg.activation,
+        output_activation=cfg.output_activation,
+    )
+
+
+__all__ = ["ACTIVATIONS", "MLPConfig", "VanillaMLP", "build_mlp", "tcnn_network"]
