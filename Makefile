@@ -5,8 +5,9 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check
 PLUGINS := $(sort $(dir $(wildcard plugins/*/pyproject.toml)))
 STAMP := $(VENV)/.installed
+GPU_OUT ?= $(if $(OUT),$(OUT),gpu-check-out)
 
-.PHONY: test lint demo install clean
+.PHONY: test lint demo install clean gpu-check
 
 $(STAMP): core/pyproject.toml $(wildcard plugins/*/pyproject.toml) Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,6 +30,10 @@ demo: $(STAMP)
 	$(VENV)/bin/studio doctor
 	$(VENV)/bin/studio plugins list
 	$(VENV)/bin/studio methods
+
+# On the GPU machine (no venv there: its python already has torch + CUDA).
+gpu-check:
+	bash tools/gpu-check.sh $(GPU_OUT)
 
 clean:
 	rm -rf $(VENV) outputs

@@ -19,8 +19,9 @@ import time
 from collections.abc import Callable
 
 import torch
-from studio_dreamfusion.networks.hashgrid import HashGrid
 from torch import nn
+
+from studio_dreamfusion.networks.hashgrid import HashGrid
 
 CONFIG = {
     "n_levels": 16,

@@ -70,3 +70,21 @@ class BaseLift3DSystem(BaseSystem):
 
     def on_fit_start(self) -> None:
         self.load_guidance()
+
+    # -- evaluation images ---------------------------------------------------------------------
+    def eval_columns(self, batch: dict[str, Any]) -> list[Any]:
+        """Grid columns for one evaluation view: rgb | normal (when rendered) | opacity."""
+        from studio.io.saver import grayscale, rgb
+
+        out = self.renderer(**batch)
+        columns = [rgb(out["comp_rgb"][0])]
+        if "comp_normal" in out:
+            columns.append(rgb(out["comp_normal"][0]))
+        columns.append(grayscale(out["opacity"][0]))
+        return columns
+
+    def validation_step(self, batch: dict[str, Any], index: int) -> None:
+        self.saver.image_grid(self.validation_image_name(index), self.eval_columns(batch))
+
+    def test_step(self, batch: dict[str, Any], index: int) -> None:
+        self.saver.image_grid(self.test_image_name(index), self.eval_columns(batch))

@@ -1,0 +1,1 @@
+"""Geometry contracts (implicit fields and meshes)."""

@@ -1,0 +1,67 @@
+"""Named activations used in configs (``density_activation: softplus``, ``albedo_activation: ...``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from studio.errors import ConfigError
+
+
+class _TruncExp(torch.autograd.Function):
+    """exp(x) forward; the backward uses exp(min(x, 15)) so huge densities do not blow up."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        ctx.save_for_backward(x)
+        return torch.exp(x)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        (x,) = ctx.saved_tensors
+        return grad * torch.exp(x.clamp(max=15))
+
+
+def trunc_exp(x: torch.Tensor) -> torch.Tensor:
+    return _TruncExp.apply(x)
+
+
+def _srgb(x: torch.Tensor) -> torch.Tensor:
+    return torch.where(
+        x > 0.0031308, 1.055 * x.clamp(min=0.0031308) ** (1 / 2.4) - 0.055, 12.92 * x
+    )
+
+
+ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "none": lambda x: x,
+    "lin2srgb": _srgb,
+    "exp": torch.exp,
+    "shifted_exp": lambda x: torch.exp(x - 1.0),
+    "trunc_exp": trunc_exp,
+    "shifted_trunc_exp": lambda x: trunc_exp(x - 1.0),
+    "sigmoid": torch.sigmoid,
+    "tanh": torch.tanh,
+    "shifted_softplus": lambda x: F.softplus(x - 1.0),
+    "scale_-11_01": lambda x: x * 0.5 + 0.5,
+    "softplus": F.softplus,
+    "relu": F.relu,
+}
+
+
+def get_activation(
+    name: str | None, path: str = "activation"
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The activation called ``name`` (``None`` means identity); ConfigError for unknown names."""
+    if name is None:
+        return ACTIVATIONS["none"]
+    if name in ACTIVATIONS:
+        return ACTIVATIONS[name]
+    fn = getattr(F, name, None)
+    if callable(fn):
+        return fn
+    raise ConfigError(
+        f"{path}: unknown activation {name!r}; use one of {', '.join(ACTIVATIONS)} or a "
+        f"torch.nn.functional name."
+    )

@@ -1,0 +1,1 @@
+"""Implicit geometries introduced by DreamFusion-style methods."""

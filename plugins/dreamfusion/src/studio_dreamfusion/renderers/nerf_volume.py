@@ -1,0 +1,296 @@
+"""``nerf-volume``: volume rendering of an implicit geometry.
+
+Sampling backends (``backend: auto | nerfacc | torch``):
+
+* ``nerfacc`` (CUDA): ``OccGridEstimator`` marching with a fixed step ``sqrt(3) * 2r / N``,
+  skipping empty cells of an occupancy grid updated every 16 training steps and, with
+  ``prune_alpha_threshold``, samples whose alpha is below 0.01;
+* ``torch`` (everywhere): ``N`` stratified samples between the ray's entry and exit of the box.
+
+Both produce packed samples and share the shading and compositing code. In evaluation the rays are
+processed in chunks so 512x512 renders stay within memory (``eval_chunk_size`` sample points
+evaluated at once).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Optional
+
+import attrs
+import torch
+import torch.nn.functional as F
+
+from studio.backends import choose
+from studio.renderers.base import BaseRenderer
+from studio_dreamfusion.renderers.volume import (
+    RaySamples,
+    accumulate,
+    uniform_samples,
+    weights_from_density_uniform,
+)
+
+PER_RAY = ("opacity", "depth", "comp_rgb_fg", "z_variance", "comp_normal")
+
+
+class NeRFVolumeRenderer(BaseRenderer):
+    @attrs.define(kw_only=True)
+    class Config(BaseRenderer.Config):
+        num_samples_per_ray: int = 512
+        eval_chunk_size: int = 160000
+        randomized: bool = True
+        near_plane: float = 0.0
+        far_plane: float = 1e10
+        return_comp_normal: bool = False
+        return_normal_perturb: bool = False
+        estimator: Literal["occgrid"] = "occgrid"
+        grid_prune: bool = True
+        prune_alpha_threshold: bool = True
+        occupancy_grid_resolution: int = 32
+        backend: Literal["auto", "nerfacc", "torch"] = "auto"
+
+    def configure(self) -> None:
+        cfg = self.cfg
+        self.backend = choose("ray-marching", cfg.backend, cuda=torch.cuda.is_available())
+        self.render_step_size = 1.732 * 2 * cfg.radius / cfg.num_samples_per_ray
+        self.estimator: Optional[torch.nn.Module] = None
+        if self.backend == "nerfacc":
+            import nerfacc
+
+            r = cfg.radius
+            self.estimator = nerfacc.OccGridEstimator(
+                roi_aabb=[-r, -r, -r, r, r, r], resolution=cfg.occupancy_grid_resolution, levels=1
+            )
+            if not cfg.grid_prune:
+                self.estimator.occs.fill_(1.0)
+                self.estimator.binaries.fill_(True)
+        # checkpoints stay loadable across backends: the occupancy grid is a cache, not a model
+        self.register_load_state_dict_post_hook(_ignore_estimator_keys)
+
+    # -- per-step ------------------------------------------------------------------------------
+    def update_step(self, epoch: int, global_step: int, on_load_weights: bool = False) -> None:
+        if (
+            self.estimator is None
+            or not self.cfg.grid_prune
+            or on_load_weights
+            or not self.training
+        ):
+            return
+        if self.estimator.binaries.device.type != "cuda":
+            return
+
+        def occupancy(points: torch.Tensor) -> torch.Tensor:
+            return self.geometry.forward_density(points) * self.render_step_size
+
+        self.estimator.update_every_n_steps(step=global_step, occ_eval_fn=occupancy, occ_thre=0.01)
+
+    def _uses_nerfacc(self, rays_o: torch.Tensor) -> bool:
+        return self.estimator is not None and rays_o.is_cuda
+
+    # -- sampling ------------------------------------------------------------------------------
+    def _sample(self, rays_o: torch.Tensor, rays_d: torch.Tensor) -> RaySamples:
+        cfg = self.cfg
+        stratified = self.training and cfg.randomized
+        if not self._uses_nerfacc(rays_o):
+            return uniform_samples(
+                rays_o,
+                rays_d,
+                self.bbox,
+                cfg.num_samples_per_ray,
+                stratified,
+                cfg.near_plane,
+                cfg.far_plane,
+            )
+        prune = cfg.grid_prune and cfg.prune_alpha_threshold
+
+        def sigma_fn(
+            t_starts: torch.Tensor, t_ends: torch.Tensor, ray_indices: torch.Tensor
+        ) -> torch.Tensor:
+            if t_starts.numel() == 0:
+                return t_starts
+            t_mid = (t_starts + t_ends)[:, None] / 2.0
+            points = rays_o[ray_indices] + rays_d[ray_indices] * t_mid
+            return self._chunked(self.geometry.forward_density, points)[..., 0]
+
+        with torch.no_grad():
+            ray_indices, t_starts, t_ends = self.estimator.sampling(
+                rays_o,
+                rays_d,
+                sigma_fn=sigma_fn if prune else None,
+                near_plane=cfg.near_plane,
+                far_plane=cfg.far_plane,
+                render_step_size=self.render_step_size,
+                alpha_thre=0.01 if prune else 0.0,
+                early_stop_eps=1e-4 if cfg.grid_prune else 0.0,
+                stratified=stratified,
+                cone_angle=0.0,
+            )
+        return RaySamples(ray_indices.long(), t_starts, t_ends, (t_starts + t_ends) / 2.0)
+
+    def _chunked(self, fn, points: torch.Tensor) -> Any:
+        if self.training or points.shape[0] <= self.cfg.eval_chunk_size:
+            return fn(points)
+        parts = [fn(chunk) for chunk in points.split(self.cfg.eval_chunk_size)]
+        if isinstance(parts[0], dict):
+            return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+        return torch.cat(parts)
+
+    def _weights(self, density: torch.Tensor, samples: RaySamples, n_rays: int) -> torch.Tensor:
+        if samples.samples_per_ray is not None:
+            return weights_from_density_uniform(
+                density, samples.t_starts, samples.t_ends, n_rays, samples.samples_per_ray
+            )
+        import nerfacc
+
+        weights, _, _ = nerfacc.render_weight_from_density(
+            samples.t_starts,
+            samples.t_ends,
+            density,
+            ray_indices=samples.ray_indices,
+            n_rays=n_rays,
+        )
+        return weights
+
+    # -- rendering -----------------------------------------------------------------------------
+    def _render_rays(
+        self, rays_o: torch.Tensor, rays_d: torch.Tensor, lights: torch.Tensor, **kwargs: Any
+    ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """Per-ray results (``PER_RAY`` keys) and per-sample results of a flat set of rays."""
+        n_rays = rays_o.shape[0]
+        samples = self._sample(rays_o, rays_d)
+        idx = samples.ray_indices
+        if idx.numel() == 0:
+            return self._empty(rays_o), {}
+        t_dirs = rays_d[idx]
+        positions = rays_o[idx] + t_dirs * samples.t_points[:, None]
+        need_normal = bool(
+            self.material.requires_normal or self.cfg.return_comp_normal or not self.training
+        )
+
+        def shade(chunk: torch.Tensor) -> dict[str, torch.Tensor]:
+            return self.geometry(chunk, output_normal=need_normal)
+
+        geo = self._chunked(shade, positions)
+        material_inputs = {k: v for k, v in geo.items() if k != "density"}
+        rgb = self._chunked_material(material_inputs, t_dirs, positions, lights[idx], kwargs)
+        weights = self._weights(geo["density"].reshape(-1), samples, n_rays)
+
+        opacity = accumulate(torch.ones_like(weights)[:, None], weights, idx, n_rays)
+        depth = accumulate(samples.t_points[:, None], weights, idx, n_rays)
+        fg = accumulate(rgb, weights, idx, n_rays)
+        normalized = weights / opacity[idx, 0].clamp(min=1e-10)
+        z_mean = accumulate(samples.t_points[:, None], normalized, idx, n_rays)
+        z_variance = accumulate(
+            (samples.t_points[:, None] - z_mean[idx]) ** 2, normalized, idx, n_rays
+        )
+        per_ray = {"opacity": opacity, "depth": depth, "comp_rgb_fg": fg, "z_variance": z_variance}
+        if "normal" in geo:
+            summed = accumulate(geo["normal"], weights, idx, n_rays)
+            per_ray["comp_normal"] = (F.normalize(summed, dim=-1) + 1.0) / 2.0 * opacity
+        per_sample = {
+            "weights": weights[:, None],
+            "t_points": samples.t_points[:, None],
+            "t_intervals": (samples.t_ends - samples.t_starts)[:, None],
+            "t_dirs": t_dirs,
+            "ray_indices": idx,
+            "points": positions,
+            **geo,
+        }
+        if self.cfg.return_normal_perturb and self.training:
+            jittered = positions + torch.randn_like(positions) * 0.01
+            per_sample["normal_perturb"] = self.geometry(jittered, output_normal=True)["normal"]
+        return per_ray, per_sample
+
+    def _chunked_material(
+        self,
+        geo: dict[str, torch.Tensor],
+        dirs: torch.Tensor,
+        positions: torch.Tensor,
+        lights: torch.Tensor,
+        kwargs: dict[str, Any],
+    ) -> torch.Tensor:
+        n = positions.shape[0]
+        step = n if self.training else self.cfg.eval_chunk_size
+        parts = []
+        for start in range(0, n, step):
+            sl = slice(start, start + step)
+            parts.append(
+                self.material(
+                    viewdirs=dirs[sl],
+                    positions=positions[sl],
+                    light_positions=lights[sl],
+                    **{k: v[sl] for k, v in geo.items()},
+                    **kwargs,
+                )
+            )
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+    def _empty(self, rays_o: torch.Tensor) -> dict[str, torch.Tensor]:
+        n = rays_o.shape[0]
+        zeros = rays_o.new_zeros(n, 1)
+        channels = getattr(self.background.cfg, "n_output_dims", 3)
+        out = {
+            "opacity": zeros,
+            "depth": zeros,
+            "z_variance": zeros,
+            "comp_rgb_fg": rays_o.new_zeros(n, channels),
+        }
+        out["comp_normal"] = rays_o.new_zeros(n, 3)
+        return out
+
+    def _rays_per_chunk(self, rays_o: torch.Tensor) -> int:
+        if self.training:
+            return rays_o.shape[0]
+        if self._uses_nerfacc(rays_o):
+            return max(1, self.cfg.eval_chunk_size)
+        return max(1, self.cfg.eval_chunk_size // self.cfg.num_samples_per_ray)
+
+    def forward(
+        self,
+        rays_o: torch.Tensor,
+        rays_d: torch.Tensor,
+        light_positions: torch.Tensor,
+        bg_color: Optional[torch.Tensor] = None,
+        **kwargs: Any,
+    ) -> dict[str, torch.Tensor]:
+        """Render ``[B, H, W, 3]`` rays; returns ``comp_rgb``, ``comp_rgb_fg``, ``comp_rgb_bg``,
+        ``opacity``, ``depth``, ``z_variance``, ``comp_normal`` (``[B, H, W, C]``) and, in
+        training, the per-sample ``weights``, ``t_points``, ``t_intervals``, ``t_dirs``,
+        ``ray_indices``, ``points`` and geometry outputs."""
+        batch, height, width = rays_o.shape[:3]
+        flat_o = rays_o.reshape(-1, 3)
+        flat_d = rays_d.reshape(-1, 3)
+        lights = (
+            light_positions.reshape(batch, 1, 1, 3).expand(batch, height, width, 3).reshape(-1, 3)
+        )
+        shading_kwargs = {k: v for k, v in kwargs.items() if k in ("ambient_ratio", "shading")}
+        chunk = self._rays_per_chunk(flat_o)
+        per_ray_parts: list[dict[str, torch.Tensor]] = []
+        per_sample: dict[str, torch.Tensor] = {}
+        for start in range(0, flat_o.shape[0], chunk):
+            sl = slice(start, start + chunk)
+            per_ray, per_sample = self._render_rays(
+                flat_o[sl], flat_d[sl], lights[sl], **shading_kwargs
+            )
+            per_ray_parts.append(per_ray)
+        keys = set.intersection(*(set(p) for p in per_ray_parts))
+        out = {
+            k: torch.cat([p[k] for p in per_ray_parts]).reshape(batch, height, width, -1)
+            for k in keys
+        }
+        if bg_color is None:
+            comp_bg = self.background(dirs=rays_d)
+        else:  # one colour [C], one per image [B, C], or a full image [B, H, W, C]
+            channels = bg_color.shape[-1]
+            if bg_color.dim() < 4:
+                bg_color = bg_color.reshape(-1, 1, 1, channels)
+            comp_bg = bg_color.expand(batch, height, width, channels)
+        out["comp_rgb_bg"] = comp_bg
+        out["comp_rgb"] = out["comp_rgb_fg"] + comp_bg * (1.0 - out["opacity"])
+        if self.training:
+            out.update(per_sample)
+        return out
+
+
+def _ignore_estimator_keys(module: torch.nn.Module, incompatible: Any) -> None:
+    for keys in (incompatible.missing_keys, incompatible.unexpected_keys):
+        keys[:] = [k for k in keys if ".estimator." not in f".{k}"]

@@ -1,0 +1,89 @@
+"""Ray sampling and volume-rendering maths in plain PyTorch (the always-available path).
+
+Samples are *packed*: one flat list of samples with ``ray_indices`` naming their ray, the layout
+nerfacc uses, so compositing and accumulation serve both backends.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class RaySamples:
+    """Packed samples: ``ray_indices [S]``, ``t_starts [S]``, ``t_ends [S]``, ``t_points [S]``."""
+
+    ray_indices: torch.Tensor
+    t_starts: torch.Tensor
+    t_ends: torch.Tensor
+    t_points: torch.Tensor
+    samples_per_ray: int | None = None  # set when every ray has the same number (uniform path)
+
+
+def ray_aabb(
+    rays_o: torch.Tensor, rays_d: torch.Tensor, aabb: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Entry/exit distances ``[R]`` of rays through the box ``aabb [2, 3]`` (slab method).
+
+    Rays that miss get ``near == far``.
+    """
+    inv = 1.0 / torch.where(rays_d.abs() < 1e-12, torch.full_like(rays_d, 1e-12), rays_d)
+    t0 = (aabb[0] - rays_o) * inv
+    t1 = (aabb[1] - rays_o) * inv
+    near = torch.minimum(t0, t1).amax(dim=-1)
+    far = torch.maximum(t0, t1).amin(dim=-1)
+    near = near.clamp(min=0.0)
+    far = torch.maximum(far, near)
+    return near, far
+
+
+def uniform_samples(
+    rays_o: torch.Tensor,
+    rays_d: torch.Tensor,
+    aabb: torch.Tensor,
+    n_samples: int,
+    stratified: bool,
+    near_plane: float = 0.0,
+    far_plane: float = 1e10,
+) -> RaySamples:
+    """``n_samples`` equal intervals per ray inside the box; the sample point of each interval is
+    its midpoint, or a uniformly random point in it when ``stratified``."""
+    near, far = ray_aabb(rays_o, rays_d, aabb)
+    near = near.clamp(min=near_plane)
+    far = torch.maximum(far.clamp(max=far_plane), near)
+    n_rays = rays_o.shape[0]
+    steps = torch.arange(n_samples, device=rays_o.device, dtype=rays_o.dtype)
+    width = ((far - near) / n_samples)[:, None]
+    t_starts = near[:, None] + steps[None, :] * width
+    t_ends = t_starts + width
+    offset = torch.rand_like(t_starts) if stratified else torch.full_like(t_starts, 0.5)
+    t_points = t_starts + offset * width
+    ray_indices = torch.arange(n_rays, device=rays_o.device).repeat_interleave(n_samples)
+    return RaySamples(
+        ray_indices, t_starts.reshape(-1), t_ends.reshape(-1), t_points.reshape(-1), n_samples
+    )
+
+
+def weights_from_density_uniform(
+    density: torch.Tensor, t_starts: torch.Tensor, t_ends: torch.Tensor, n_rays: int, n_samples: int
+) -> torch.Tensor:
+    """Volume-rendering weights ``w_i = T_i (1 - exp(-sigma_i delta_i))``, ``T_i = exp(-sum_{j<i}
+    sigma_j delta_j)`` for rays that all have ``n_samples`` consecutive samples; ``[S]``."""
+    sigma_delta = density.reshape(n_rays, n_samples) * (t_ends - t_starts).reshape(
+        n_rays, n_samples
+    )
+    accumulated = torch.cumsum(sigma_delta, dim=-1)
+    transmittance = torch.exp(-(accumulated - sigma_delta))  # exclusive prefix sum
+    alpha = 1.0 - torch.exp(-sigma_delta)
+    return (transmittance * alpha).reshape(-1)
+
+
+def accumulate(
+    values: torch.Tensor, weights: torch.Tensor, ray_indices: torch.Tensor, n_rays: int
+) -> torch.Tensor:
+    """``sum_i w_i v_i`` per ray; ``values [S, C]`` (or ``None`` meaning 1), result ``[n_rays, C]``."""
+    weighted = weights[:, None] * values
+    out = torch.zeros(n_rays, weighted.shape[-1], device=weights.device, dtype=weighted.dtype)
+    return out.index_add_(0, ray_indices, weighted)
