@@ -80,6 +80,9 @@ def render_flat(rays_o: torch.Tensor, rays_d: torch.Tensor) -> torch.Tensor:
     return colors[index]  # index -1 selects the background (last row)
 
 
+SHADED_BACKGROUND = (0.2, 0.4, 0.9)  # a hue no grey shade of the spheres can match
+
+
 def render_diffuse(
     rays_o: torch.Tensor,
     rays_d: torch.Tensor,
@@ -87,6 +90,7 @@ def render_diffuse(
     ambient: float = 0.1,
     diffuse: float = 0.9,
     albedo: float = 0.8,
+    background: tuple[float, float, float] = SHADED_BACKGROUND,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Lambert-shaded grey spheres: ``(image [..., 3], hit mask [..], normals [..., 3])``."""
     t, index, normal = intersect(rays_o, rays_d)
@@ -96,7 +100,7 @@ def render_diffuse(
     to_light = F.normalize(light - points, dim=-1)
     lambert = (normal * to_light).sum(-1, keepdim=True).clamp(min=0.0)
     shaded = albedo * (lambert * diffuse + ambient)
-    image = torch.where(hit[..., None], shaded.expand_as(points), torch.tensor(BACKGROUND))
+    image = torch.where(hit[..., None], shaded.expand_as(points), torch.tensor(background))
     return image, hit, normal
 
 

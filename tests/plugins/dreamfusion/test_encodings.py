@@ -7,6 +7,10 @@ import math
 import numpy as np
 import pytest
 import torch
+from torch import nn
+
+from studio.base import Updateable
+from studio.errors import ConfigError
 from studio_dreamfusion.networks.encodings import (
     CompositeEncoding,
     Frequency,
@@ -16,10 +20,6 @@ from studio_dreamfusion.networks.encodings import (
 )
 from studio_dreamfusion.networks.hashgrid import HashGrid
 from studio_dreamfusion.networks.mlp import VanillaMLP, build_mlp
-from torch import nn
-
-from studio.base import Updateable
-from studio.errors import ConfigError
 
 GRID = {
     "otype": "HashGrid",
