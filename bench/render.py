@@ -19,8 +19,9 @@ import torch
 
 from studio.data.random_camera import RandomCameraDataModule
 from studio_dreamfusion.backgrounds import NeuralEnvironmentMap
-from studio_dreamfusion.geometry.implicit_volume import ImplicitVolume, default_hash_grid
+from studio_dreamfusion.geometry.implicit_volume import ImplicitVolume
 from studio_dreamfusion.materials import DiffuseWithPointLight
+from studio_dreamfusion.networks import defaults
 from studio_dreamfusion.networks.encodings import build_encoding
 from studio_dreamfusion.renderers.nerf_volume import NeRFVolumeRenderer
 
@@ -42,7 +43,7 @@ def timed_ms(fn: Callable[[], None], device: torch.device, warmup: int, iters: i
 
 
 def hashgrid_row(device: torch.device, n_points: int) -> tuple[str, float, float]:
-    encoding = build_encoding(3, {**default_hash_grid(), "backend": "torch"}).to(device)
+    encoding = build_encoding(3, {**defaults.hash_grid(), "backend": "torch"}).to(device)
     points = torch.rand(n_points, 3, device=device)
 
     def forward() -> None:

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 from studio.backgrounds.base import BaseBackground
 from studio_dreamfusion.activations import get_activation
+from studio_dreamfusion.networks import defaults
 from studio_dreamfusion.networks.encodings import build_encoding
 from studio_dreamfusion.networks.mlp import build_mlp
 
@@ -19,20 +20,6 @@ from studio_dreamfusion.networks.mlp import build_mlp
 def _random_colors(dirs: torch.Tensor, channels: int) -> torch.Tensor:
     """One random colour per image ``[B, 1, 1, C]`` (broadcasts over the image)."""
     return torch.rand(dirs.shape[0], *([1] * (dirs.dim() - 2)), channels, device=dirs.device)
-
-
-def _sh3() -> dict[str, Any]:
-    return {"otype": "SphericalHarmonics", "degree": 3}
-
-
-def _env_mlp() -> dict[str, Any]:
-    return {
-        "otype": "VanillaMLP",
-        "activation": "ReLU",
-        "output_activation": "none",
-        "n_neurons": 16,
-        "n_hidden_layers": 2,
-    }
 
 
 class NeuralEnvironmentMap(BaseBackground):
@@ -46,8 +33,10 @@ class NeuralEnvironmentMap(BaseBackground):
     class Config(BaseBackground.Config):
         n_output_dims: int = 3
         color_activation: str = "sigmoid"
-        dir_encoding_config: dict[str, Any] = attrs.Factory(_sh3)
-        mlp_network_config: dict[str, Any] = attrs.Factory(_env_mlp)
+        dir_encoding_config: dict[str, Any] = attrs.Factory(defaults.spherical_harmonics)
+        mlp_network_config: dict[str, Any] = attrs.Factory(
+            lambda: defaults.mlp("VanillaMLP", 16, 2)
+        )
         random_aug: bool = False
         random_aug_prob: float = 0.5
         eval_color: Optional[tuple[float, ...]] = None

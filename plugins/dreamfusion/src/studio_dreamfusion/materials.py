@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from studio.errors import StudioError
 from studio.materials.base import BaseMaterial
 from studio_dreamfusion.activations import get_activation
+from studio_dreamfusion.networks import defaults
 from studio_dreamfusion.networks.encodings import build_encoding
 from studio_dreamfusion.networks.mlp import build_mlp
 
@@ -139,20 +140,6 @@ class NoMaterial(BaseMaterial):
         return {"albedo": color[..., :3].clamp(0.0, 1.0)}
 
 
-def _sh3() -> dict[str, Any]:
-    return {"otype": "SphericalHarmonics", "degree": 3}
-
-
-def _radiance_mlp() -> dict[str, Any]:
-    return {
-        "otype": "FullyFusedMLP",
-        "activation": "ReLU",
-        "output_activation": "none",
-        "n_neurons": 16,
-        "n_hidden_layers": 2,
-    }
-
-
 class NeuralRadiance(BaseMaterial):
     """View-dependent colour: ``act(MLP([features, SH((viewdir + 1) / 2)]))``."""
 
@@ -160,8 +147,10 @@ class NeuralRadiance(BaseMaterial):
     class Config(BaseMaterial.Config):
         input_feature_dims: int = 8
         color_activation: str = "sigmoid"
-        dir_encoding_config: dict[str, Any] = attrs.Factory(_sh3)
-        mlp_network_config: dict[str, Any] = attrs.Factory(_radiance_mlp)
+        dir_encoding_config: dict[str, Any] = attrs.Factory(defaults.spherical_harmonics)
+        mlp_network_config: dict[str, Any] = attrs.Factory(
+            lambda: defaults.mlp("FullyFusedMLP", 16, 2)
+        )
 
     def configure(self) -> None:
         cfg = self.cfg

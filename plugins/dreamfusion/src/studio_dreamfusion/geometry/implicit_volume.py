@@ -16,6 +16,7 @@ from studio_dreamfusion.geometry.density import (
     density_bias,
     finite_difference_normal,
 )
+from studio_dreamfusion.networks import defaults
 from studio_dreamfusion.networks.encodings import build_encoding
 from studio_dreamfusion.networks.mlp import build_mlp
 
@@ -26,27 +27,6 @@ NormalType = Literal[
     "finite_difference_laplacian",
     "pred",
 ]
-
-
-def default_hash_grid() -> dict[str, Any]:
-    return {
-        "otype": "HashGrid",
-        "n_levels": 16,
-        "n_features_per_level": 2,
-        "log2_hashmap_size": 19,
-        "base_resolution": 16,
-        "per_level_scale": 1.447269237440378,
-    }
-
-
-def default_mlp() -> dict[str, Any]:
-    return {
-        "otype": "VanillaMLP",
-        "activation": "ReLU",
-        "output_activation": "none",
-        "n_neurons": 64,
-        "n_hidden_layers": 1,
-    }
 
 
 class ImplicitVolume(BaseImplicitGeometry):
@@ -63,8 +43,10 @@ class ImplicitVolume(BaseImplicitGeometry):
         density_bias: Union[float, str] = "blob_magic3d"
         density_blob_scale: float = 10.0
         density_blob_std: float = 0.5
-        pos_encoding_config: dict[str, Any] = attrs.Factory(default_hash_grid)
-        mlp_network_config: dict[str, Any] = attrs.Factory(default_mlp)
+        pos_encoding_config: dict[str, Any] = attrs.Factory(defaults.hash_grid)
+        mlp_network_config: dict[str, Any] = attrs.Factory(
+            lambda: defaults.mlp("VanillaMLP", 64, 1)
+        )
         normal_type: Optional[NormalType] = "finite_difference"
         finite_difference_normal_eps: float = 0.01
 
