@@ -151,7 +151,7 @@ def test_progressive_band_levels_and_mask() -> None:
     assert enabled() == 16
 
     enc2 = ProgressiveBandHashGrid(
-        3, 4, 2, 10, 16, 2.0, start_level=1, start_step=0, update_steps=10
+        HashGrid(3, 4, 2, 10, 16, 2.0), 4, 2, start_level=1, start_step=0, update_steps=10
     )
     x = torch.rand(6, 3)
     out = enc2(x)

@@ -195,33 +195,21 @@ class ProgressiveBandHashGrid(nn.Module, Updateable):
 
     def __init__(
         self,
-        n_input_dims: int = 3,
-        n_levels: int = 16,
-        n_features_per_level: int = 2,
-        log2_hashmap_size: int = 19,
-        base_resolution: int = 16,
-        per_level_scale: float = 2.0,
+        encoding: nn.Module,
+        n_levels: int,
+        n_features_per_level: int,
         start_level: int = 8,
         start_step: int = 2000,
         update_steps: int = 500,
-        encoding: nn.Module | None = None,
     ) -> None:
+        """Mask the output of ``encoding`` (a hash grid of ``n_levels`` x ``n_features_per_level``)."""
         super().__init__()
         if update_steps < 1:
             raise ValueError(
                 f"ProgressiveBandHashGrid: update_steps must be >= 1, got {update_steps}"
             )
-        if encoding is None:
-            encoding = HashGrid(
-                n_input_dims,
-                n_levels,
-                n_features_per_level,
-                log2_hashmap_size,
-                base_resolution,
-                per_level_scale,
-            )
         self.encoding = encoding
-        self.n_input_dims = n_input_dims
+        self.n_input_dims = encoding.n_input_dims
         self.n_output_dims = n_levels * n_features_per_level
         self.n_levels = n_levels
         self.n_features_per_level = n_features_per_level
@@ -347,12 +335,12 @@ def build_encoding(
             if cfg.update_steps < 1:
                 raise _fail(path, "update_steps", f"must be at least 1, got {cfg.update_steps}")
             encoding = ProgressiveBandHashGrid(
-                n_input_dims,
-                **grid_keys,
+                grid,
+                cfg.n_levels,
+                cfg.n_features_per_level,
                 start_level=cfg.start_level,
                 start_step=cfg.start_step,
                 update_steps=cfg.update_steps,
-                encoding=grid,
             )
         else:
             encoding = grid
