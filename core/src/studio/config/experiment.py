@@ -60,7 +60,9 @@ class SchedulerConfig:
     ``SequentialLR`` takes ``args.schedulers`` (a list of scheduler configs) and ``args.milestones``.
     """
 
-    name: Literal["LinearLR", "ExponentialLR", "SequentialLR", "ConstantLR", "StepLR"]
+    name: Literal[
+        "LinearLR", "ExponentialLR", "SequentialLR", "ConstantLR", "StepLR", "CosineAnnealingLR"
+    ]
     interval: Literal["step"] = "step"
     args: dict[str, Any] = attrs.Factory(dict)
 

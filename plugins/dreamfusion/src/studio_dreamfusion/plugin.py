@@ -31,3 +31,35 @@ def studio_register_backgrounds(register):
 @hookimpl
 def studio_register_renderers(register):
     register("nerf-volume", f"{PKG}.renderers.nerf_volume:NeRFVolumeRenderer")
+
+
+@hookimpl
+def studio_register_methods(register):
+    system = f"{PKG}.system:DreamFusionSystem"
+    prompt_key = "system.prompt_processor.prompt"
+    register(
+        "dreamfusion-sd",
+        system,
+        preset=f"{PKG}:presets/dreamfusion-sd.yaml",
+        description="DreamFusion: SDS from Stable Diffusion 2.1-base into a hash-grid NeRF.",
+        prompt_key=prompt_key,
+    )
+    register(
+        "dreamfusion-if",
+        system,
+        preset=f"{PKG}:presets/dreamfusion-if.yaml",
+        description="DreamFusion: SDS from DeepFloyd IF stage I (64x64 pixels) into a NeRF.",
+        prompt_key=prompt_key,
+    )
+    register(
+        "sds-2d",
+        f"{PKG}.playground:Playground2DSystem",
+        preset=f"{PKG}:presets/sds-2d.yaml",
+        description="2D playground: optimise one image (rgb or latent) with any guidance.",
+        prompt_key=prompt_key,
+    )
+
+
+@hookimpl
+def studio_register_data_modules(register):
+    register("fixed-view", f"{PKG}.playground:FixedViewDataModule")
