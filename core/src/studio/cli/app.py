@@ -24,6 +24,11 @@ plugins_app = typer.Typer(
     help="List installed plugins or scaffold a new one.", no_args_is_help=True
 )
 app.add_typer(plugins_app, name="plugins")
+models_app = typer.Typer(
+    help="Download pretrained models into the Hugging Face cache, or list the cached ones.",
+    no_args_is_help=True,
+)
+app.add_typer(models_app, name="models")
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -216,6 +221,36 @@ def plugins_new(
     root = scaffold(name, Path(directory or "."))
     typer.echo(f"Created {root}")
     typer.echo(f"Next: pip install -e {root} && pytest {root / 'tests'}")
+
+
+@models_app.command("pull")
+@friendly_errors
+def models_pull(
+    names: list[str] = typer.Argument(
+        ..., help="Hub model ids, e.g. runwayml/stable-diffusion-v1-5."
+    ),
+    subfolders: Optional[list[str]] = typer.Option(
+        None,
+        "--subfolder",
+        "-s",
+        help="Fetch only this subfolder (repeatable, e.g. -s unet -s vae) plus top-level json.",
+    ),
+) -> None:
+    """Download models (only the files loaders use) into the cache; resumes partial downloads."""
+    from studio.models.hub import pull_model
+
+    for name in names:
+        path = pull_model(name, subfolders=subfolders or None)
+        typer.echo(f"{name}: {path}")
+
+
+@models_app.command("list")
+@friendly_errors
+def models_list() -> None:
+    """Models in the Hugging Face cache: id, size on disk, snapshot folder."""
+    from studio.cli.models_cmd import cached_models_table
+
+    typer.echo(cached_models_table())
 
 
 @app.command()

@@ -40,6 +40,10 @@ def report() -> str:
     for module, purpose in OPTIONAL_LIBRARIES.items():
         state = "ok" if importable(module) else "not installed"
         lines.append(f"  {module}: {state} ({purpose})")
+    from studio.models.hub import hub_cache_dir, list_cached_models
+
+    cache = hub_cache_dir()
+    lines.append(f"model cache: {cache} ({len(list_cached_models(cache))} models)")
     from studio.registry import get_registry
 
     registry = get_registry()
