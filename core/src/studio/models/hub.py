@@ -348,7 +348,7 @@ def _files_to_fetch(
     present = {f.split("/", 1)[0] for f in files if "/" in f}
     absent = [s for s in subfolders or [] if s.split("/", 1)[0] not in present]
     if absent or not files:
-        what = f"the subfolder(s) {', '.join(absent)}" if absent else "any loadable file"
+        what = f"subfolder {', '.join(absent)}" if absent else "loadable file"
         raise ModelNotAvailableError(
             f"Model '{repo_id}' on the hub has no {what}; is it the right model (a diffusers "
             "pipeline or transformers model)? Check the id on its hub page."
