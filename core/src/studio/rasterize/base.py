@@ -1,0 +1,96 @@
+"""The rasterizer interface shared by every backend (nvdiffrast's semantics).
+
+Conventions (identical for all backends):
+
+* ``pos_clip`` -- clip-space vertices ``[B, V, 4]`` (or ``[V, 4]``, read as ``B = 1``).
+* ``tri`` -- vertex indices ``[F, 3]`` (any integer dtype).
+* ``rast`` -- ``[B, H, W, 4]`` holding ``(u, v, z/w, triangle_id + 1)``; ``0`` in the last channel
+  means no triangle covers the pixel. ``u, v`` are the perspective-correct barycentric weights of
+  the triangle's vertices 0 and 1 (vertex 2 gets ``1 - u - v``). Triangle ids are stored as floats,
+  exact up to 2**24 triangles (as in nvdiffrast).
+* Pixel ``(row i, column j)`` samples NDC ``x = 2 (j + 0.5) / W - 1``, ``y = 2 (i + 0.5) / H - 1``:
+  row 0 lies at ``y = -1``. ``studio.data.cameras.projection_matrix`` flips y, so with our cameras
+  row 0 is the top of the image.
+* Depth test: the smallest ``z/w`` wins; fragments outside ``-1 <= z/w <= 1`` (in front of the near
+  plane or behind the far plane) are dropped; there is no back-face culling.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+
+import torch
+
+from studio.errors import StudioError
+
+
+class Rasterizer(abc.ABC):
+    """Rasterize triangles, interpolate vertex attributes, antialias silhouettes."""
+
+    #: Backend name as used by ``studio.backends`` (``"torch"`` or ``"nvdiffrast"``).
+    name: str = ""
+
+    @abc.abstractmethod
+    def rasterize(
+        self, pos_clip: torch.Tensor, tri: torch.Tensor, resolution: Sequence[int]
+    ) -> torch.Tensor:
+        """``rast [B, H, W, 4]`` for clip-space vertices ``pos_clip`` and triangles ``tri``."""
+
+    @abc.abstractmethod
+    def interpolate(
+        self, attr: torch.Tensor, rast: torch.Tensor, tri: torch.Tensor
+    ) -> torch.Tensor:
+        """Per-pixel attributes ``[B, H, W, C]`` from vertex attributes ``[B, V, C]`` or ``[V, C]``
+        (zero where no triangle covers the pixel); differentiable w.r.t. ``attr``."""
+
+    @abc.abstractmethod
+    def antialias(
+        self,
+        color: torch.Tensor,
+        rast: torch.Tensor,
+        pos_clip: torch.Tensor,
+        tri: torch.Tensor,
+    ) -> torch.Tensor:
+        """``color [B, H, W, C]`` with silhouette edges antialiased (backend-dependent)."""
+
+
+def batched_positions(pos_clip: torch.Tensor) -> torch.Tensor:
+    """``pos_clip`` as ``[B, V, 4]``; a clear error for any other shape."""
+    if pos_clip.dim() == 2:
+        pos_clip = pos_clip[None]
+    if pos_clip.dim() != 3 or pos_clip.shape[-1] != 4:
+        raise StudioError(
+            f"Clip-space positions must have shape [B, V, 4] or [V, 4], got "
+            f"{tuple(pos_clip.shape)}; append w (e.g. torch.cat([v, ones], -1) @ mvp.T)."
+        )
+    return pos_clip
+
+
+def batched_attributes(attr: torch.Tensor) -> torch.Tensor:
+    """Vertex attributes as ``[B, V, C]`` (``[V, C]`` becomes ``[1, V, C]``, shared by the batch)."""
+    if attr.dim() == 2:
+        attr = attr[None]
+    if attr.dim() != 3:
+        raise StudioError(
+            f"Vertex attributes must have shape [B, V, C] or [V, C], got {tuple(attr.shape)}."
+        )
+    return attr
+
+
+def check_triangles(tri: torch.Tensor) -> None:
+    if tri.dim() != 2 or tri.shape[-1] != 3 or tri.dtype.is_floating_point:
+        raise StudioError(
+            f"Triangles must be an integer tensor of shape [F, 3], got {tuple(tri.shape)} "
+            f"({tri.dtype})."
+        )
+
+
+def check_resolution(resolution: Sequence[int]) -> tuple[int, int]:
+    """``(H, W)`` as two positive ints."""
+    if len(resolution) != 2 or any(int(r) <= 0 for r in resolution):
+        raise StudioError(
+            f"The rasterizer resolution must be (height, width) with positive sizes, got "
+            f"{tuple(resolution)}."
+        )
+    return int(resolution[0]), int(resolution[1])

@@ -1,0 +1,289 @@
+"""A pure-PyTorch rasterizer with nvdiffrast's outputs (runs anywhere, no extension to build).
+
+How a frame is rasterized (``TorchRasterizer.rasterize``):
+
+1. Per (image, triangle) pair: 2D-homogeneous edge functions ``E_i(x, y) = (V_j x V_k) . (x, y, 1)``
+   with ``V = (X, Y, W)`` in clip space (Olano & Greer). A pixel is covered, in front of the camera,
+   exactly when all three ``E_i`` share the sign of the triangle's determinant, so vertices behind
+   the camera (``w <= 0``) need no special case; the perspective-correct barycentrics are
+   ``E_i / sum(E)``. The screen bounding box is taken from the triangle clipped to the near plane
+   ``z + w >= 0`` (the whole screen if the clipped triangle still reaches ``w <= 0``).
+2. The candidate pixels inside every bounding box are enumerated (``repeat_interleave`` over box
+   sizes), in chunks of at most ``max_candidates`` pixels, never as an ``F x H x W`` tensor.
+3. Shared edges: the edge function of an edge seen from its two triangles is computed as the exact
+   floating-point negation of the other, and a pixel lying exactly on an edge belongs to the side
+   whose (sign-normalised) edge normal points to +x (or +y when vertical): no pixel of a closed
+   mesh is left empty or drawn twice.
+4. Depth: one ``int64`` key per fragment, ``(order-preserving bits of z/w) << 31 | triangle id``,
+   reduced per pixel with ``scatter_reduce("amin")``: nearest wins, ties go to the lowest id.
+5. The winners' barycentrics and ``z/w`` are recomputed from ``pos_clip`` in float64 (float32
+   edge functions lose ~1e-4 to cancellation on small triangles) with autograd on, so
+   ``interpolate`` is differentiable w.r.t. the attributes *and* (through ``u, v``) the vertex
+   positions, like nvdiffrast's ``rasterize`` backward (interior gradients; no silhouette gradients,
+   which nvdiffrast obtains from ``antialias``).
+
+``antialias`` returns its input unchanged: this backend has no analytic silhouette antialiasing, so
+edges are aliased and carry no visibility gradient.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Optional
+
+import torch
+
+from studio.errors import StudioError
+from studio.rasterize.base import (
+    Rasterizer,
+    batched_attributes,
+    batched_positions,
+    check_resolution,
+    check_triangles,
+)
+
+TRIANGLE_BITS = 31
+EMPTY_KEY = torch.iinfo(torch.int64).max
+#: Vertex j and k of the edge opposite vertex i (cyclic order keeps the edge's direction).
+NEXT = (1, 2, 0)
+AFTER_NEXT = (2, 0, 1)
+
+
+def edge_coefficients(verts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Edge functions of triangles ``verts [..., 3, 4]`` (clip space).
+
+    Returns ``coeffs [..., 3, 3]`` -- for the edge opposite vertex ``i`` the ``(a, b, c)`` of
+    ``E_i(x, y) = a x + b y + c`` -- and the determinant ``[...]`` of the ``(X, Y, W)`` matrix.
+    Swapping an edge's two vertices negates its coefficients exactly (products commute exactly).
+    """
+    x, y, w = verts[..., 0], verts[..., 1], verts[..., 3]
+    xj, yj, wj = x[..., NEXT], y[..., NEXT], w[..., NEXT]
+    xk, yk, wk = x[..., AFTER_NEXT], y[..., AFTER_NEXT], w[..., AFTER_NEXT]
+    a = yj * wk - wj * yk
+    b = wj * xk - xj * wk
+    c = xj * yk - yj * xk
+    det = x[..., 0] * a[..., 0] + y[..., 0] * b[..., 0] + w[..., 0] * c[..., 0]
+    return torch.stack([a, b, c], dim=-1), det
+
+
+def evaluate_edges(coeffs: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``E [N, 3]`` for per-sample coefficients ``[N, 3, 3]`` at NDC points ``x, y [N]``.
+
+    Always the same expression ``(a x + b y) + c``, so negated coefficients give negated values.
+    """
+    return coeffs[..., 0] * x[:, None] + coeffs[..., 1] * y[:, None] + coeffs[..., 2]
+
+
+def pixel_centres_ndc(
+    px: torch.Tensor, py: torch.Tensor, height: int, width: int, dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """NDC ``x = 2 (j + 0.5) / W - 1`` and ``y = 2 (i + 0.5) / H - 1`` of columns/rows ``px, py``."""
+    x = (2 * px + 1).to(dtype) / width - 1.0
+    y = (2 * py + 1).to(dtype) / height - 1.0
+    return x, y
+
+
+def orderable_depth(z: torch.Tensor) -> torch.Tensor:
+    """Non-negative ``int64 < 2**32`` keys ordered like the float32 values ``z`` (no NaNs)."""
+    bits = (z.float() + 0.0).contiguous().view(torch.int32).to(torch.int64)  # +0.0: no -0.0
+    ordered = torch.where(bits < 0, bits ^ 0x7FFFFFFF, bits)
+    return ordered + 2**31
+
+
+def screen_boxes(
+    verts: torch.Tensor, height: int, width: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Conservative pixel boxes ``(col0, col1, row0, row1, nonempty)`` of triangles ``[N, 3, 4]``.
+
+    The box bounds the triangle clipped to the near plane ``z + w >= 0``: its vertices in front of
+    the plane and the points where its edges cross it. A clipped triangle that still reaches
+    ``w <= 0`` cannot be bounded on screen and gets the whole screen (the per-pixel test is exact).
+    """
+    near = verts[..., 2] + verts[..., 3]
+    other, near_other = verts.roll(-1, dims=1), near.roll(-1, dims=1)
+    crosses = near * near_other < 0
+    t = torch.where(crosses, near / torch.where(crosses, near - near_other, 1.0), 0.0)
+    points = torch.cat([verts, verts + t[..., None] * (other - verts)], dim=1)
+    valid = torch.cat([near >= 0, crosses], dim=1)
+    w = points[..., 3]
+    projectable = valid & (w > 0)
+    unbounded = (valid & ~(w > 0)).any(dim=1)
+    safe_w = torch.where(projectable, w, 1.0)
+    inf = torch.full_like(w, float("inf"))
+    x, y = points[..., 0] / safe_w, points[..., 1] / safe_w
+    x_lo = torch.where(projectable, x, inf).amin(dim=1)
+    x_hi = torch.where(projectable, x, -inf).amax(dim=1)
+    y_lo = torch.where(projectable, y, inf).amin(dim=1)
+    y_hi = torch.where(projectable, y, -inf).amax(dim=1)
+
+    def pixel_range(lo: torch.Tensor, hi: torch.Tensor, size: int) -> tuple[torch.Tensor, ...]:
+        # centre of pixel j is at ((x + 1) size / 2 - 0.5); floor/ceil widen the box by < 1 px
+        first = ((lo + 1.0) * size / 2 - 0.5).clamp(-1.0, size + 1.0).floor().long()
+        last = ((hi + 1.0) * size / 2 - 0.5).clamp(-1.0, size + 1.0).ceil().long()
+        first = torch.where(unbounded, 0, first.clamp(min=0))
+        last = torch.where(unbounded, size - 1, last.clamp(max=size - 1))
+        return first, last
+
+    col0, col1 = pixel_range(x_lo, x_hi, width)
+    row0, row1 = pixel_range(y_lo, y_hi, height)
+    nonempty = (valid.any(dim=1)) & (col0 <= col1) & (row0 <= row1)
+    return col0, col1, row0, row1, nonempty
+
+
+def chunk_bounds(counts: torch.Tensor, budget: int) -> list[tuple[int, int, int]]:
+    """``(first, end, n_candidates)`` ranges of consecutive items of about ``budget`` candidates.
+
+    An item starts a new chunk when its first candidate falls past a multiple of ``budget``; a chunk
+    therefore holds at most ``budget`` plus one item's candidates.
+    """
+    if counts.numel() == 0:
+        return []
+    cumulative = counts.cumsum(0).cpu()
+    starts = cumulative - counts.cpu()
+    _, sizes = torch.unique_consecutive(starts // budget, return_counts=True)
+    ends = sizes.cumsum(0).tolist()
+    bounds, first, done = [], 0, 0
+    for end in ends:
+        total = int(cumulative[end - 1]) - done
+        bounds.append((first, end, total))
+        first, done = end, done + total
+    return bounds
+
+
+def visible_triangles(
+    pos: torch.Tensor, tri: torch.Tensor, height: int, width: int, max_candidates: int
+) -> torch.Tensor:
+    """Winning triangle id per pixel ``[B * H * W]`` (``-1`` where empty); not differentiable."""
+    batch, n_faces = pos.shape[0], tri.shape[0]
+    verts = pos[:, tri].reshape(batch * n_faces, 3, 4)
+    coeffs, det = edge_coefficients(verts)
+    col0, col1, row0, row1, nonempty = screen_boxes(verts, height, width)
+    finite = torch.isfinite(verts).flatten(1).all(dim=1)
+    keep = (nonempty & finite & (det != 0)).nonzero().squeeze(1)
+
+    # per kept (image, triangle) instance: sign-normalised edges and which edges own ties
+    sign = det[keep].sign()[:, None, None]
+    coeffs = coeffs[keep] * sign
+    owned = (coeffs[..., 0] > 0) | ((coeffs[..., 0] == 0) & (coeffs[..., 1] > 0))
+    z_w = verts[keep][..., [2, 3]]
+    image = torch.div(keep, n_faces, rounding_mode="floor")
+    face = keep - image * n_faces
+    col0, row0 = col0[keep], row0[keep]
+    box_w = col1[keep] - col0 + 1
+    counts = box_w * (row1[keep] - row0 + 1)
+
+    best = torch.full((batch * height * width,), EMPTY_KEY, dtype=torch.int64, device=pos.device)
+    for first, end, total in chunk_bounds(counts, max_candidates):
+        sl = slice(first, end)
+        owner = torch.repeat_interleave(
+            torch.arange(end - first, device=pos.device), counts[sl], output_size=total
+        )
+        start = counts[sl].cumsum(0) - counts[sl]
+        local = torch.arange(total, device=pos.device) - start[owner]
+        width_of = box_w[sl][owner]
+        px = col0[sl][owner] + local % width_of
+        py = row0[sl][owner] + torch.div(local, width_of, rounding_mode="floor")
+        x, y = pixel_centres_ndc(px, py, height, width, pos.dtype)
+        edges = evaluate_edges(coeffs[sl][owner], x, y)
+        inside = ((edges > 0) | ((edges == 0) & owned[sl][owner])).all(dim=1)
+        hit = inside.nonzero().squeeze(1)
+        edges, owner, px, py = edges[hit], owner[hit], px[hit], py[hit]
+        zw_of = z_w[sl][owner]
+        denominator = (edges * zw_of[..., 1]).sum(dim=1)
+        depth = (edges * zw_of[..., 0]).sum(dim=1) / torch.where(denominator > 0, denominator, 1)
+        ok = (denominator > 0) & (depth >= -1.0) & (depth <= 1.0)
+        owner, px, py, depth = owner[ok], px[ok], py[ok], depth[ok]
+        key = (orderable_depth(depth) << TRIANGLE_BITS) | face[sl][owner]
+        pixel = (image[sl][owner] * height + py) * width + px
+        best.scatter_reduce_(0, pixel, key, reduce="amin", include_self=True)
+
+    winner = best & ((1 << TRIANGLE_BITS) - 1)
+    return torch.where(best == EMPTY_KEY, -1, winner)
+
+
+def rast_from_triangle_ids(
+    pos: torch.Tensor, tri: torch.Tensor, winner: torch.Tensor, height: int, width: int
+) -> torch.Tensor:
+    """``rast [B, H, W, 4]`` for the given winning ids, differentiable w.r.t. ``pos``."""
+    batch = pos.shape[0]
+    index = (winner >= 0).nonzero().squeeze(1)
+    face = winner[index]
+    image = torch.div(index, height * width, rounding_mode="floor")
+    pixel = index - image * height * width
+    py = torch.div(pixel, width, rounding_mode="floor")
+    px = pixel - py * width
+    # float64: the homogeneous edge functions cancel badly in float32 for small triangles
+    verts = pos[image[:, None], tri[face]].double()
+    coeffs, _ = edge_coefficients(verts)
+    x, y = pixel_centres_ndc(px, py, height, width, torch.float64)
+    edges = evaluate_edges(coeffs, x, y)
+    bary = edges / edges.sum(dim=1, keepdim=True)
+    depth = (bary * verts[..., 2]).sum(dim=1) / (bary * verts[..., 3]).sum(dim=1)
+    values = torch.stack([bary[:, 0], bary[:, 1], depth, (face + 1).double()], dim=1)
+    values = values.to(pos.dtype)
+    rast = torch.index_put(pos.new_zeros(batch * height * width, 4), (index,), values)
+    return rast.reshape(batch, height, width, 4)
+
+
+class TorchRasterizer(Rasterizer):
+    """The always-available backend (CPU or CUDA tensors).
+
+    ``max_candidates`` bounds the pixel candidates tested at once (memory ~ 100 bytes each); the
+    default is 2**21 on CPU and 2**23 on CUDA.
+    """
+
+    name = "torch"
+
+    def __init__(self, max_candidates: Optional[int] = None):
+        self.max_candidates = max_candidates
+
+    def _budget(self, device: torch.device) -> int:
+        if self.max_candidates is not None:
+            return max(1, int(self.max_candidates))
+        return 1 << 23 if device.type == "cuda" else 1 << 21
+
+    def rasterize(
+        self, pos_clip: torch.Tensor, tri: torch.Tensor, resolution: Sequence[int]
+    ) -> torch.Tensor:
+        pos = batched_positions(pos_clip)
+        check_triangles(tri)
+        height, width = check_resolution(resolution)
+        if tri.shape[0] >= 1 << TRIANGLE_BITS:
+            raise StudioError(f"Too many triangles ({tri.shape[0]}); at most 2**31 - 1.")
+        tri = tri.to(device=pos.device, dtype=torch.long)
+        with torch.no_grad():
+            winner = visible_triangles(pos.detach(), tri, height, width, self._budget(pos.device))
+        return rast_from_triangle_ids(pos, tri, winner, height, width)
+
+    def interpolate(
+        self, attr: torch.Tensor, rast: torch.Tensor, tri: torch.Tensor
+    ) -> torch.Tensor:
+        attr = batched_attributes(attr)
+        batch, height, width, _ = rast.shape
+        if attr.shape[0] not in (1, batch):
+            raise StudioError(
+                f"Attributes for {attr.shape[0]} images cannot be interpolated over a raster of "
+                f"{batch}; give one set per image or a single shared [V, C] set."
+            )
+        flat = rast.reshape(-1, 4)
+        face = flat[:, 3].detach().round().long() - 1
+        index = (face >= 0).nonzero().squeeze(1)
+        face = face[index]
+        image = torch.div(index, height * width, rounding_mode="floor")
+        image = image if attr.shape[0] == batch else torch.zeros_like(image)
+        corners = attr[image[:, None], tri.to(device=attr.device, dtype=torch.long)[face]]
+        u, v = flat[index, 0], flat[index, 1]
+        weights = torch.stack([u, v, 1.0 - u - v], dim=1).to(attr.dtype)
+        values = (weights[..., None] * corners).sum(dim=1)
+        out = attr.new_zeros(batch * height * width, attr.shape[-1])
+        return torch.index_put(out, (index,), values).reshape(batch, height, width, -1)
+
+    def antialias(
+        self,
+        color: torch.Tensor,
+        rast: torch.Tensor,
+        pos_clip: torch.Tensor,
+        tri: torch.Tensor,
+    ) -> torch.Tensor:
+        """Identity: this backend does not antialias (see the module docstring)."""
+        return color
