@@ -1,0 +1,41 @@
+"""``stable-diffusion`` prompt processor: CLIP text embeddings ``[77, D]`` (D = 1024 for SD 2.x)."""
+
+from __future__ import annotations
+
+import attrs
+import torch
+
+from studio_dreamfusion.pretrained import resolve_pretrained
+from studio_dreamfusion.prompts.base import PromptProcessor, TextEncoder
+
+
+class StableDiffusionPromptProcessor(PromptProcessor):
+    """CLIP tokenizer + ``CLIPTextModel`` (subfolders ``tokenizer``, ``text_encoder``); prompts are
+    padded to the tokenizer's ``model_max_length`` and the last hidden state is the embedding."""
+
+    @attrs.define(kw_only=True)
+    class Config(PromptProcessor.Config):
+        pretrained_model_name_or_path: str = "stabilityai/stable-diffusion-2-1-base"
+
+    def load_text_encoder(self) -> TextEncoder:
+        from transformers import AutoTokenizer, CLIPTextModel
+
+        path = resolve_pretrained(
+            self.model_id,
+            subfolders=["tokenizer", "text_encoder"],
+            config_key=f"{self.config_path}.pretrained_model_name_or_path",
+        )
+        tokenizer = AutoTokenizer.from_pretrained(path, subfolder="tokenizer")
+        model = CLIPTextModel.from_pretrained(path, subfolder="text_encoder")
+        model.to(self.device).eval().requires_grad_(False)
+        return TextEncoder(tokenizer=tokenizer, model=model)
+
+    def encode_prompts(self, encoder: TextEncoder, prompts: list[str]) -> torch.Tensor:
+        tokens = encoder.tokenizer(
+            prompts,
+            padding="max_length",
+            max_length=encoder.tokenizer.model_max_length,
+            truncation=True,
+            return_tensors="pt",
+        )
+        return encoder.model(tokens.input_ids.to(self.device))[0]
