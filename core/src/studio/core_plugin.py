@@ -8,3 +8,8 @@ from studio.hookspecs import Register, hookimpl
 @hookimpl
 def studio_register_data_modules(register: Register) -> None:
     register("random-camera", "studio.data.random_camera:RandomCameraDataModule")
+
+
+@hookimpl
+def studio_register_renderers(register: Register) -> None:
+    register("nvdiff-rasterizer", "studio.renderers.nvdiff_rasterizer:NVDiffRasterizer")

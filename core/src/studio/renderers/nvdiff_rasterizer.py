@@ -1,0 +1,113 @@
+"""``nvdiff-rasterizer``: render the geometry's isosurface mesh by rasterization.
+
+The mesh (``geometry.isosurface()``) is projected with ``mvp_mtx`` and rasterized; opacity and
+normals come from the mesh alone, colours from the geometry's features at the visible surface points
+shaded by the material, composited over the background. Silhouettes are antialiased (which also
+gives visibility gradients) by the nvdiffrast backend; the PyTorch backend's antialias is the
+identity (see :mod:`studio.rasterize.torch_backend`).
+
+Backends (``backend: auto | nvdiffrast | torch``): ``auto`` uses nvdiffrast's CUDA context for
+meshes on a CUDA device when nvdiffrast is installed, else the PyTorch rasterizer. nvdiffrast's
+OpenGL context is never used: ``context_type: gl`` is accepted for threestudio configs and means
+``cuda``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Literal
+
+import attrs
+import torch
+import torch.nn.functional as F
+
+from studio.backends import choose
+from studio.rasterize import Rasterizer, make_rasterizer
+from studio.renderers.base import BaseRenderer
+
+log = logging.getLogger(__name__)
+
+#: Batch keys forwarded to the material (shading overrides used in evaluation and by presets).
+SHADING_KEYS = ("ambient_ratio", "shading")
+
+
+class NVDiffRasterizer(BaseRenderer):
+    @attrs.define(kw_only=True)
+    class Config(BaseRenderer.Config):
+        context_type: Literal["cuda", "gl"] = "cuda"
+        backend: Literal["auto", "nvdiffrast", "torch"] = "auto"
+
+    def configure(self) -> None:
+        if self.cfg.context_type == "gl":
+            log.warning(
+                "%s.context_type=gl: studio never uses nvdiffrast's OpenGL context; rasterizing "
+                "with the CUDA context instead (set context_type: cuda to silence this).",
+                self.config_path,
+            )
+        # fail at construction, not at the first render, when a forced backend cannot run
+        choose("rasterizer", self.cfg.backend, cuda=torch.cuda.is_available())
+        self._rasterizers: dict[str, Rasterizer] = {}
+
+    def rasterizer_for(self, device: torch.device) -> Rasterizer:
+        """The rasterizer for tensors on ``device`` (one per device, built on first use)."""
+        key = str(device)
+        if key not in self._rasterizers:
+            self._rasterizers[key] = make_rasterizer(self.cfg.backend, device)
+        return self._rasterizers[key]
+
+    def forward(
+        self,
+        mvp_mtx: torch.Tensor,
+        camera_positions: torch.Tensor,
+        light_positions: torch.Tensor,
+        height: int,
+        width: int,
+        render_rgb: bool = True,
+        **batch: Any,
+    ) -> dict[str, Any]:
+        """Render ``B`` views ``[B, H, W, C]``: ``opacity``, ``comp_normal`` (normals mapped to
+        ``[0, 1]``, zero on the background) and, with ``render_rgb``, ``comp_rgb`` and
+        ``comp_rgb_bg``; plus the rendered ``mesh``."""
+        mesh = self.geometry.isosurface()
+        rasterizer = self.rasterizer_for(mesh.v_pos.device)
+        v_pos, tri = mesh.v_pos, mesh.t_pos_idx
+        homogeneous = torch.cat([v_pos, torch.ones_like(v_pos[:, :1])], dim=-1)
+        pos_clip = homogeneous @ mvp_mtx.to(v_pos).transpose(1, 2)
+        rast = rasterizer.rasterize(pos_clip, tri, (height, width))
+        mask = (rast[..., 3:] > 0).to(v_pos.dtype)
+
+        def antialias(image: torch.Tensor) -> torch.Tensor:
+            return rasterizer.antialias(image, rast, pos_clip, tri)
+
+        out: dict[str, Any] = {"opacity": antialias(mask), "mesh": mesh}
+        normal = F.normalize(rasterizer.interpolate(mesh.v_nrm, rast, tri), dim=-1)
+        out["comp_normal"] = antialias(torch.lerp(torch.zeros_like(normal), (normal + 1) / 2, mask))
+        if not render_rgb:
+            return out
+
+        selector = mask[..., 0] > 0
+        positions = rasterizer.interpolate(v_pos, rast, tri)
+        viewdirs = F.normalize(positions - camera_positions[:, None, None, :].to(v_pos), dim=-1)
+        # like the reference: background pixels look along the direction to the world origin
+        background = self.background(dirs=viewdirs)
+        foreground = torch.zeros_like(background)
+        if bool(selector.any()):
+            points = positions[selector]
+            lights = light_positions[:, None, None, :].to(v_pos).expand_as(positions)
+            features = self.geometry(points, output_normal=False)["features"]
+            shading: dict[str, Any] = {k: batch[k] for k in SHADING_KEYS if k in batch}
+            if self.material.requires_normal:
+                shading["shading_normal"] = normal[selector]
+            color = self.material(
+                features=features,
+                positions=points,
+                light_positions=lights[selector],
+                viewdirs=viewdirs[selector],
+                **shading,
+            )
+            foreground = torch.index_put(
+                color.new_zeros(*selector.shape, color.shape[-1]), (selector,), color
+            )
+        out["comp_rgb"] = antialias(torch.lerp(background, foreground, mask))
+        out["comp_rgb_bg"] = background
+        return out
