@@ -67,7 +67,7 @@ class RecordingMaterial(BaseMaterial):
 class Constant(BaseBackground):
     def forward(self, dirs: torch.Tensor) -> torch.Tensor:
         self.dirs = dirs
-        return torch.tensor(BACKGROUND).expand(*dirs.shape[:-1], 3)
+        return torch.tensor(BACKGROUND, device=dirs.device).expand(*dirs.shape[:-1], 3)
 
 
 def views(azimuth_deg: list[float], elevation_deg: list[float]) -> dict[str, Any]:

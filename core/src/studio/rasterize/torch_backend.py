@@ -117,9 +117,11 @@ def screen_boxes(
     y_hi = torch.where(projectable, y, -inf).amax(dim=1)
 
     def pixel_range(lo: torch.Tensor, hi: torch.Tensor, size: int) -> tuple[torch.Tensor, ...]:
-        # centre of pixel j is at ((x + 1) size / 2 - 0.5); floor/ceil widen the box by < 1 px
-        first = ((lo + 1.0) * size / 2 - 0.5).clamp(-1.0, size + 1.0).floor().long()
-        last = ((hi + 1.0) * size / 2 - 0.5).clamp(-1.0, size + 1.0).ceil().long()
+        # pixel j's centre is at (x + 1) size / 2 - 0.5; the box holds the centres in [lo, hi],
+        # widened by a small margin for rounding (the per-pixel test decides exactly)
+        margin = 1e-2 + 1e-6 * size
+        first = ((lo + 1.0) * size / 2 - 0.5 - margin).clamp(-1.0, size + 1.0).ceil().long()
+        last = ((hi + 1.0) * size / 2 - 0.5 + margin).clamp(-1.0, size + 1.0).floor().long()
         first = torch.where(unbounded, 0, first.clamp(min=0))
         last = torch.where(unbounded, size - 1, last.clamp(max=size - 1))
         return first, last
@@ -168,9 +170,9 @@ def visible_triangles(
     z_w = verts[keep][..., [2, 3]]
     image = torch.div(keep, n_faces, rounding_mode="floor")
     face = keep - image * n_faces
-    col0, row0 = col0[keep], row0[keep]
-    box_w = col1[keep] - col0 + 1
-    counts = box_w * (row1[keep] - row0 + 1)
+    box_w = col1[keep] - col0[keep] + 1
+    counts = box_w * (row1[keep] - row0[keep] + 1)
+    boxes = torch.stack([col0[keep], row0[keep], box_w], dim=1)  # first column, first row, width
 
     best = torch.full((batch * height * width,), EMPTY_KEY, dtype=torch.int64, device=pos.device)
     for first, end, total in chunk_bounds(counts, max_candidates):
@@ -179,22 +181,23 @@ def visible_triangles(
             torch.arange(end - first, device=pos.device), counts[sl], output_size=total
         )
         start = counts[sl].cumsum(0) - counts[sl]
-        local = torch.arange(total, device=pos.device) - start[owner]
-        width_of = box_w[sl][owner]
-        px = col0[sl][owner] + local % width_of
-        py = row0[sl][owner] + torch.div(local, width_of, rounding_mode="floor")
+        local = torch.arange(total, device=pos.device) - start.index_select(0, owner)
+        box = boxes[sl].index_select(0, owner)
+        row = torch.div(local, box[:, 2], rounding_mode="floor")
+        px, py = box[:, 0] + local - row * box[:, 2], box[:, 1] + row
         x, y = pixel_centres_ndc(px, py, height, width, pos.dtype)
-        edges = evaluate_edges(coeffs[sl][owner], x, y)
-        inside = ((edges > 0) | ((edges == 0) & owned[sl][owner])).all(dim=1)
-        hit = inside.nonzero().squeeze(1)
+        edges = evaluate_edges(coeffs[sl].index_select(0, owner), x, y)
+        hit = (edges >= 0).all(dim=1).nonzero().squeeze(1)
         edges, owner, px, py = edges[hit], owner[hit], px[hit], py[hit]
-        zw_of = z_w[sl][owner]
+        zw_of = z_w[sl].index_select(0, owner)
         denominator = (edges * zw_of[..., 1]).sum(dim=1)
         depth = (edges * zw_of[..., 0]).sum(dim=1) / torch.where(denominator > 0, denominator, 1)
-        ok = (denominator > 0) & (depth >= -1.0) & (depth <= 1.0)
+        # a pixel centre exactly on an edge belongs to the triangle that owns that edge
+        ties_ok = ((edges > 0) | owned[sl].index_select(0, owner)).all(dim=1)
+        ok = ties_ok & (denominator > 0) & (depth >= -1.0) & (depth <= 1.0)
         owner, px, py, depth = owner[ok], px[ok], py[ok], depth[ok]
-        key = (orderable_depth(depth) << TRIANGLE_BITS) | face[sl][owner]
-        pixel = (image[sl][owner] * height + py) * width + px
+        key = (orderable_depth(depth) << TRIANGLE_BITS) | face[sl].index_select(0, owner)
+        pixel = (image[sl].index_select(0, owner) * height + py) * width + px
         best.scatter_reduce_(0, pixel, key, reduce="amin", include_self=True)
 
     winner = best & ((1 << TRIANGLE_BITS) - 1)
