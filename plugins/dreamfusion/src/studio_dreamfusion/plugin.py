@@ -63,3 +63,15 @@ def studio_register_methods(register):
 @hookimpl
 def studio_register_data_modules(register):
     register("fixed-view", f"{PKG}.playground:FixedViewDataModule")
+
+
+@hookimpl
+def studio_register_guidances(register):
+    register("stable-diffusion", f"{PKG}.guidance.stable_diffusion:StableDiffusionGuidance")
+    register("deep-floyd", f"{PKG}.guidance.deep_floyd:DeepFloydGuidance")
+
+
+@hookimpl
+def studio_register_prompt_processors(register):
+    register("stable-diffusion", f"{PKG}.prompts.stable_diffusion:StableDiffusionPromptProcessor")
+    register("deep-floyd", f"{PKG}.prompts.deep_floyd:DeepFloydPromptProcessor")

@@ -1,0 +1,157 @@
+"""``stable-diffusion`` guidance: SDS through Stable Diffusion's latent space (reference §4.7.1).
+
+Images ``[B, H, W, 3]`` in [0, 1] are resized to the VAE's input size (``unet.sample_size *
+vae_scale_factor``: 512 for SD 2.1-base), mapped to [-1, 1] and encoded
+(``latent_dist.sample() * scaling_factor``); with ``rgb_as_latents=True`` the 4-channel input is
+resized to the UNet's latent size (64) and used as the latents directly. The SDS step itself is
+:mod:`studio_dreamfusion.guidance.sds`.
+
+The UNet and VAE are frozen, in eval mode, held outside any ``nn.Module`` and run in the weights
+dtype (fp16 on CUDA when ``half_precision_weights``; fp32 on CPU) with autocast disabled; their
+outputs are cast back to the input dtype.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import attrs
+import torch
+import torch.nn.functional as F
+
+from studio_dreamfusion.guidance.loading import (
+    MemoryOptions,
+    check_memory_options,
+    freeze,
+    place_pipeline,
+    weights_dtype,
+)
+from studio_dreamfusion.guidance.sds import DiffusionModels, ScoreDistillationGuidance
+from studio_dreamfusion.pretrained import diffusers_dtype_kwargs, resolve_pretrained
+
+
+class StableDiffusionGuidance(ScoreDistillationGuidance):
+    @attrs.define(kw_only=True)
+    class Config(ScoreDistillationGuidance.Config):
+        pretrained_model_name_or_path: str = "stabilityai/stable-diffusion-2-1-base"
+        guidance_scale: float = 100.0
+        half_precision_weights: bool = True
+        enable_memory_efficient_attention: bool = False
+        enable_sequential_cpu_offload: bool = False
+        enable_attention_slicing: bool = False
+        enable_channels_last_format: bool = False
+        token_merging: bool = False
+        token_merging_params: dict[str, Any] = attrs.Factory(dict)
+
+    cfg: Config
+
+    def memory_options(self) -> MemoryOptions:
+        cfg = self.cfg
+        return MemoryOptions(
+            memory_efficient_attention=cfg.enable_memory_efficient_attention,
+            sequential_cpu_offload=cfg.enable_sequential_cpu_offload,
+            attention_slicing=cfg.enable_attention_slicing,
+            channels_last=cfg.enable_channels_last_format,
+            token_merging=cfg.token_merging,
+            token_merging_params=dict(cfg.token_merging_params),
+        )
+
+    def load_models(self) -> DiffusionModels:
+        from diffusers import DDIMScheduler, StableDiffusionPipeline
+
+        options = self.memory_options()
+        check_memory_options(options, self.device, self.config_path)
+        self.weights_dtype = weights_dtype(self.cfg.half_precision_weights, self.device)
+        path = resolve_pretrained(
+            self.cfg.pretrained_model_name_or_path,
+            subfolders=["unet", "vae", "scheduler"],
+            config_key=f"{self.config_path}.pretrained_model_name_or_path",
+        )
+        pipe = StableDiffusionPipeline.from_pretrained(
+            path,
+            tokenizer=None,
+            text_encoder=None,
+            safety_checker=None,
+            feature_extractor=None,
+            requires_safety_checker=False,
+            **diffusers_dtype_kwargs(self.weights_dtype),
+        )
+        freeze(pipe.unet, pipe.vae)
+        place_pipeline(pipe, pipe.unet, options, self.device)
+        scheduler = DDIMScheduler.from_pretrained(path, subfolder="scheduler")
+        vae_config = pipe.vae.config
+        self.vae_scale_factor = 2 ** (len(vae_config.block_out_channels) - 1)
+        self.latent_size = int(pipe.unet.config.sample_size)
+        self.image_size = self.latent_size * self.vae_scale_factor
+        self.scaling_factor = float(vae_config.scaling_factor)
+        return DiffusionModels(pipe=pipe, unet=pipe.unet, vae=pipe.vae, scheduler=scheduler)
+
+    # -- model calls ----------------------------------------------------------------------------
+    def predict_noise(
+        self, noisy: torch.Tensor, timesteps: torch.Tensor, text_embeddings: torch.Tensor
+    ) -> torch.Tensor:
+        with torch.autocast(self.device.type, enabled=False):
+            out = self.models.unet(
+                noisy.to(self.weights_dtype),
+                timesteps,
+                encoder_hidden_states=text_embeddings.to(self.weights_dtype),
+            ).sample
+        return out.to(noisy.dtype)
+
+    def encode_images(self, images: torch.Tensor) -> torch.Tensor:
+        """Latents ``[B, 4, h, w]`` of images ``[B, 3, H, W]`` in [0, 1] (differentiable)."""
+        with torch.autocast(self.device.type, enabled=False):
+            posterior = self.models.vae.encode(
+                (images * 2.0 - 1.0).to(self.weights_dtype)
+            ).latent_dist
+            latents = posterior.sample() * self.scaling_factor
+        return latents.to(images.dtype)
+
+    def decode_latents(
+        self, latents: torch.Tensor, latent_size: Optional[int] = None
+    ) -> torch.Tensor:
+        """Images ``[B, H, W, 3]`` in [0, 1] from latents ``[B, 4, h, w]`` (resized to
+        ``latent_size``, default the UNet's, before decoding)."""
+        size = latent_size or self.latent_size
+        latents = F.interpolate(latents, (size, size), mode="bilinear", align_corners=False)
+        with torch.no_grad(), torch.autocast(self.device.type, enabled=False):
+            image = self.models.vae.decode(
+                (latents / self.scaling_factor).to(self.weights_dtype)
+            ).sample
+        return (image.float() * 0.5 + 0.5).clamp(0.0, 1.0).permute(0, 2, 3, 1)
+
+    # -- the guidance call ----------------------------------------------------------------------
+    def __call__(
+        self,
+        rgb: torch.Tensor,
+        prompt_utils: Any,
+        elevation: torch.Tensor,
+        azimuth: torch.Tensor,
+        camera_distances: torch.Tensor,
+        rgb_as_latents: bool = False,
+        noise: Optional[torch.Tensor] = None,
+        timesteps: Optional[torch.Tensor] = None,
+        **kwargs: Any,
+    ) -> dict[str, Any]:
+        """SDS loss of renders ``rgb`` ``[B, H, W, C]`` (C = 3, or 4 with ``rgb_as_latents``).
+
+        ``noise`` (shape of the latents) and ``timesteps`` (long ``[B]``) replace the sampled ones;
+        other keyword arguments (the rest of a camera batch) are ignored.
+        """
+        images = rgb.permute(0, 3, 1, 2)
+        if rgb_as_latents:
+            size = self.latent_size
+            latents = F.interpolate(images, (size, size), mode="bilinear", align_corners=False)
+        else:
+            size = self.image_size
+            resized = F.interpolate(images, (size, size), mode="bilinear", align_corners=False)
+            latents = self.encode_images(resized)
+        return self.compute_sds(
+            latents,
+            prompt_utils,
+            elevation,
+            azimuth,
+            camera_distances,
+            noise=noise,
+            timesteps=timesteps,
+        )
