@@ -28,8 +28,28 @@ def nvdiffrast() -> NvdiffrastRasterizer:
     return NvdiffrastRasterizer("cuda")
 
 
+def screen_triangles(clip: torch.Tensor, faces: torch.Tensor, size: int) -> torch.Tensor:
+    """Pixel-space corners ``[B, F, 3, 2]`` (pixel (i, j) centre at (j, i)); all w > 0 here."""
+    ndc = clip[..., :2].double() / clip[..., 3:].double()
+    return ((ndc + 1) * size / 2 - 0.5)[:, faces]
+
+
+def distance_to_triangle(point: torch.Tensor, corners: torch.Tensor) -> torch.Tensor:
+    """``(distance to the triangle (0 inside), distance to its boundary)`` of points ``[N, 2]``."""
+    a, b = corners, corners.roll(-1, dims=1)  # [N, 3, 2] edges a -> b
+    ab, ap = b - a, point[:, None] - a
+    t = ((ap * ab).sum(-1) / (ab * ab).sum(-1).clamp(min=1e-30)).clamp(0, 1)
+    boundary = (ap - t[..., None] * ab).norm(dim=-1).min(dim=1).values
+    cross = ab[..., 0] * ap[..., 1] - ab[..., 1] * ap[..., 0]
+    inside = (cross >= 0).all(dim=1) | (cross <= 0).all(dim=1)
+    return torch.where(inside, 0.0, boundary), boundary
+
+
 @pytest.mark.parametrize("mesh", [icosphere, cube], ids=["sphere", "cube"])
 def test_torch_matches_nvdiffrast(nvdiffrast: NvdiffrastRasterizer, mesh) -> None:
+    """Same coverage and attributes; every disagreement is explained by nvdiffrast snapping
+    vertices to 1/16 pixel: the pixel centre lies within 1/16 px of both triangles involved and
+    of the boundary of at least one of them."""
     vertices, faces = mesh() if mesh is cube else mesh(5)
     vertices, faces = vertices.cuda(), faces.cuda()
     clip = to_clip(vertices, make_cameras(CAMERAS).float().cuda()).contiguous()
@@ -39,28 +59,45 @@ def test_torch_matches_nvdiffrast(nvdiffrast: NvdiffrastRasterizer, mesh) -> Non
     ids_t, ids_n = triangle_ids(rast_t), triangle_ids(rast_n)
     coverage = iou(ids_t >= 0, ids_n >= 0)
     both = (ids_t >= 0) & (ids_n >= 0)
-    same_id = (ids_t[both] == ids_n[both]).float().mean().item()
+    same = both & (ids_t == ids_n)
+    same_fraction = (same.sum() / both.sum()).item()
+
+    # disagreements: how far the pixel centre is from each rasterizer's triangle
+    b, i, j = (ids_t != ids_n).nonzero(as_tuple=True)
+    centre = torch.stack([j, i], dim=-1).double()
+    tris = screen_triangles(clip, faces, SIZE)
+    worst, near_boundary = 0.0, torch.zeros_like(b, dtype=torch.bool)
+    for ids in (ids_t, ids_n):
+        face = ids[b, i, j]
+        has = face >= 0
+        to_tri, to_edge = distance_to_triangle(centre[has], tris[b[has], face[has]])
+        worst = max(worst, to_tri.max().item() if has.any() else 0.0)
+        near_boundary[has] |= to_edge < 1 / 16
     attrs = torch.cat([vertices, torch.rand_like(vertices)], dim=-1).requires_grad_(True)
-    out_t, out_n = (
-        ours.interpolate(attrs, rast_t, faces),
-        nvdiffrast.interpolate(attrs, rast_n, faces),
-    )
-    error = (out_t - out_n)[both].abs()
-    depth_error = (rast_t[..., 2] - rast_n[..., 2])[both].abs().max().item()
-    weights = torch.rand_like(out_t)
+    out_t = ours.interpolate(attrs, rast_t, faces)
+    out_n = nvdiffrast.interpolate(attrs, rast_n, faces)
+    error = (out_t - out_n)[same].abs().max().item()
+    error_both = (out_t - out_n)[both].abs()
+    depth_error = (rast_t[..., 2] - rast_n[..., 2])[same].abs().max().item()
+    weights = torch.rand_like(out_t) * same[..., None]
     (grad_t,) = torch.autograd.grad((out_t * weights).sum(), attrs)
     (grad_n,) = torch.autograd.grad((out_n * weights).sum(), attrs)
     grad_error = ((grad_t - grad_n).abs().max() / grad_n.abs().max()).item()
     print(
-        f"\n{mesh.__name__}: {faces.shape[0]} faces, IoU {coverage:.5f}, same triangle "
-        f"{same_id:.5f}, attribute max error {error.max().item():.2e} (p99.9 "
-        f"{error.flatten().quantile(0.999).item():.2e}), z/w max error {depth_error:.2e}, "
-        f"attribute-gradient relative error {grad_error:.2e}"
+        f"\n{mesh.__name__}: {faces.shape[0]} faces, {SIZE}px x {len(CAMERAS)}: coverage IoU "
+        f"{coverage:.5f}; same triangle on {same_fraction:.4f} of pixels both cover; "
+        f"{len(b)} disagreeing pixels, each within {worst:.3f} px of both triangles, "
+        f"{near_boundary.float().mean().item():.3f} of them within 1/16 px of an edge; "
+        f"same-triangle pixels: attribute max error {error:.2e}, z/w {depth_error:.2e}, "
+        f"attribute-gradient relative error {grad_error:.2e}; all pixels both cover: "
+        f"attribute p99.9 {error_both.flatten().quantile(0.999).item():.2e}, "
+        f"max {error_both.max().item():.2e}"
     )
     assert coverage > 0.99
-    assert same_id > 0.99
-    assert error.max() < 1e-3
-    assert depth_error < 1e-4
+    assert same_fraction > 0.98
+    assert worst < 1 / 16 and near_boundary.all()
+    assert error < 1e-3
+    assert depth_error < 1e-5
     assert grad_error < 1e-3
 
 
