@@ -71,7 +71,7 @@ class DeepFloydPromptProcessor(PromptProcessor):
             from transformers import BitsAndBytesConfig
 
             kwargs["quantization_config"] = BitsAndBytesConfig(load_in_8bit=True)
-            kwargs["device_map"] = {"": self.device}
+            kwargs["device_map"] = {"": str(self.device)}
         model = T5EncoderModel.from_pretrained(path, subfolder="text_encoder", **kwargs)
         if not self.cfg.load_in_8bit:
             model.to(self.device)
