@@ -15,22 +15,12 @@ from studio.backgrounds.base import BaseBackground
 from studio.data import cameras as cam
 from studio.errors import ConfigError
 from studio.materials.base import BaseMaterial
+from studio.mesh.mesh import Mesh
 from studio.registry import discover
 from studio.renderers.nvdiff_rasterizer import NVDiffRasterizer
 
 RADIUS, DISTANCE, FOVY, SIZE = 0.6, 2.5, 40.0, 64
 BACKGROUND = (0.2, 0.4, 0.6)
-
-
-class SphereMesh:
-    """Stand-in for ``studio.mesh.mesh.Mesh``: an icosphere with exact (radial) vertex normals."""
-
-    def __init__(self, v_pos: torch.Tensor, t_pos_idx: torch.Tensor):
-        self.v_pos, self.t_pos_idx = v_pos, t_pos_idx
-
-    @property
-    def v_nrm(self) -> torch.Tensor:
-        return F.normalize(self.v_pos, dim=-1)
 
 
 class SphereGeometry(torch.nn.Module):
@@ -45,8 +35,8 @@ class SphereGeometry(torch.nn.Module):
         self.scale = torch.nn.Parameter(torch.ones(3))
         self.calls = 0
 
-    def isosurface(self) -> SphereMesh:
-        return SphereMesh(self.v_pos, self.faces)
+    def isosurface(self) -> Mesh:
+        return Mesh(self.v_pos, self.faces)
 
     def forward(self, points: torch.Tensor, output_normal: bool = False) -> dict[str, Any]:
         assert not output_normal and points.dim() == 2
