@@ -13,3 +13,8 @@ def studio_register_data_modules(register: Register) -> None:
 @hookimpl
 def studio_register_renderers(register: Register) -> None:
     register("nvdiff-rasterizer", "studio.renderers.nvdiff_rasterizer:NVDiffRasterizer")
+
+
+@hookimpl
+def studio_register_exporters(register: Register) -> None:
+    register("mesh-exporter", "studio.exporters.mesh_exporter:MeshExporter")

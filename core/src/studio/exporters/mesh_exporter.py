@@ -1,0 +1,220 @@
+"""``mesh-exporter``: the run's geometry as a mesh file with its colours.
+
+Formats (``fmt``):
+
+* ``obj-mtl`` -- OBJ + MTL with an xatlas UV atlas and a baked albedo texture (``map_Kd``);
+* ``obj`` -- OBJ with per-vertex colours (``v x y z r g b``);
+* ``glb`` -- binary glTF with the baked texture as base colour (vertex colours when
+  ``save_texture`` is off).
+
+The mesh is ``geometry.isosurface()``; with ``isosurface_threshold: auto`` the level is chosen by
+matching the mesh's silhouettes to the volume renderer's opacity
+(:mod:`studio.mesh.auto_threshold`), and the choice is logged and written to ``threshold.txt``.
+Colours come from ``material.export(**geometry.export(points))["albedo"]`` at texel / vertex
+positions. The caller (:func:`studio.exporters.base.export_atomically`) provides a staging folder,
+so a failure leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Literal
+
+import attrs
+import torch
+
+from studio.errors import StudioError
+from studio.exporters.base import BaseExporter
+from studio.mesh import io as mesh_io
+from studio.mesh.mesh import Mesh
+from studio.rasterize import make_rasterizer
+
+log = logging.getLogger(__name__)
+
+
+def albedo_query(system: Any):
+    """``points [N, 3] -> albedo [N, 3]`` from the system's geometry and material."""
+    geometry, material = system.geometry, system.material
+
+    def query(points: torch.Tensor) -> torch.Tensor:
+        geo_out = geometry.export(points)
+        exported = material.export(**geo_out)
+        if "albedo" not in exported:
+            raise StudioError(
+                f"The material {type(material).__name__} exports no 'albedo' (it gave "
+                f"{sorted(exported)}); the mesh exporter needs a colour per surface point."
+            )
+        return exported["albedo"][..., :3]
+
+    return query
+
+
+def positions_per_uv_vertex(mesh: Mesh) -> torch.Tensor:
+    """World position of every UV vertex (xatlas splits vertices at seams; faces correspond)."""
+    out = torch.zeros(mesh.v_tex.shape[0], 3, dtype=mesh.v_pos.dtype, device=mesh.v_pos.device)
+    out[mesh.t_tex_idx.reshape(-1)] = mesh.v_pos[mesh.t_pos_idx.reshape(-1)]
+    return out
+
+
+class MeshExporter(BaseExporter):
+    @attrs.define(kw_only=True)
+    class Config:
+        fmt: Literal["obj-mtl", "obj", "glb"] = "obj-mtl"
+        save_name: str = "model"
+        save_normal: bool = False
+        save_uv: bool = True
+        save_texture: bool = True
+        texture_size: int = 1024
+        texture_format: Literal["jpg", "png"] = "jpg"
+        xatlas_chart_options: dict[str, Any] = attrs.Factory(dict)
+        xatlas_pack_options: dict[str, Any] = attrs.Factory(dict)
+        context_type: Literal["cuda", "gl"] = "cuda"
+        rasterizer_backend: Literal["auto", "nvdiffrast", "torch"] = "auto"
+        # auto-threshold search (used only when the geometry asks for `auto`)
+        auto_threshold_views: int = 6
+        auto_threshold_view_size: int = 128
+        auto_threshold_resolution: int = 96
+
+    def configure(self) -> None:
+        cfg = self.cfg
+        if cfg.texture_size < 16:
+            raise StudioError(
+                f"system.exporter.texture_size={cfg.texture_size} is too small; use e.g. 1024."
+            )
+        if cfg.save_texture and not cfg.save_uv and cfg.fmt != "obj":
+            raise StudioError(
+                "system.exporter.save_texture=true needs save_uv=true (the texture is baked into "
+                "the UV atlas); set save_uv=true, or save_texture=false for a plain mesh."
+            )
+
+    # -- the mesh ---------------------------------------------------------------------------------
+    def extract_mesh(self, system: Any, out_dir: Path) -> Mesh:
+        geometry = system.geometry
+        configured = getattr(geometry.cfg, "isosurface_threshold", None)
+        if configured == "auto":
+            self.resolve_auto_threshold(system, out_dir)
+        with torch.no_grad():
+            mesh = geometry.isosurface()
+        return Mesh(mesh.v_pos.detach(), mesh.t_pos_idx, **mesh.extras)
+
+    def resolve_auto_threshold(self, system: Any, out_dir: Path) -> float:
+        from studio.mesh.auto_threshold import choose_isosurface_threshold
+
+        cfg = self.cfg
+        renderer = system.renderer
+        was_training = renderer.training
+        renderer.eval()
+
+        def opacity(view: dict[str, Any]) -> torch.Tensor:
+            return renderer(**view)["opacity"]
+
+        try:
+            choice = choose_isosurface_threshold(
+                system.geometry,
+                opacity,
+                make_rasterizer(cfg.rasterizer_backend, system.geometry.bbox.device),
+                n_views=cfg.auto_threshold_views,
+                view_size=cfg.auto_threshold_view_size,
+                resolution=cfg.auto_threshold_resolution,
+            )
+        finally:
+            renderer.train(was_training)
+        system.geometry.set_isosurface_threshold(choice.threshold)
+        lines = [choice.describe(), "threshold silhouette_iou"]
+        lines += [f"{t:.6g} {s:.4f}" for t, s in choice.tried]
+        (out_dir / "threshold.txt").write_text("\n".join(lines) + "\n")
+        print(choice.describe())
+        return choice.threshold
+
+    # -- export -----------------------------------------------------------------------------------
+    def export(self, system: Any, out_dir: Path) -> list[Path]:
+        cfg = self.cfg
+        mesh = self.extract_mesh(system, out_dir)
+        written = [p for p in (out_dir / "threshold.txt",) if p.exists()]
+        if cfg.fmt == "obj":
+            written.append(self._export_vertex_colour_obj(system, mesh, out_dir))
+            return written
+        texture = None
+        if cfg.save_uv:
+            mesh.unwrap_uv(cfg.xatlas_chart_options, cfg.xatlas_pack_options)
+            if cfg.save_texture:
+                texture = self.bake(system, mesh)
+        if cfg.fmt == "glb":
+            written.append(self._export_glb(system, mesh, texture, out_dir))
+        else:
+            written.extend(self._export_obj_mtl(mesh, texture, out_dir))
+        return written
+
+    def bake(self, system: Any, mesh: Mesh):
+        from studio.mesh.texture import bake_texture
+
+        cfg = self.cfg
+        rasterizer = make_rasterizer(cfg.rasterizer_backend, mesh.v_pos.device)
+        texture, _ = bake_texture(
+            positions_per_uv_vertex(mesh),
+            mesh.v_tex,
+            mesh.t_tex_idx,
+            albedo_query(system),
+            cfg.texture_size,
+            rasterizer,
+            padding=int(cfg.xatlas_pack_options.get("padding", 2)),
+        )
+        return texture
+
+    def _vertex_colours(self, system: Any, mesh: Mesh):
+        with torch.no_grad():
+            return albedo_query(system)(mesh.v_pos).cpu().numpy()
+
+    def _normals(self, mesh: Mesh):
+        return mesh.v_nrm.detach().cpu().numpy() if self.cfg.save_normal else None
+
+    def _export_vertex_colour_obj(self, system: Any, mesh: Mesh, out_dir: Path) -> Path:
+        return mesh_io.write_obj(
+            out_dir / f"{self.cfg.save_name}.obj",
+            mesh.v_pos.cpu().numpy(),
+            mesh.t_pos_idx.cpu().numpy(),
+            v_nrm=self._normals(mesh),
+            v_rgb=self._vertex_colours(system, mesh),
+        )
+
+    def _export_obj_mtl(self, mesh: Mesh, texture, out_dir: Path) -> list[Path]:
+        cfg = self.cfg
+        written = []
+        texture_name = None
+        if texture is not None:
+            texture_name = f"texture_kd.{cfg.texture_format}"
+            written.append(mesh_io.write_texture(out_dir / texture_name, texture))
+        mtl = mesh_io.write_mtl(out_dir / f"{cfg.save_name}.mtl", map_kd=texture_name)
+        uv = cfg.save_uv
+        obj = mesh_io.write_obj(
+            out_dir / f"{cfg.save_name}.obj",
+            mesh.v_pos.cpu().numpy(),
+            mesh.t_pos_idx.cpu().numpy(),
+            v_nrm=self._normals(mesh),
+            v_tex=mesh.v_tex.cpu().numpy() if uv else None,
+            t_tex_idx=mesh.t_tex_idx.cpu().numpy() if uv else None,
+            mtl_name=mtl.name,
+        )
+        return [obj, mtl, *written]
+
+    def _export_glb(self, system: Any, mesh: Mesh, texture, out_dir: Path) -> Path:
+        path = out_dir / f"{self.cfg.save_name}.glb"
+        common = {"v_nrm": self._normals(mesh)}
+        if texture is not None:
+            return mesh_io.write_glb(
+                path,
+                mesh.v_pos.cpu().numpy(),
+                mesh.t_pos_idx.cpu().numpy(),
+                v_tex=mesh.v_tex.cpu().numpy(),
+                t_tex_idx=mesh.t_tex_idx.cpu().numpy(),
+                texture=texture,
+                **common,
+            )
+        return mesh_io.write_glb(
+            path,
+            mesh.v_pos.cpu().numpy(),
+            mesh.t_pos_idx.cpu().numpy(),
+            v_rgb=self._vertex_colours(system, mesh),
+            **common,
+        )
