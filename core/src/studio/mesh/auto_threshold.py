@@ -81,16 +81,13 @@ def orbit_views(
 
 
 def mesh_coverage(mesh: Mesh, views: list[dict[str, torch.Tensor]], rasterizer) -> torch.Tensor:
-    """Binary silhouettes ``[n_views, H, W]`` of ``mesh`` (world coordinates)."""
-    masks = []
+    """Binary silhouettes ``[n_views, H, W]`` of ``mesh`` (world coordinates), one batched call."""
     tri = mesh.t_pos_idx.to(torch.int32)
-    ones = torch.ones_like(mesh.v_pos[:, :1])
-    homogeneous = torch.cat([mesh.v_pos, ones], dim=-1)
-    for view in views:
-        clip = homogeneous @ view["mvp_mtx"][0].T
-        rast = rasterizer.rasterize(clip[None], tri, (view["height"], view["width"]))
-        masks.append((rast[0, ..., 3] > 0).float())
-    return torch.stack(masks)
+    homogeneous = torch.cat([mesh.v_pos, torch.ones_like(mesh.v_pos[:, :1])], dim=-1)
+    mvp = torch.cat([view["mvp_mtx"] for view in views]).to(homogeneous)
+    clip = homogeneous[None] @ mvp.transpose(1, 2)
+    size = (views[0]["height"], views[0]["width"])
+    return (rasterizer.rasterize(clip, tri, size)[..., 3] > 0).float()
 
 
 def silhouette_iou(coverage: torch.Tensor, opacity: torch.Tensor) -> float:
