@@ -49,6 +49,7 @@ class ImplicitVolume(BaseImplicitGeometry):
         )
         normal_type: Optional[NormalType] = "finite_difference"
         finite_difference_normal_eps: float = 0.01
+        isosurface_threshold: Union[float, Literal["auto"]] = 25.0
 
     def configure(self) -> None:
         super().configure()

@@ -29,6 +29,7 @@ class VolumeGrid(BaseImplicitGeometry):
         density_blob_std: float = 0.5
         normal_type: Optional[Literal["finite_difference", "pred"]] = "finite_difference"
         finite_difference_normal_eps: float = 1e-3
+        isosurface_threshold: Union[float, Literal["auto"]] = "auto"
 
     def configure(self) -> None:
         super().configure()
