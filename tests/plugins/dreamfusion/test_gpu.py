@@ -75,3 +75,40 @@ def test_512_eval_render_stays_within_memory(backend):
     assert out["comp_rgb"].shape == (1, 512, 512, 3)
     assert torch.isfinite(out["comp_rgb"]).all()
     assert peak_gib < 8.0
+    # the blob at the centre is dense: an evaluation right after construction (as in
+    # `studio test` after loading a checkpoint) must see it, not an empty occupancy grid
+    assert out["opacity"].max() > 0.9
+
+
+def test_occupancy_grid_is_refilled_after_loading_weights():
+    """Resuming at a step that is not a multiple of the grid's update interval used to train on an
+    empty grid (no samples) until the next update."""
+    from studio_dreamfusion.backgrounds import SolidColor
+    from studio_dreamfusion.materials import NoMaterial
+    from studio_dreamfusion.renderers.nerf_volume import NeRFVolumeRenderer
+
+    def make():
+        geometry = ImplicitVolume({"radius": 1.0}).cuda()
+        renderer = NeRFVolumeRenderer(
+            {"radius": 1.0, "num_samples_per_ray": 64, "backend": "nerfacc"},
+            geometry=geometry,
+            material=NoMaterial({}),
+            background=SolidColor({}),
+        ).cuda()
+        return geometry, renderer
+
+    geometry, renderer = make()
+    state = {"geometry": geometry.state_dict(), "renderer": renderer.state_dict()}
+    geometry2, renderer2 = make()
+    geometry2.load_state_dict(state["geometry"])
+    renderer2.load_state_dict(state["renderer"])
+    renderer2.train()
+    renderer2.do_update_step(0, 5003, on_load_weights=True)
+    renderer2.do_update_step(0, 5003)  # 5003 % 16 != 0: no scheduled update at this step
+    views = orbit_cameras(1, 32, 32, distance=2.5)
+    out = renderer2(
+        rays_o=views["rays_o"].cuda(),
+        rays_d=views["rays_d"].cuda(),
+        light_positions=views["light_positions"].cuda(),
+    )
+    assert out["opacity"].max() > 0.9

@@ -9,7 +9,7 @@ an error.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Literal, Optional
 
 import attrs
 import torch
@@ -41,6 +41,7 @@ class DeepFloydGuidance(ScoreDistillationGuidance):
         enable_sequential_cpu_offload: bool = False
         enable_attention_slicing: bool = False
         enable_channels_last_format: bool = True
+        compile: Literal["none", "default", "reduce-overhead", "max-autotune"] = "none"
 
     cfg: Config
 
@@ -51,6 +52,7 @@ class DeepFloydGuidance(ScoreDistillationGuidance):
             sequential_cpu_offload=cfg.enable_sequential_cpu_offload,
             attention_slicing=cfg.enable_attention_slicing,
             channels_last=cfg.enable_channels_last_format,
+            compile=cfg.compile,
         )
 
     def load_models(self) -> DiffusionModels:

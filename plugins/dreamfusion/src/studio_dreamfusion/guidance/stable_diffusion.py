@@ -13,7 +13,7 @@ outputs are cast back to the input dtype.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Literal, Optional
 
 import attrs
 import torch
@@ -40,6 +40,7 @@ class StableDiffusionGuidance(ScoreDistillationGuidance):
         enable_sequential_cpu_offload: bool = False
         enable_attention_slicing: bool = False
         enable_channels_last_format: bool = False
+        compile: Literal["none", "default", "reduce-overhead", "max-autotune"] = "none"
         token_merging: bool = False
         token_merging_params: dict[str, Any] = attrs.Factory(dict)
 
@@ -52,6 +53,7 @@ class StableDiffusionGuidance(ScoreDistillationGuidance):
             sequential_cpu_offload=cfg.enable_sequential_cpu_offload,
             attention_slicing=cfg.enable_attention_slicing,
             channels_last=cfg.enable_channels_last_format,
+            compile=cfg.compile,
             token_merging=cfg.token_merging,
             token_merging_params=dict(cfg.token_merging_params),
         )

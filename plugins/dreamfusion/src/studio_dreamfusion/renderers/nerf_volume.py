@@ -63,8 +63,20 @@ class NeRFVolumeRenderer(BaseRenderer):
             if not cfg.grid_prune:
                 self.estimator.occs.fill_(1.0)
                 self.estimator.binaries.fill_(True)
-        # checkpoints stay loadable across backends: the occupancy grid is a cache, not a model
+        # The occupancy grid is a cache, not a model: checkpoints stay loadable across backends,
+        # and it is refilled from the geometry on first use after construction or loading.
+        self._grid_filled = False
         self.register_load_state_dict_post_hook(_ignore_estimator_keys)
+
+    def _fill_grid(self) -> None:
+        """Evaluate every occupancy cell now (nerfacc's warm-up update), e.g. after a resume."""
+
+        def occupancy(points: torch.Tensor) -> torch.Tensor:
+            return self.geometry.forward_density(points) * self.render_step_size
+
+        with torch.no_grad():  # step 0 = warm-up: all cells, in training and in evaluation
+            self.estimator._update(step=0, occ_eval_fn=occupancy, occ_thre=0.01)
+        self._grid_filled = True
 
     # -- per-step ------------------------------------------------------------------------------
     def update_step(self, epoch: int, global_step: int, on_load_weights: bool = False) -> None:
@@ -76,6 +88,9 @@ class NeRFVolumeRenderer(BaseRenderer):
         ):
             return
         if self.estimator.binaries.device.type != "cuda":
+            return
+        if not self._grid_filled:  # first step of a run or of a resume: no cell is known yet
+            self._fill_grid()
             return
 
         def occupancy(points: torch.Tensor) -> torch.Tensor:
@@ -101,6 +116,8 @@ class NeRFVolumeRenderer(BaseRenderer):
                 cfg.far_plane,
             )
         prune = cfg.grid_prune and cfg.prune_alpha_threshold
+        if cfg.grid_prune and not self._grid_filled:  # e.g. `studio test` right after loading
+            self._fill_grid()
 
         def sigma_fn(
             t_starts: torch.Tensor, t_ends: torch.Tensor, ray_indices: torch.Tensor
@@ -292,5 +309,6 @@ class NeRFVolumeRenderer(BaseRenderer):
 
 
 def _ignore_estimator_keys(module: torch.nn.Module, incompatible: Any) -> None:
+    module._grid_filled = False  # the geometry may have changed: refill before the next use
     for keys in (incompatible.missing_keys, incompatible.unexpected_keys):
         keys[:] = [k for k in keys if ".estimator." not in f".{k}"]

@@ -1,0 +1,275 @@
+"""DreamFusion-SD training step vs the Stable Diffusion guidance alone (CUDA).
+
+Builds an SD-2.1-base-*sized* pipeline with random weights from the published architecture
+(UNet 865M parameters, VAE, DDIM schedule; no download), then measures in one run:
+
+* ``guidance``: the guidance call on a 64x64 render (resize to 512, VAE encode forward+backward,
+  UNet forward with classifier-free guidance) -- the floor a DreamFusion step cannot go below;
+* ``full step``: the ``dreamfusion-sd`` preset's whole training step (NeRF render at 64x64, 512
+  samples per ray, guidance, regularisers, backward, Adam step) under 16-mixed autocast;
+
+for batch 1 and 4, eagerly and with the guidance option ``compile=reduce-overhead`` (torch.compile
++ CUDA graphs) and channels-last. Prints a table of median ms per iteration, the full/guidance
+ratio, the compile speed-up and peak VRAM. Usage: ``python bench/dreamfusion.py [--quick]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+SD21_UNET = dict(
+    sample_size=64,
+    in_channels=4,
+    out_channels=4,
+    down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+    up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
+    block_out_channels=(320, 640, 1280, 1280),
+    layers_per_block=2,
+    cross_attention_dim=1024,
+    attention_head_dim=(5, 10, 20, 20),
+    use_linear_projection=True,
+)
+SD_VAE = dict(
+    in_channels=3,
+    out_channels=3,
+    down_block_types=("DownEncoderBlock2D",) * 4,
+    up_block_types=("UpDecoderBlock2D",) * 4,
+    block_out_channels=(128, 256, 512, 512),
+    layers_per_block=2,
+    latent_channels=4,
+    sample_size=512,
+)
+
+
+def build_sd21_sized(folder: Path) -> Path:
+    """Save a random-weight pipeline with SD 2.1-base's UNet/VAE/scheduler architecture."""
+    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+
+    torch.manual_seed(0)
+    with torch.device("cuda"):
+        unet = UNet2DConditionModel(**SD21_UNET).half()
+        vae = AutoencoderKL(**SD_VAE).half()
+    unet.save_pretrained(folder / "unet")
+    vae.save_pretrained(folder / "vae")
+    DDIMScheduler(
+        num_train_timesteps=1000,
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+    ).save_pretrained(folder / "scheduler")
+    index = {
+        "_class_name": "StableDiffusionPipeline",
+        "_diffusers_version": "0.27.0",
+        "unet": ["diffusers", "UNet2DConditionModel"],
+        "vae": ["diffusers", "AutoencoderKL"],
+        "scheduler": ["diffusers", "DDIMScheduler"],
+        "text_encoder": [None, None],
+        "tokenizer": [None, None],
+        "safety_checker": [None, None],
+        "feature_extractor": [None, None],
+        "requires_safety_checker": False,
+    }
+    import json
+
+    (folder / "model_index.json").write_text(json.dumps(index))
+    return folder
+
+
+def random_prompt_output(device: torch.device):
+    """Prompt embeddings of SD 2.1's shape ``[77, 1024]`` (the text encoder runs once per run)."""
+    from studio_dreamfusion.prompts.output import PromptProcessorOutput
+    from studio_dreamfusion.prompts.views import ViewThresholds, build_directions
+
+    directions = build_directions("a bench", "", ViewThresholds())
+    emb = lambda *s: torch.randn(*s, 77, 1024, device=device)  # noqa: E731
+    return PromptProcessorOutput(
+        text_embeddings=emb(),
+        uncond_text_embeddings=emb(),
+        text_embeddings_vd=emb(4),
+        uncond_text_embeddings_vd=emb(4),
+        directions=directions,
+        direction2idx={d.name: i for i, d in enumerate(directions)},
+        prompt="a bench",
+        prompts_vd=[d.prompt for d in directions],
+    )
+
+
+def timed(fn, warmup: int, iters: int) -> float:
+    """Median milliseconds of ``fn`` over ``iters`` calls after ``warmup`` calls."""
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(iters):
+        start = torch.cuda.Event(enable_timing=True)
+        end = torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        torch.cuda.synchronize()
+        times.append(start.elapsed_time(end))
+    return statistics.median(times)
+
+
+def make_guidance(path: Path, compile_mode: str, channels_last: bool):
+    from studio_dreamfusion.guidance.stable_diffusion import StableDiffusionGuidance
+
+    return StableDiffusionGuidance(
+        {
+            "pretrained_model_name_or_path": str(path),
+            "compile": compile_mode,
+            "enable_channels_last_format": channels_last,
+        },
+        device=torch.device("cuda"),
+    )
+
+
+def make_system(guidance, prompt_utils, batch_size: int, fused_adam: bool = False):
+    from studio.config.resolve import load_experiment
+    from studio.data.random_camera import RandomCameraDataModule
+    from studio.training.optim import build_optimizer
+    from studio_dreamfusion.system import DreamFusionSystem
+
+    experiment = load_experiment("dreamfusion-sd", [], prompt="a bench").experiment
+    system_cfg = dict(experiment.system)
+    for key in ("prompt_processor", "guidance"):  # the guidance is handed in, already built
+        system_cfg.pop(key)
+        system_cfg[f"{key}_type"] = ""
+    if fused_adam:
+        optimizer_cfg = system_cfg["optimizer"]
+        system_cfg["optimizer"] = {
+            **optimizer_cfg,
+            "args": {**optimizer_cfg["args"], "fused": True},
+        }
+    system = DreamFusionSystem(system_cfg).cuda()
+    system.guidance, system.prompt_utils = guidance, prompt_utils
+    data = RandomCameraDataModule({**experiment.data, "batch_size": batch_size})
+    optimizer = build_optimizer(system, system.cfg.optimizer)
+    return system, data, optimizer
+
+
+def bench(
+    path: Path, batch: int, compile_mode: str, channels_last: bool, fused: bool, iters: int
+) -> dict:
+    from studio.training.trainer import to_device
+
+    guidance = make_guidance(path, compile_mode, channels_last)
+    prompt_utils = random_prompt_output(torch.device("cuda"))
+    cams = {
+        "elevation": torch.full((batch,), 10.0, device="cuda"),
+        "azimuth": torch.zeros(batch, device="cuda"),
+        "camera_distances": torch.full((batch,), 1.8, device="cuda"),
+    }
+    render = torch.rand(batch, 64, 64, 3, device="cuda", requires_grad=True)
+
+    def guidance_only():
+        guidance(render, prompt_utils, **cams)["loss_sds"].backward()
+
+    system, data, optimizer = make_system(guidance, prompt_utils, batch, fused)
+    scaler = torch.amp.GradScaler("cuda")
+    step = [5000]  # past the warm-ups: all hash-grid levels on, diffuse shading
+
+    def full_step():
+        batch_data = to_device(data.train_batch(), torch.device("cuda"))
+        system.do_update_step(0, step[0])
+        system.global_step = step[0]
+        with torch.autocast("cuda", dtype=torch.float16):
+            loss = system.training_step(batch_data)["loss"]
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        optimizer.zero_grad(set_to_none=True)
+        step[0] += 1
+
+    def render_only():
+        batch_data = to_device(data.train_batch(), torch.device("cuda"))
+        system.do_update_step(0, step[0])
+        with torch.autocast("cuda", dtype=torch.float16):
+            out = system.renderer(**batch_data)
+        return out
+
+    def forward_only():
+        batch_data = to_device(data.train_batch(), torch.device("cuda"))
+        system.do_update_step(0, step[0])
+        with torch.autocast("cuda", dtype=torch.float16):
+            return system.training_step(batch_data)["loss"]
+
+    def forward_backward():
+        scaler.scale(forward_only()).backward()
+        optimizer.zero_grad(set_to_none=True)
+
+    warmup = 8 if compile_mode == "none" else 25
+    compile_started = time.perf_counter()
+    guidance_ms = timed(guidance_only, warmup, iters)
+    first = time.perf_counter() - compile_started
+    torch.cuda.reset_peak_memory_stats()
+    full_ms = timed(full_step, warmup, iters)
+    peak = torch.cuda.max_memory_allocated() / 2**30
+    parts = {
+        "render": timed(render_only, 3, iters),
+        "forward": timed(forward_only, 3, iters),
+        "forward+backward": timed(forward_backward, 3, iters),
+    }
+    return {"guidance": guidance_ms, "full": full_ms, "peak": peak, "warm_s": first, **parts}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true", help="fewer iterations")
+    args = parser.parse_args()
+    if not torch.cuda.is_available():
+        print("bench/dreamfusion.py: needs CUDA (SD-2.1-sized UNet); skipped.")
+        return 0
+    iters = 10 if args.quick else 30
+    variants = [
+        ("eager", "none", False, False),
+        ("compiled", "reduce-overhead", True, False),
+        ("compiled+fused-adam", "reduce-overhead", True, True),
+    ]
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        path = build_sd21_sized(Path(tmp))
+        torch.cuda.empty_cache()
+        for batch in (1, 4):
+            for label, mode, channels_last, fused in variants:
+                torch._dynamo.reset()
+                result = bench(path, batch, mode, channels_last, fused, iters)
+                torch.cuda.empty_cache()
+                rows.append((batch, label, result))
+                print(f"batch {batch} {label}: {result}", file=sys.stderr, flush=True)
+    print(f"\nDreamFusion-SD step on {torch.cuda.get_device_name()} (median ms, {iters} iters)")
+    header = "| batch | guidance | guidance alone | full step | full / guidance | peak VRAM |"
+    print(header + "\n|---|---|---|---|---|---|")
+    for batch, label, r in rows:
+        print(
+            f"| {batch} | {label} | {r['guidance']:.1f} | {r['full']:.1f} | "
+            f"{r['full'] / r['guidance']:.2f} | {r['peak']:.2f} GiB |"
+        )
+    print("\nwhere a full step goes (median ms): render fwd | step fwd | fwd+bwd | full")
+    for batch, label, r in rows:
+        print(
+            f"batch {batch} {label}: {r['render']:.1f} | {r['forward']:.1f} | "
+            f"{r['forward+backward']:.1f} | {r['full']:.1f}"
+        )
+    for batch in (1, 4):
+        eager = next(r for b, lab, r in rows if b == batch and lab == "eager")
+        fast = next(r for b, lab, r in rows if b == batch and lab == "compiled")
+        print(
+            f"batch {batch}: compile speed-up guidance x{eager['guidance'] / fast['guidance']:.2f}, "
+            f"full step x{eager['full'] / fast['full']:.2f} (compile warm-up {fast['warm_s']:.0f} s)"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
