@@ -92,8 +92,8 @@ def test_occupancy_grid_is_refilled_after_loading_weights():
         renderer = NeRFVolumeRenderer(
             {"radius": 1.0, "num_samples_per_ray": 64, "backend": "nerfacc"},
             geometry=geometry,
-            material=NoMaterial({}),
-            background=SolidColor({}),
+            material=NoMaterial({}).cuda(),
+            background=SolidColor({}).cuda(),
         ).cuda()
         return geometry, renderer
 
