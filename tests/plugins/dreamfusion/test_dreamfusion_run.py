@@ -102,8 +102,19 @@ def test_dreamfusion_trains_20_steps_and_exports_without_the_model(
     )
     (export_dir,) = save.glob("it20-export")
     mesh = trimesh.load(export_dir / "model.obj", process=False)
+    mesh_bytes = (export_dir / "model.obj").read_bytes()
     assert len(mesh.faces) > 0
     assert (export_dir / "threshold.txt").exists()
+
+    # a level no density reaches: one clear paragraph, exit 2, the previous export untouched
+    result = CliRunner().invoke(
+        app, ["export", str(run_dir), "system.geometry.isosurface_threshold=1000000"]
+    )
+    assert result.exit_code == 2, result.output
+    assert "1e+06" in result.output or "1000000" in result.output
+    assert "Traceback" not in result.output
+    assert sorted(p.name for p in save.iterdir() if "export" in p.name) == ["it20-export"]
+    assert (export_dir / "model.obj").read_bytes() == mesh_bytes
 
 
 @pytest.mark.slow
