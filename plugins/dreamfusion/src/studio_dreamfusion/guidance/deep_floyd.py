@@ -9,21 +9,21 @@ an error.
 
 from __future__ import annotations
 
-from typing import Any, Literal, Optional
+from typing import Any, Optional
 
 import attrs
 import torch
 import torch.nn.functional as F
 
 from studio.errors import ConfigError
+from studio_dreamfusion.guidance.diffusers_base import DiffusersGuidance
 from studio_dreamfusion.guidance.loading import (
-    MemoryOptions,
     check_memory_options,
     freeze,
     place_pipeline,
     weights_dtype,
 )
-from studio_dreamfusion.guidance.sds import DiffusionModels, ScoreDistillationGuidance
+from studio_dreamfusion.guidance.sds import DiffusionModels
 from studio_dreamfusion.pretrained import (
     diffusers_dtype_kwargs,
     pick_variant,
@@ -31,29 +31,14 @@ from studio_dreamfusion.pretrained import (
 )
 
 
-class DeepFloydGuidance(ScoreDistillationGuidance):
+class DeepFloydGuidance(DiffusersGuidance):
     @attrs.define(kw_only=True)
-    class Config(ScoreDistillationGuidance.Config):
+    class Config(DiffusersGuidance.Config):
         pretrained_model_name_or_path: str = "DeepFloyd/IF-I-XL-v1.0"
         guidance_scale: float = 20.0
-        half_precision_weights: bool = True
-        enable_memory_efficient_attention: bool = False
-        enable_sequential_cpu_offload: bool = False
-        enable_attention_slicing: bool = False
         enable_channels_last_format: bool = True
-        compile: Literal["none", "default", "reduce-overhead", "max-autotune"] = "none"
 
     cfg: Config
-
-    def memory_options(self) -> MemoryOptions:
-        cfg = self.cfg
-        return MemoryOptions(
-            memory_efficient_attention=cfg.enable_memory_efficient_attention,
-            sequential_cpu_offload=cfg.enable_sequential_cpu_offload,
-            attention_slicing=cfg.enable_attention_slicing,
-            channels_last=cfg.enable_channels_last_format,
-            compile=cfg.compile,
-        )
 
     def load_models(self) -> DiffusionModels:
         from diffusers import IFPipeline

@@ -13,50 +13,32 @@ outputs are cast back to the input dtype.
 
 from __future__ import annotations
 
-from typing import Any, Literal, Optional
+from typing import Any, Optional
 
 import attrs
 import torch
 import torch.nn.functional as F
 
+from studio_dreamfusion.guidance.diffusers_base import DiffusersGuidance
 from studio_dreamfusion.guidance.loading import (
-    MemoryOptions,
     check_memory_options,
     freeze,
     place_pipeline,
     weights_dtype,
 )
-from studio_dreamfusion.guidance.sds import DiffusionModels, ScoreDistillationGuidance
+from studio_dreamfusion.guidance.sds import DiffusionModels
 from studio_dreamfusion.pretrained import diffusers_dtype_kwargs, resolve_pretrained
 
 
-class StableDiffusionGuidance(ScoreDistillationGuidance):
+class StableDiffusionGuidance(DiffusersGuidance):
     @attrs.define(kw_only=True)
-    class Config(ScoreDistillationGuidance.Config):
+    class Config(DiffusersGuidance.Config):
         pretrained_model_name_or_path: str = "stabilityai/stable-diffusion-2-1-base"
         guidance_scale: float = 100.0
-        half_precision_weights: bool = True
-        enable_memory_efficient_attention: bool = False
-        enable_sequential_cpu_offload: bool = False
-        enable_attention_slicing: bool = False
-        enable_channels_last_format: bool = False
-        compile: Literal["none", "default", "reduce-overhead", "max-autotune"] = "none"
         token_merging: bool = False
         token_merging_params: dict[str, Any] = attrs.Factory(dict)
 
     cfg: Config
-
-    def memory_options(self) -> MemoryOptions:
-        cfg = self.cfg
-        return MemoryOptions(
-            memory_efficient_attention=cfg.enable_memory_efficient_attention,
-            sequential_cpu_offload=cfg.enable_sequential_cpu_offload,
-            attention_slicing=cfg.enable_attention_slicing,
-            channels_last=cfg.enable_channels_last_format,
-            compile=cfg.compile,
-            token_merging=cfg.token_merging,
-            token_merging_params=dict(cfg.token_merging_params),
-        )
 
     def load_models(self) -> DiffusionModels:
         from diffusers import DDIMScheduler, StableDiffusionPipeline
