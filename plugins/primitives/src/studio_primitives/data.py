@@ -1,0 +1,242 @@
+"""Reproducible data set of coloured primitive shapes: images, captions, metadata.
+
+Sample ``i`` of ``generate(n, seed)`` shows the ``i % 48``-th (shape, colour) pair of
+``SHAPES x COLORS`` (so any ``n >= 48`` covers every pair), seen from a camera drawn by core's
+``random-camera`` sampler with the ``dreamfusion-sd`` preset's ranges, lit by that camera's light
+(Lambert: ``albedo * (0.25 + 0.75 max(0, n.l))``, linear RGB, no antialiasing) over a random solid
+background at least :data:`MIN_BACKGROUND_DISTANCE` from the albedo in RGB. The caption is
+``"a {color} {shape}"`` with the view suffix the DreamFusion prompt processor gives that camera
+(default thresholds), e.g. ``"a red cube, front view"``. Every sample draws its randomness from its
+own seed derived from ``(seed, i)`` inside a forked RNG scope: the same seed gives identical bytes
+and the caller's global RNG state is untouched.
+
+CLI: ``python -m studio_primitives.data --out DIR --n N --seed S --size 64``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import shutil
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from studio.data.random_camera import RandomCameraDataModule
+from studio.errors import ConfigError
+from studio.rasterize import make_rasterizer
+from studio_dreamfusion.prompts.views import ViewThresholds, build_directions, direction_indices
+from studio_primitives.colors import COLORS, color_rgb
+from studio_primitives.shapes import SHAPES, check_shape, shape_mesh
+
+#: Every (shape, colour) pair in generation order.
+PAIRS: tuple[tuple[str, str], ...] = tuple(itertools.product(SHAPES, COLORS))
+
+#: The ``dreamfusion-sd`` preset's camera ranges (height/width/batch size are set per call).
+CAMERA_CONFIG: dict[str, Any] = {
+    "batch_size": 1,
+    "camera_distance_range": (1.5, 2.0),
+    "fovy_range": (40.0, 70.0),
+    "elevation_range": (-10.0, 45.0),
+    "light_sample_strategy": "dreamfusion",
+}
+
+AMBIENT = 0.25
+DIFFUSE = 0.75
+MIN_BACKGROUND_DISTANCE = 0.3
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One image (``uint8 [size, size, 3]``) with its caption and what produced it; ``mask``
+    (``bool [size, size]``) marks the object's pixels, every other pixel is ``background``."""
+
+    image: np.ndarray
+    mask: np.ndarray
+    caption: str
+    shape: str
+    color: str
+    view: str
+    elevation: float
+    azimuth: float
+    background: tuple[float, float, float]
+
+    def metadata(self) -> dict[str, Any]:
+        """Everything but the image and mask, JSON-ready."""
+        return {
+            "caption": self.caption,
+            "shape": self.shape,
+            "color": self.color,
+            "view": self.view,
+            "elevation": self.elevation,
+            "azimuth": self.azimuth,
+            "background": list(self.background),
+        }
+
+
+# -- captions ---------------------------------------------------------------------------------
+
+
+def view_caption(shape: str, color: str, elevation: float, azimuth: float) -> tuple[str, str]:
+    """``(view name, caption)`` the DreamFusion prompt processor uses for this camera (degrees)."""
+    check_shape(shape)
+    color_rgb(color)
+    directions = build_directions(f"a {color} {shape}", "", ViewThresholds())
+    index = direction_indices(
+        directions, torch.tensor([elevation]), torch.tensor([azimuth]), torch.ones(1)
+    )
+    direction = directions[int(index[0])]
+    return direction.name, direction.prompt
+
+
+# -- rendering --------------------------------------------------------------------------------
+
+
+def render_with_mask(
+    shape: str, color: str, camera: dict[str, Any], background: torch.Tensor, size: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Image ``uint8 [size, size, 3]`` and object mask ``bool [size, size]`` (see the module doc).
+
+    ``camera`` holds ``mvp_mtx`` (``[4, 4]`` or ``[1, 4, 4]``) and ``light_positions`` (``[3]`` or
+    ``[1, 3]``) as a ``random-camera`` batch does; row 0 of the image is its top.
+    """
+    mesh = shape_mesh(shape)
+    albedo = color_rgb(color)
+    mvp = torch.as_tensor(camera["mvp_mtx"], dtype=torch.float32).reshape(-1, 4, 4)[0]
+    light = torch.as_tensor(camera["light_positions"], dtype=torch.float32).reshape(-1, 3)[0]
+    background = torch.as_tensor(background, dtype=torch.float32).reshape(3)
+    rasterizer = make_rasterizer("torch")
+    v = mesh.v_pos
+    tri = mesh.t_pos_idx.int()
+    pos_clip = torch.cat([v, torch.ones_like(v[:, :1])], dim=-1) @ mvp.T
+    rast = rasterizer.rasterize(pos_clip[None], tri, (size, size))
+    feats = rasterizer.interpolate(torch.cat([v, mesh.v_nrm], dim=-1), rast, tri)[0]
+    normal = F.normalize(feats[..., 3:], dim=-1)
+    to_light = F.normalize(light - feats[..., :3], dim=-1)
+    shade = AMBIENT + DIFFUSE * (normal * to_light).sum(-1).clamp_min(0.0)
+    mask = rast[0, ..., 3] > 0
+    rgb = torch.where(mask[..., None], albedo * shade[..., None], background)
+    image = (rgb.clamp(0.0, 1.0) * 255.0).round().to(torch.uint8)
+    return image.numpy(), mask.numpy()
+
+
+def render_sample(
+    shape: str, color: str, camera: dict[str, Any], background: torch.Tensor, size: int
+) -> np.ndarray:
+    """The image ``uint8 [size, size, 3]`` of :func:`render_with_mask`."""
+    return render_with_mask(shape, color, camera, background, size)[0]
+
+
+# -- sampling ---------------------------------------------------------------------------------
+
+
+def camera_sampler(size: int) -> RandomCameraDataModule:
+    """core's ``random-camera`` module with :data:`CAMERA_CONFIG` at ``size x size``."""
+    return RandomCameraDataModule({**CAMERA_CONFIG, "height": size, "width": size})
+
+
+def random_background(albedo: torch.Tensor) -> torch.Tensor:
+    """A uniform random RGB ``[3]`` at least :data:`MIN_BACKGROUND_DISTANCE` from ``albedo``
+    (draws from the global torch RNG)."""
+    while True:
+        background = torch.rand(3)
+        if (background - albedo).norm() >= MIN_BACKGROUND_DISTANCE:
+            return background
+
+
+def sample_seed(seed: int, index: int) -> int:
+    """The seed of sample ``index`` of data set ``seed``."""
+    return int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
+
+
+def make_sample(index: int, seed: int, size: int, cameras: RandomCameraDataModule) -> Sample:
+    """Sample ``index`` of data set ``seed`` (deterministic; the global RNG is restored)."""
+    shape, color = PAIRS[index % len(PAIRS)]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(sample_seed(seed, index))
+        camera = cameras.train_batch()
+        background = random_background(color_rgb(color))
+    elevation = float(camera["elevation"][0])
+    azimuth = float(camera["azimuth"][0])
+    view, caption = view_caption(shape, color, elevation, azimuth)
+    image, mask = render_with_mask(shape, color, camera, background, size)
+    return Sample(
+        image=image,
+        mask=mask,
+        caption=caption,
+        shape=shape,
+        color=color,
+        view=view,
+        elevation=elevation,
+        azimuth=azimuth,
+        background=tuple(float(c) for c in background.tolist()),
+    )
+
+
+def generate(n: int, seed: int, size: int = 64) -> Iterator[Sample]:
+    """``n`` samples of data set ``seed`` at ``size x size`` (see the module doc)."""
+    if n < 0 or size < 1:
+        raise ConfigError(f"generate needs n >= 0 and size >= 1; got n={n}, size={size}.")
+    cameras = camera_sampler(size)
+    for index in range(n):
+        yield make_sample(index, seed, size, cameras)
+
+
+# -- writing ----------------------------------------------------------------------------------
+
+
+def write_dataset(folder: str | Path, n: int, seed: int, size: int = 64) -> Path:
+    """Write ``n`` PNGs (``00000.png``, ...) and ``captions.jsonl`` (one JSON object per image, in
+    order: ``file`` plus :meth:`Sample.metadata`) into ``folder``; returns ``folder``.
+
+    The files are written into a staging folder next to ``folder`` that is renamed at the end, so
+    ``folder`` is either complete or absent. An existing ``folder`` is a :class:`ConfigError`.
+    """
+    folder = Path(folder)
+    if folder.exists():
+        raise ConfigError(f"{folder} already exists; remove it or choose another --out.")
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = folder.parent / f".{folder.name}.staging-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    try:
+        with open(staging / "captions.jsonl", "w", encoding="utf-8") as captions:
+            for index, sample in enumerate(generate(n, seed, size)):
+                name = f"{index:05d}.png"
+                Image.fromarray(sample.image).save(staging / name)
+                captions.write(json.dumps({"file": name, **sample.metadata()}) + "\n")
+        staging.rename(folder)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return folder
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m studio_primitives.data",
+        description="Render the primitives data set (PNGs + captions.jsonl).",
+    )
+    parser.add_argument("--out", required=True, type=Path, help="folder to create")
+    parser.add_argument("--n", type=int, default=480, help="number of images")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--size", type=int, default=64, help="image height and width")
+    args = parser.parse_args(argv)
+    try:
+        folder = write_dataset(args.out, args.n, args.seed, args.size)
+    except ConfigError as exc:
+        parser.exit(2, f"error: {exc}\n")
+    print(f"wrote {args.n} images and captions.jsonl to {folder}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
