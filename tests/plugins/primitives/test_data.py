@@ -8,6 +8,9 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+
+from studio.data import cameras as cam
+from studio.errors import ConfigError
 from studio_primitives.colors import COLORS
 from studio_primitives.data import (
     PAIRS,
@@ -19,9 +22,6 @@ from studio_primitives.data import (
     write_dataset,
 )
 from studio_primitives.shapes import SHAPES
-
-from studio.data import cameras as cam
-from studio.errors import ConfigError
 
 CHROMATIC = ("red", "green", "blue", "yellow", "orange", "purple")
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from studio_primitives.colors import COLORS, color_rgb
-from studio_primitives.shapes import BOUND_RADIUS, SHAPES, shape_mesh
 
 from studio.errors import ConfigError
+from studio_primitives.colors import COLORS, color_rgb
+from studio_primitives.shapes import BOUND_RADIUS, SHAPES, shape_mesh
 
 
 @pytest.mark.parametrize("name", SHAPES)
