@@ -89,6 +89,19 @@ def studio_register_exporters(register: Register) -> None:
 
 
 @hookspec
+def studio_register_evaluators(register: Register) -> None:
+    """Register evaluators run by ``studio eval RUN_DIR`` (all registered ones, or those named).
+
+    The target is a callable ``evaluate(context: studio.eval.EvalContext) -> dict[str, Any]``: the
+    context holds the run directory, its parsed config, the test step and the rgb columns of the
+    run's test frames (``uint8 [H, W, 3]`` each, in orbit order). It returns JSON-ready metrics; an
+    evaluator that does not apply to the run (wrong prompt vocabulary, no reference model) returns
+    ``{"applicable": False, "reason": "..."}`` instead of raising. Evaluators load no guidance
+    model. Example: ``register("primitives-r-precision", "studio_primitives.evaluation:evaluate")``.
+    """
+
+
+@hookspec
 def studio_register_data_modules(register: Register) -> None:
     """Register data modules (top-level ``data_type``): the cameras (or other batches) a run trains on.
 

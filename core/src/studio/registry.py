@@ -37,6 +37,7 @@ KIND_HOOKS: dict[str, str] = {
     "guidance": "studio_register_guidances",
     "prompt_processor": "studio_register_prompt_processors",
     "exporter": "studio_register_exporters",
+    "evaluator": "studio_register_evaluators",
 }
 KINDS = tuple(KIND_HOOKS)
 

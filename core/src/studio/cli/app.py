@@ -175,6 +175,24 @@ def export(
     return start(_existing(run_dir, overrides), "export", False, None, None)
 
 
+@app.command("eval")
+@friendly_errors
+def eval_run(
+    run_dir: str = typer.Argument(..., help="A run directory with test frames."),
+    evaluators: Optional[list[str]] = typer.Option(
+        None, "--evaluator", "-e", help="Run only this evaluator (repeatable); default: all."
+    ),
+) -> int:
+    """Score a run's test frames with the registered evaluators; writes save/eval.json."""
+    from studio.eval import evaluate_run, format_results
+
+    out, results = evaluate_run(run_dir, evaluators)
+    for line in format_results(results):
+        typer.echo(line)
+    typer.echo(f"Wrote {out}")
+    return 1 if any("error" in metrics for metrics in results.values()) else 0
+
+
 @app.command()
 @friendly_errors
 def methods() -> None:

@@ -1,0 +1,145 @@
+"""``studio eval RUN_DIR``: score a run's test frames with every registered evaluator.
+
+The frames are the PNGs of the run's latest test orbit, ``save/it<step>-test/<index>.png``
+(written by ``studio test`` and at the end of ``studio run``). Each is a grid of equally wide
+columns, rgb first (lift-3D systems write rgb | normal | opacity); evaluators see the rgb column
+only. A column is ``data.eval_width`` pixels wide when the run's config says so and the grid width
+is a multiple of it, else as wide as the grid is high (square views).
+
+Evaluators are registered with the ``studio_register_evaluators`` hook (kind ``"evaluator"``); each
+is a callable ``evaluate(EvalContext) -> dict`` of JSON-ready metrics. The results, keyed by
+evaluator name, are written to ``save/eval.json`` atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+
+from studio.errors import RunDirError, StudioError
+from studio.rundir import RunDir, open_existing
+
+EVAL_FILE = "eval.json"
+_TEST_DIR = re.compile(r"^it(\d+)-test$")
+
+
+@dataclass(frozen=True)
+class EvalContext:
+    """What an evaluator sees: the run, its parsed config and its test frames' rgb columns."""
+
+    run_dir: Path
+    config: dict[str, Any]
+    step: int
+    frames: list[np.ndarray] = field(repr=False)
+
+    @property
+    def prompt(self) -> Optional[str]:
+        """``system.prompt_processor.prompt`` (or ``system.prompt``) of the run, if any."""
+        system = self.config.get("system") or {}
+        processor = system.get("prompt_processor") or {}
+        prompt = processor.get("prompt", system.get("prompt"))
+        return prompt if isinstance(prompt, str) else None
+
+
+def latest_test_dir(run: RunDir) -> tuple[int, Path]:
+    """``(step, folder)`` of the highest-step ``save/it<step>-test/`` holding PNGs."""
+    found = []
+    if run.save.is_dir():
+        for folder in run.save.iterdir():
+            match = _TEST_DIR.match(folder.name)
+            if match and folder.is_dir() and any(folder.glob("*.png")):
+                found.append((int(match.group(1)), folder))
+    if not found:
+        raise RunDirError(
+            f"{run.root} has no test frames (save/it<step>-test/*.png). Render them with "
+            f"`studio test {run.root}` and run `studio eval` again."
+        )
+    return max(found)
+
+
+def rgb_column(grid: np.ndarray, column_width: Optional[int] = None) -> np.ndarray:
+    """The leftmost column of a frame grid ``[H, W, C]`` as ``uint8 [H, w, 3]`` (see module doc)."""
+    if grid.ndim == 2:
+        grid = np.repeat(grid[..., None], 3, axis=-1)
+    height, width = grid.shape[:2]
+    if not column_width or width % column_width != 0:
+        column_width = height if width % height == 0 else width
+    return np.ascontiguousarray(grid[:, :column_width, :3])
+
+
+def load_test_frames(run: RunDir) -> tuple[int, list[np.ndarray]]:
+    """``(step, rgb columns in index order)`` of the run's latest test orbit."""
+    import imageio.v3 as iio
+
+    step, folder = latest_test_dir(run)
+    config = run.load_parsed()
+    column_width = (config.get("data") or {}).get("eval_width")
+    paths = sorted(folder.glob("*.png"), key=lambda p: (len(p.stem), p.stem))
+    frames = [rgb_column(np.asarray(iio.imread(p)), column_width) for p in paths]
+    return step, frames
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write ``data`` as indented JSON to ``path`` via a temporary file and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(data, handle, indent=2, sort_keys=True)
+            handle.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def evaluate_run(
+    run_dir: str | Path, names: Optional[Sequence[str]] = None
+) -> tuple[Path, dict[str, dict[str, Any]]]:
+    """Run the evaluators ``names`` (default: every registered one) on ``run_dir``.
+
+    Returns ``(path of save/eval.json, {evaluator name: metrics})``. An evaluator raising a
+    :class:`StudioError` is reported as ``{"error": message}`` so the others still run; any other
+    exception is a bug and propagates. No registered evaluator is a :class:`StudioError`.
+    """
+    from studio.registry import get_registry
+
+    run = open_existing(run_dir)
+    registry = get_registry()
+    selected = list(names) if names else registry.names("evaluator")
+    if not selected:
+        raise StudioError(
+            "No evaluator is registered. Evaluators come from method plugins (for example "
+            "studio-primitives registers 'primitives-r-precision'); install one and check "
+            "`studio plugins list`."
+        )
+    evaluators = {name: registry.load("evaluator", name) for name in selected}
+    step, frames = load_test_frames(run)
+    context = EvalContext(run.root, run.load_parsed(), step, frames)
+    results: dict[str, dict[str, Any]] = {}
+    for name, evaluate in evaluators.items():
+        try:
+            results[name] = dict(evaluate(context))
+        except StudioError as exc:
+            results[name] = {"error": str(exc)}
+    out = run.save / EVAL_FILE
+    write_json_atomic(out, {"step": step, "frames": len(frames), "evaluators": results})
+    return out, results
+
+
+def format_results(results: dict[str, dict[str, Any]]) -> list[str]:
+    """One line per metric, ``name: key = value`` (floats with 4 decimals)."""
+    lines = []
+    for name, metrics in results.items():
+        for key, value in metrics.items():
+            shown = f"{value:.4f}" if isinstance(value, float) else str(value)
+            lines.append(f"{name}: {key} = {shown}")
+    return lines

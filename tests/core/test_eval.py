@@ -1,0 +1,98 @@
+"""`studio.eval`: test-frame loading, the evaluator hook and eval.json."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from studio.errors import PluginError, RunDirError, StudioError
+from studio.eval import evaluate_run, format_results, load_test_frames, rgb_column
+from studio.hookspecs import hookimpl
+from studio.rundir import RunDir
+
+
+def mean_red(context) -> dict:
+    """Evaluator: the mean red value of the rgb columns, plus what it was given."""
+    return {
+        "mean_red": float(np.mean([f[..., 0].mean() for f in context.frames])),
+        "widths": sorted({f.shape[1] for f in context.frames}),
+        "prompt": context.prompt,
+    }
+
+
+def failing(context) -> dict:
+    raise StudioError("needs a reference model that is not installed")
+
+
+class EvaluatorPlugin:
+    def __init__(self, **targets: str) -> None:
+        self.targets = targets
+
+    @hookimpl
+    def studio_register_evaluators(self, register) -> None:
+        for name, target in self.targets.items():
+            register(name, target)
+
+
+def write_run(root: Path, steps: dict[int, int], columns: int = 3, size: int = 8) -> Path:
+    """Test grids per step: the rgb column is pure red times ``steps[step] / 255``."""
+    (root / "configs").mkdir(parents=True)
+    config = {"system": {"prompt_processor": {"prompt": "a red cube"}}}
+    (root / "configs" / "parsed.yaml").write_text(yaml.safe_dump(config))
+    for step, red in steps.items():
+        folder = root / "save" / f"it{step}-test"
+        folder.mkdir(parents=True)
+        for index in range(12):  # 0..11: sorting must be numeric, 10 after 9
+            grid = np.full((size, size * columns, 3), 255, np.uint8)
+            grid[:, :size] = (red + index if index == 10 else red, 0, 0)
+            Image.fromarray(grid).save(folder / f"{index}.png")
+    return root
+
+
+def test_rgb_column_is_the_left_square_or_configured_width():
+    grid = np.arange(4 * 12 * 3, dtype=np.uint8).reshape(4, 12, 3)
+    assert np.array_equal(rgb_column(grid), grid[:, :4])
+    assert np.array_equal(rgb_column(grid, column_width=6), grid[:, :6])
+    assert np.array_equal(rgb_column(grid[:, :10]), grid[:, :10])  # not a grid: whole image
+    assert rgb_column(np.zeros((4, 8), np.uint8)).shape == (4, 4, 3)
+
+
+def test_latest_orbit_in_numeric_order(tmp_path):
+    run = RunDir(write_run(tmp_path / "run", {50: 10, 200: 100}))
+    step, frames = load_test_frames(run)
+    assert step == 200 and len(frames) == 12
+    assert [int(f[0, 0, 0]) for f in frames][9:] == [100, 110, 100]
+    assert all(f.shape == (8, 8, 3) for f in frames)
+
+
+def test_evaluate_run_calls_registered_evaluators_and_writes_json(tmp_path, studio_plugin):
+    studio_plugin(
+        EvaluatorPlugin(
+            **{"mean-red": f"{__name__}:mean_red", "needs-model": f"{__name__}:failing"}
+        )
+    )
+    root = write_run(tmp_path / "run", {7: 100})
+    out, results = evaluate_run(root, ["mean-red", "needs-model"])
+    assert results["mean-red"] == {"mean_red": 100 + 10 / 12, "widths": [8], "prompt": "a red cube"}
+    assert results["needs-model"] == {"error": "needs a reference model that is not installed"}
+    saved = json.loads(out.read_text())
+    assert out == root / "save" / "eval.json"
+    assert saved == {"step": 7, "frames": 12, "evaluators": results}
+    assert not list(out.parent.glob(".eval.json.*"))  # no temporary left behind
+    assert format_results({"mean-red": {"mean_red": 1 / 3}}) == ["mean-red: mean_red = 0.3333"]
+    with pytest.raises(PluginError, match=r"No evaluator named 'mean-rd'.*Did you mean 'mean-red'"):
+        evaluate_run(root, ["mean-rd"])
+
+
+def test_run_without_test_frames_explains(tmp_path, studio_plugin):
+    studio_plugin(EvaluatorPlugin(**{"mean-red": f"{__name__}:mean_red"}))
+    root = write_run(tmp_path / "run", {})
+    with pytest.raises(RunDirError, match=r"no test frames.*studio test"):
+        evaluate_run(root, ["mean-red"])
+    with pytest.raises(RunDirError, match=r"parsed\.yaml is missing"):
+        evaluate_run(tmp_path, ["mean-red"])
