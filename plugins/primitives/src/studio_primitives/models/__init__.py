@@ -1,0 +1,1 @@
+"""The primitives diffusion models: word-level tokenizers and small SD / IF pipelines."""

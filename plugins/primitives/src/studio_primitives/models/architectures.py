@@ -1,0 +1,226 @@
+"""The two primitives pipelines, in the exact component layout of the real models.
+
+* :func:`build_sd_form` -- a ``StableDiffusionPipeline``: word-level CLIP tokenizer and
+  ``CLIPTextModel``, ``UNet2DConditionModel`` on 4-channel latents, ``AutoencoderKL`` and a
+  ``DDIMScheduler`` with Stable Diffusion's betas. With the defaults the VAE halves the resolution
+  (two blocks, scale factor 2): 64x64 images <-> 32x32 latents; the ``stable-diffusion`` guidance
+  derives its input size from ``unet.sample_size * 2 ** (len(vae.block_out_channels) - 1)``, so it
+  needs no extra option.
+* :func:`build_if_form` -- an ``IFPipeline`` (stage I): word-level T5 tokenizer and
+  ``T5EncoderModel``, a pixel ``UNet2DConditionModel`` with IF's block types and 6 output
+  channels (epsilon + learned variance range) and IF's ``DDPMScheduler``.
+
+All weights are random (seeded by the caller's RNG); :mod:`studio_primitives.train` trains them.
+The default configs keep both pipelines together under :data:`SIZE_BUDGET_BYTES` as fp16.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+from torch import nn
+
+from studio_primitives.models.vocabulary import MAX_LENGTH, build_clip_tokenizer, build_t5_tokenizer
+
+#: Both pipelines' weights together, stored as fp16, must fit in this many bytes.
+SIZE_BUDGET_BYTES = 25 * 1024 * 1024
+
+
+@attrs.define(kw_only=True)
+class SDFormConfig:
+    """Sizes of the Stable-Diffusion-form pipeline (images ``image_size``, latents half that)."""
+
+    image_size: int = 64
+    text_dim: int = 128
+    text_layers: int = 2
+    text_heads: int = 4
+    unet_channels: tuple[int, ...] = (64, 96, 128)
+    unet_attention_head_dim: int = 8
+    vae_channels: tuple[int, ...] = (32, 64)
+    norm_groups: int = 16
+    vae_norm_groups: int = 16
+
+    @property
+    def latent_size(self) -> int:
+        return self.image_size // 2 ** (len(self.vae_channels) - 1)
+
+
+@attrs.define(kw_only=True)
+class IFFormConfig:
+    """Sizes of the DeepFloyd-IF-form (stage I) pipeline (pixels ``image_size``)."""
+
+    image_size: int = 64
+    text_dim: int = 128
+    text_layers: int = 2
+    text_heads: int = 4
+    unet_channels: tuple[int, ...] = (48, 96, 128)
+    unet_attention_head_dim: int = 32
+    norm_groups: int = 16
+
+
+def sd_scheduler() -> Any:
+    """A ``DDIMScheduler`` with Stable Diffusion's (v1/2-base) training betas."""
+    from diffusers import DDIMScheduler
+
+    return DDIMScheduler(
+        num_train_timesteps=1000,
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+        prediction_type="epsilon",
+    )
+
+
+def if_scheduler() -> Any:
+    """A ``DDPMScheduler`` with DeepFloyd IF stage I's settings (cosine betas, learned range)."""
+    from diffusers import DDPMScheduler
+
+    return DDPMScheduler(
+        num_train_timesteps=1000,
+        beta_schedule="squaredcos_cap_v2",
+        beta_start=0.0001,
+        beta_end=0.02,
+        thresholding=True,
+        dynamic_thresholding_ratio=0.95,
+        sample_max_value=1.0,
+        clip_sample=True,
+        clip_sample_range=1.0,
+        prediction_type="epsilon",
+        variance_type="learned_range",
+    )
+
+
+def _blocks(n: int, cross: str, plain: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Down and up block types: the first down block plain, every other one with attention."""
+    down = (plain.replace("X", "Down"),) + (cross.replace("X", "Down"),) * (n - 1)
+    up = (cross.replace("X", "Up"),) * (n - 1) + (plain.replace("X", "Up"),)
+    return down, up
+
+
+def build_sd_form(config: SDFormConfig | None = None) -> Any:
+    """A random ``StableDiffusionPipeline`` of ``config`` (default :class:`SDFormConfig`)."""
+    from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    cfg = config or SDFormConfig()
+    tokenizer = build_clip_tokenizer()
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=cfg.text_dim,
+            intermediate_size=cfg.text_dim * 2,
+            num_hidden_layers=cfg.text_layers,
+            num_attention_heads=cfg.text_heads,
+            max_position_embeddings=MAX_LENGTH,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+    )
+    down, up = _blocks(len(cfg.unet_channels), "CrossAttnXBlock2D", "XBlock2D")
+    unet = UNet2DConditionModel(
+        sample_size=cfg.latent_size,
+        in_channels=4,
+        out_channels=4,
+        layers_per_block=1,
+        block_out_channels=tuple(cfg.unet_channels),
+        norm_num_groups=cfg.norm_groups,
+        down_block_types=down,
+        up_block_types=up,
+        cross_attention_dim=cfg.text_dim,
+        attention_head_dim=cfg.unet_attention_head_dim,
+    )
+    n = len(cfg.vae_channels)
+    vae = AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * n,
+        up_block_types=("UpDecoderBlock2D",) * n,
+        block_out_channels=tuple(cfg.vae_channels),
+        norm_num_groups=cfg.vae_norm_groups,
+        latent_channels=4,
+        layers_per_block=1,
+        sample_size=cfg.image_size,
+    )
+    return StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=sd_scheduler(),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+
+
+def build_if_form(config: IFFormConfig | None = None) -> Any:
+    """A random stage-I ``IFPipeline`` of ``config`` (default :class:`IFFormConfig`)."""
+    from diffusers import IFPipeline, UNet2DConditionModel
+    from transformers import T5Config, T5EncoderModel
+
+    cfg = config or IFFormConfig()
+    tokenizer = build_t5_tokenizer()
+    text_encoder = T5EncoderModel(
+        T5Config(
+            vocab_size=len(tokenizer),
+            d_model=cfg.text_dim,
+            d_kv=cfg.text_dim // cfg.text_heads,
+            d_ff=cfg.text_dim * 2,
+            num_layers=cfg.text_layers,
+            num_heads=cfg.text_heads,
+            relative_attention_num_buckets=16,
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+        )
+    )
+    down, up = _blocks(len(cfg.unet_channels), "SimpleCrossAttnXBlock2D", "ResnetXsampleBlock2D")
+    unet = UNet2DConditionModel(
+        sample_size=cfg.image_size,
+        in_channels=3,
+        out_channels=6,
+        layers_per_block=1,
+        block_out_channels=tuple(cfg.unet_channels),
+        norm_num_groups=cfg.norm_groups,
+        down_block_types=down,
+        mid_block_type="UNetMidBlock2DSimpleCrossAttn",
+        up_block_types=up,
+        cross_attention_dim=cfg.text_dim,
+        encoder_hid_dim=cfg.text_dim,
+        attention_head_dim=cfg.unet_attention_head_dim,
+        addition_embed_type="text",
+        addition_embed_type_num_heads=2,
+        cross_attention_norm="group_norm",
+        resnet_time_scale_shift="scale_shift",
+        act_fn="gelu",
+    )
+    return IFPipeline(
+        tokenizer=tokenizer,
+        text_encoder=text_encoder,
+        unet=unet,
+        scheduler=if_scheduler(),
+        safety_checker=None,
+        feature_extractor=None,
+        watermarker=None,
+        requires_safety_checker=False,
+    )
+
+
+def trainable_modules(pipe: Any) -> dict[str, nn.Module]:
+    """The pipeline's weight-carrying components by name (``text_encoder``, ``unet``, ``vae``)."""
+    names = ("text_encoder", "unet", "vae")
+    return {n: getattr(pipe, n) for n in names if getattr(pipe, n, None) is not None}
+
+
+def parameter_count(pipe: Any) -> int:
+    """Parameters of all of the pipeline's models (buffers are not counted)."""
+    return sum(p.numel() for m in trainable_modules(pipe).values() for p in m.parameters())
+
+
+def fp16_bytes(pipe: Any) -> int:
+    """Bytes of the pipeline's weights stored as fp16 (2 per parameter)."""
+    return 2 * parameter_count(pipe)

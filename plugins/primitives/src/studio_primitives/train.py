@@ -1,0 +1,395 @@
+"""Train a primitives diffusion model (SD or IF form) from freshly generated data.
+
+``python -m studio_primitives.train --form sd|if --out DIR --steps N --batch B --seed S``
+
+1. Renders ``--n-images`` samples with :func:`studio_primitives.data.generate` (kept in memory).
+2. SD form only: trains the ``AutoencoderKL`` for ``--vae-steps`` (MSE reconstruction plus a tiny
+   KL term), then sets ``vae.config.scaling_factor`` to ``1 / std`` of the training latents, so
+   scaled latents have unit variance as in Stable Diffusion.
+3. Trains the UNet and the text encoder jointly (AdamW) on the epsilon-prediction MSE at uniform
+   timesteps; 10% of captions are replaced by the empty prompt, whose embedding is the
+   unconditional one classifier-free guidance (and the prompt processors' negative prompt) uses.
+   IF form: the UNet's 6 output channels are epsilon (3) and the learned variance range (3); the
+   variance channels are regressed to ``+1`` (variance = ``beta_t``, DDPM's "fixed large" choice)
+   instead of IF's variational-bound loss -- the SDS guidance uses only epsilon.
+4. Writes ``loss.csv`` (``phase, step, loss``) and ``samples.png`` (one row per prompt, DDIM with
+   classifier-free guidance) into ``--log-dir`` (default ``DIR-training`` next to ``DIR``).
+5. Saves the pipeline with ``save_pretrained`` as fp16 safetensors into a staging folder that is
+   renamed to ``DIR`` at the end: ``DIR`` is complete or absent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import os
+import shutil
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Optional
+
+import attrs
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from studio.errors import ConfigError
+from studio_primitives.data import PAIRS, generate
+from studio_primitives.models.architectures import (
+    IFFormConfig,
+    SDFormConfig,
+    build_if_form,
+    build_sd_form,
+    trainable_modules,
+)
+
+FORMS = ("sd", "if")
+
+
+@attrs.define(kw_only=True)
+class TrainConfig:
+    """Everything one training run depends on (see the module doc)."""
+
+    form: str
+    out: Path
+    steps: int = 20000
+    batch: int = 64
+    seed: int = 0
+    device: str = "cuda" if torch.cuda.is_available() else "cpu"
+    n_images: int = 3840
+    vae_steps: int = 3000
+    vae_batch: int = 64
+    lr: float = 3e-4
+    vae_lr: float = 1e-3
+    warmup_steps: int = 200
+    caption_dropout: float = 0.1
+    vae_kl_weight: float = 1e-6
+    sample_steps: int = 30
+    guidance_scale: float = 5.0
+    samples_per_prompt: int = 4
+    #: Prompts of the sample grid; ``None``: every (shape, colour) pair with ``", front view"``.
+    sample_prompts: Optional[list[str]] = None
+    log_dir: Optional[Path] = None
+    log_every: int = 50
+    #: Model sizes; ``None``: the form's default config.
+    model: Optional[SDFormConfig | IFFormConfig] = None
+
+    def check(self) -> None:
+        """Raise :class:`ConfigError` for values no run can use."""
+        if self.form not in FORMS:
+            raise ConfigError(f"--form must be one of {', '.join(FORMS)}; got {self.form!r}.")
+        if self.steps < 1 or self.batch < 1 or self.n_images < 1:
+            raise ConfigError(
+                f"--steps, --batch and --n-images must be >= 1; got steps={self.steps}, "
+                f"batch={self.batch}, n_images={self.n_images}."
+            )
+        if Path(self.out).exists():
+            raise ConfigError(f"{self.out} already exists; remove it or choose another --out.")
+
+
+# -- data ---------------------------------------------------------------------------------------
+
+
+def load_data(n: int, seed: int, size: int) -> tuple[torch.Tensor, list[str]]:
+    """Images ``[n, 3, size, size]`` in [-1, 1] and their captions, from data set ``seed``."""
+    images, captions = [], []
+    for sample in generate(n, seed, size):
+        images.append(torch.from_numpy(sample.image))
+        captions.append(sample.caption)
+    pixels = torch.stack(images).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+    return pixels.contiguous(), captions
+
+
+def default_prompts() -> list[str]:
+    """``"a {colour} {shape}, front view"`` for every pair, in data order."""
+    return [f"a {color} {shape}, front view" for shape, color in PAIRS]
+
+
+# -- text ---------------------------------------------------------------------------------------
+
+
+def encode_text(
+    pipe: Any, form: str, captions: Sequence[str], device: torch.device
+) -> torch.Tensor:
+    """Text embeddings ``[B, 77, D]`` exactly as the form's prompt processor computes them."""
+    tokenizer = pipe.tokenizer
+    tokens = tokenizer(
+        list(captions),
+        padding="max_length",
+        max_length=tokenizer.model_max_length,
+        truncation=True,
+        return_tensors="pt",
+    )
+    if form == "sd":
+        return pipe.text_encoder(tokens.input_ids.to(device))[0]
+    out = pipe.text_encoder(
+        input_ids=tokens.input_ids.to(device), attention_mask=tokens.attention_mask.to(device)
+    )
+    return out[0]
+
+
+# -- schedule -----------------------------------------------------------------------------------
+
+
+def lr_factor(step: int, warmup: int, total: int) -> float:
+    """Linear warm-up then cosine decay to 10%."""
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def autocast(device: torch.device) -> Any:
+    """bf16 autocast on CUDA, nothing elsewhere."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
+
+
+# -- training phases ----------------------------------------------------------------------------
+
+
+def train_vae(
+    vae: Any, pixels: torch.Tensor, cfg: TrainConfig, device: torch.device, log: list[tuple]
+) -> None:
+    """Fit the autoencoder (MSE + ``vae_kl_weight`` KL) and set its ``scaling_factor``."""
+    vae.train().requires_grad_(True)
+    optimizer = torch.optim.AdamW(vae.parameters(), lr=cfg.vae_lr, weight_decay=0.0)
+    for step in range(cfg.vae_steps):
+        for group in optimizer.param_groups:
+            group["lr"] = cfg.vae_lr * lr_factor(step, cfg.warmup_steps, cfg.vae_steps)
+        index = torch.randint(0, len(pixels), (cfg.vae_batch,))
+        x = pixels[index].to(device)
+        with autocast(device):
+            posterior = vae.encode(x).latent_dist
+            recon = vae.decode(posterior.sample()).sample
+        mse = F.mse_loss(recon.float(), x)
+        loss = mse + cfg.vae_kl_weight * posterior.kl().mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if step % cfg.log_every == 0 or step == cfg.vae_steps - 1:
+            log.append(("vae", step, mse.item()))
+    vae.eval().requires_grad_(False)
+    means, _ = latent_moments(vae, pixels, device)
+    std = float(means.float().std())
+    vae.register_to_config(scaling_factor=1.0 / max(std, 1e-6))
+
+
+@torch.no_grad()
+def latent_moments(
+    vae: Any, pixels: torch.Tensor, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Posterior mean and std ``[N, 4, h, w]`` of every image (the VAE is frozen from here on)."""
+    means, stds = [], []
+    for i in range(0, len(pixels), 256):
+        dist = vae.encode(pixels[i : i + 256].to(device)).latent_dist
+        means.append(dist.mean)
+        stds.append(dist.std)
+    return torch.cat(means), torch.cat(stds)
+
+
+def train_denoiser(
+    pipe: Any,
+    cfg: TrainConfig,
+    data: torch.Tensor,
+    data_std: Optional[torch.Tensor],
+    captions: list[str],
+    device: torch.device,
+    log: list[tuple],
+) -> None:
+    """Epsilon-prediction MSE on the UNet and text encoder (see the module doc)."""
+    unet, text_encoder, scheduler = pipe.unet, pipe.text_encoder, pipe.scheduler
+    unet.train().requires_grad_(True)
+    text_encoder.train().requires_grad_(True)
+    params = [*unet.parameters(), *text_encoder.parameters()]
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.01)
+    alphas = scheduler.alphas_cumprod.to(device)
+    scale = float(pipe.vae.config.scaling_factor) if cfg.form == "sd" else 1.0
+    channels = data.shape[1]
+    for step in range(cfg.steps):
+        for group in optimizer.param_groups:
+            group["lr"] = cfg.lr * lr_factor(step, cfg.warmup_steps, cfg.steps)
+        index = torch.randint(0, len(data), (cfg.batch,))
+        x0 = data[index].to(device)
+        if data_std is not None:
+            x0 = x0 + data_std[index].to(device) * torch.randn_like(x0)
+        x0 = x0 * scale
+        batch_captions = [
+            "" if float(torch.rand(())) < cfg.caption_dropout else captions[int(i)] for i in index
+        ]
+        t = torch.randint(0, scheduler.config.num_train_timesteps, (cfg.batch,), device=device)
+        noise = torch.randn_like(x0)
+        a = alphas[t].view(-1, 1, 1, 1)
+        noisy = a.sqrt() * x0 + (1.0 - a).sqrt() * noise
+        with autocast(device):
+            embeddings = encode_text(pipe, cfg.form, batch_captions, device)
+            out = unet(noisy, t, encoder_hidden_states=embeddings).sample.float()
+        loss = F.mse_loss(out[:, :channels], noise)
+        total = loss
+        if out.shape[1] > channels:  # IF: variance channels -> +1 (beta_t)
+            total = loss + 0.1 * F.mse_loss(out[:, channels:], torch.ones_like(out[:, channels:]))
+        optimizer.zero_grad(set_to_none=True)
+        total.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        if step % cfg.log_every == 0 or step == cfg.steps - 1:
+            log.append(("unet", step, loss.item()))
+    unet.eval().requires_grad_(False)
+    text_encoder.eval().requires_grad_(False)
+
+
+# -- sampling -----------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def sample_images(
+    pipe: Any, cfg: TrainConfig, prompts: Sequence[str], device: torch.device, seed: int
+) -> torch.Tensor:
+    """Images ``[len(prompts) * samples_per_prompt, 3, H, W]`` in [0, 1]: DDIM with CFG."""
+    from diffusers import DDIMScheduler
+
+    scheduler = DDIMScheduler.from_config(
+        pipe.scheduler.config, clip_sample=cfg.form == "if", thresholding=False
+    )
+    scheduler.set_timesteps(cfg.sample_steps)
+    repeated = [p for p in prompts for _ in range(cfg.samples_per_prompt)]
+    cond = encode_text(pipe, cfg.form, repeated, device)
+    uncond = encode_text(pipe, cfg.form, [""], device).expand_as(cond)
+    if cfg.form == "sd":
+        channels, size = 4, int(pipe.unet.config.sample_size)
+    else:
+        channels, size = 3, int(pipe.unet.config.sample_size)
+    generator = torch.Generator(device="cpu").manual_seed(seed)
+    x = torch.randn((len(repeated), channels, size, size), generator=generator).to(device)
+    for t in scheduler.timesteps:
+        both = torch.cat([x, x])
+        eps = pipe.unet(both, t.to(device), encoder_hidden_states=torch.cat([cond, uncond])).sample
+        eps_cond, eps_uncond = eps[:, :channels].float().chunk(2)
+        eps = eps_uncond + cfg.guidance_scale * (eps_cond - eps_uncond)
+        x = scheduler.step(eps, t, x).prev_sample
+    if cfg.form == "sd":
+        x = pipe.vae.decode(x / pipe.vae.config.scaling_factor).sample
+    return (x.float() * 0.5 + 0.5).clamp(0.0, 1.0).cpu()
+
+
+def save_grid(images: torch.Tensor, columns: int, path: Path) -> None:
+    """Images ``[N, 3, H, W]`` in [0, 1] as a PNG grid of ``columns`` columns (row-major)."""
+    n, _, h, w = images.shape
+    rows = math.ceil(n / columns)
+    grid = np.zeros((rows * h, columns * w, 3), dtype=np.uint8)
+    pixels = (images.permute(0, 2, 3, 1).numpy() * 255.0).round().astype(np.uint8)
+    for i in range(n):
+        r, c = divmod(i, columns)
+        grid[r * h : (r + 1) * h, c * w : (c + 1) * w] = pixels[i]
+    Image.fromarray(grid).save(path)
+
+
+# -- saving -------------------------------------------------------------------------------------
+
+
+def save_pipeline(pipe: Any, folder: Path) -> Path:
+    """``save_pretrained`` as fp16 safetensors into a staging folder renamed to ``folder``."""
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = folder.parent / f".{folder.name}.staging-{os.getpid()}"
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        for module in trainable_modules(pipe).values():
+            module.to("cpu", torch.float16)
+        pipe.save_pretrained(staging, safe_serialization=True)
+        staging.rename(folder)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return folder
+
+
+def write_log(rows: list[tuple], path: Path) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["phase", "step", "loss"])
+        writer.writerows(rows)
+
+
+# -- the run ------------------------------------------------------------------------------------
+
+
+def train(cfg: TrainConfig) -> Path:
+    """Run every phase of the module doc; returns the saved pipeline folder."""
+    cfg.check()
+    device = torch.device(cfg.device)
+    out = Path(cfg.out)
+    log_dir = Path(cfg.log_dir) if cfg.log_dir else out.parent / f"{out.name}-training"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+    if cfg.form == "sd":
+        model_cfg = cfg.model or SDFormConfig()
+        pipe = build_sd_form(model_cfg)
+    else:
+        model_cfg = cfg.model or IFFormConfig()
+        pipe = build_if_form(model_cfg)
+    pipe.to(device)
+    started = time.time()
+    pixels, captions = load_data(cfg.n_images, cfg.seed, model_cfg.image_size)
+    print(f"generated {len(captions)} images in {time.time() - started:.1f} s", flush=True)
+    log: list[tuple] = []
+    if cfg.form == "sd":
+        train_vae(pipe.vae, pixels, cfg, device, log)
+        data, data_std = latent_moments(pipe.vae, pixels, device)
+    else:
+        data, data_std = pixels.to(device), None
+    train_denoiser(pipe, cfg, data, data_std, captions, device, log)
+    print(f"trained in {time.time() - started:.1f} s", flush=True)
+    write_log(log, log_dir / "loss.csv")
+    prompts = cfg.sample_prompts if cfg.sample_prompts is not None else default_prompts()
+    if prompts:
+        images = sample_images(pipe, cfg, prompts, device, cfg.seed)
+        save_grid(images, cfg.samples_per_prompt, log_dir / "samples.png")
+    return save_pipeline(pipe, out)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m studio_primitives.train",
+        description="Train a primitives diffusion model (SD or IF form) and save its pipeline.",
+    )
+    defaults = TrainConfig(form="sd", out=Path("unused"))
+    parser.add_argument("--form", required=True, choices=FORMS)
+    parser.add_argument("--out", required=True, type=Path, help="pipeline folder to create")
+    parser.add_argument("--steps", type=int, default=defaults.steps)
+    parser.add_argument("--batch", type=int, default=defaults.batch)
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--device", default=defaults.device)
+    parser.add_argument("--n-images", type=int, default=defaults.n_images)
+    parser.add_argument("--vae-steps", type=int, default=defaults.vae_steps)
+    parser.add_argument("--lr", type=float, default=defaults.lr)
+    parser.add_argument("--sample-steps", type=int, default=defaults.sample_steps)
+    parser.add_argument("--guidance-scale", type=float, default=defaults.guidance_scale)
+    parser.add_argument("--log-dir", type=Path, default=None)
+    args = parser.parse_args(argv)
+    cfg = TrainConfig(
+        form=args.form,
+        out=args.out,
+        steps=args.steps,
+        batch=args.batch,
+        seed=args.seed,
+        device=args.device,
+        n_images=args.n_images,
+        vae_steps=args.vae_steps,
+        lr=args.lr,
+        sample_steps=args.sample_steps,
+        guidance_scale=args.guidance_scale,
+        log_dir=args.log_dir,
+    )
+    try:
+        folder = train(cfg)
+    except ConfigError as exc:
+        parser.exit(2, f"error: {exc}\n")
+    print(f"saved the {args.form} pipeline to {folder}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

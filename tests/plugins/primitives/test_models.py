@@ -1,0 +1,254 @@
+"""Primitives SD / IF pipelines: word-level tokenizers, training, loading by the production code.
+
+The module trains both forms at toy sizes (16x16, a few CPU steps) once, then loads the saved folders
+exactly as a run would: the ``stable-diffusion`` / ``deep-floyd`` guidance and prompt processor.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+from safetensors import safe_open
+
+from studio.errors import ConfigError
+from studio_dreamfusion.guidance.deep_floyd import DeepFloydGuidance
+from studio_dreamfusion.guidance.stable_diffusion import StableDiffusionGuidance
+from studio_dreamfusion.prompts.deep_floyd import DeepFloydPromptProcessor
+from studio_dreamfusion.prompts.stable_diffusion import StableDiffusionPromptProcessor
+from studio_primitives.data import generate
+from studio_primitives.models.architectures import (
+    SIZE_BUDGET_BYTES,
+    IFFormConfig,
+    SDFormConfig,
+    build_if_form,
+    build_sd_form,
+    fp16_bytes,
+)
+from studio_primitives.models.vocabulary import (
+    MAX_LENGTH,
+    WORDS,
+    build_clip_tokenizer,
+    build_t5_tokenizer,
+)
+from studio_primitives.train import TrainConfig, train
+
+CPU = torch.device("cpu")
+SIZE = 16
+VAE_STEPS = 3
+UNET_STEPS = 3
+SAMPLE_PROMPTS = ["a red cube, front view", "a blue sphere, side view"]
+TINY = {
+    "sd": SDFormConfig(
+        image_size=SIZE,
+        text_dim=32,
+        unet_channels=(16, 32),
+        unet_attention_head_dim=8,
+        vae_channels=(8, 16),
+        norm_groups=8,
+        vae_norm_groups=8,
+    ),
+    "if": IFFormConfig(
+        image_size=SIZE,
+        text_dim=32,
+        unet_channels=(16, 32),
+        unet_attention_head_dim=8,
+        norm_groups=8,
+    ),
+}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def single_thread() -> Iterator[None]:
+    """One intra-op thread: these toy models are 10x slower with threads on a busy 2-core box."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """``{"sd": folder, "if": folder}`` trained for a few toy steps (logs in ``<folder>-training``)."""
+    root = tmp_path_factory.mktemp("primitives-models")
+    folders = {}
+    for form, model in TINY.items():
+        cfg = TrainConfig(
+            form=form,
+            out=root / form,
+            steps=UNET_STEPS,
+            batch=4,
+            n_images=8,
+            vae_steps=VAE_STEPS,
+            vae_batch=4,
+            warmup_steps=1,
+            sample_steps=2,
+            samples_per_prompt=1,
+            sample_prompts=SAMPLE_PROMPTS,
+            log_every=1,
+            model=model,
+            device="cpu",
+        )
+        folders[form] = train(cfg)
+    return folders
+
+
+@pytest.fixture
+def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh ``$STUDIO_CACHE_DIR`` (text-embedding cache) for one test."""
+    folder = tmp_path / "studio-cache"
+    monkeypatch.setenv("STUDIO_CACHE_DIR", str(folder))
+    return folder
+
+
+def render() -> torch.Tensor:
+    """A fixed random render ``[2, 24, 24, 3]`` in [0, 1] that wants gradients."""
+    gen = torch.Generator().manual_seed(0)
+    return torch.rand((2, 24, 24, 3), generator=gen).requires_grad_(True)
+
+
+ELEVATION = torch.tensor([10.0, 75.0])
+AZIMUTH = torch.tensor([20.0, 180.0])
+DISTANCE = torch.ones(2)
+
+
+# -- tokenizers ---------------------------------------------------------------------------------
+
+
+def test_clip_tokenizer_maps_every_word_to_one_token() -> None:
+    tokenizer = build_clip_tokenizer()
+    assert tokenizer.model_max_length == MAX_LENGTH
+    for word in (*WORDS, ","):
+        ids = tokenizer(word).input_ids
+        assert len(ids) == 3, (word, tokenizer.convert_ids_to_tokens(ids))  # bos, word, eos
+        assert tokenizer.convert_ids_to_tokens(ids[1]) == word + "</w>"
+    ids = tokenizer("a red cube, front view").input_ids
+    assert len(ids) == 2 + 6
+    assert len(set(tokenizer(list(WORDS)).input_ids[i][1] for i in range(len(WORDS)))) == len(WORDS)
+
+
+def test_t5_tokenizer_maps_every_word_to_one_token() -> None:
+    tokenizer = build_t5_tokenizer()
+    assert tokenizer.model_max_length == MAX_LENGTH
+    unk = tokenizer.unk_token_id
+    for word in WORDS:
+        ids = tokenizer(word).input_ids
+        assert len(ids) == 2 and ids[-1] == tokenizer.eos_token_id, (word, ids)
+        assert ids[0] != unk
+    ids = tokenizer("a red cube, front view").input_ids  # "," follows a word: its own token
+    tokens = ["\u2581a", "\u2581red", "\u2581cube", ",", "\u2581front", "\u2581view", "</s>"]
+    assert tokenizer.convert_ids_to_tokens(ids) == tokens
+    assert len(set(tokenizer(list(WORDS)).input_ids[i][0] for i in range(len(WORDS)))) == len(WORDS)
+
+
+# -- size budget --------------------------------------------------------------------------------
+
+
+def test_default_forms_fit_the_size_budget() -> None:
+    total = fp16_bytes(build_sd_form()) + fp16_bytes(build_if_form())
+    assert 10 * 2**20 < total <= SIZE_BUDGET_BYTES, total / 2**20
+
+
+# -- training outputs ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("form", ["sd", "if"])
+def test_saved_folder_is_fp16_safetensors_of_counted_size(
+    trained: dict[str, Path], form: str
+) -> None:
+    folder = trained[form]
+    assert not list(folder.rglob("*.bin")) and (folder / "model_index.json").is_file()
+    files = sorted(folder.rglob("*.safetensors"))
+    expected = {"text_encoder", "unet"} | ({"vae"} if form == "sd" else set())
+    assert {f.parent.name for f in files} == expected
+    n_values, n_bytes = 0, 0
+    for path in files:
+        with safe_open(str(path), framework="pt") as f:
+            for key in f.keys():
+                tensor = f.get_tensor(key)
+                assert tensor.dtype == torch.float16, (path, key, tensor.dtype)
+                n_values += tensor.numel()
+        n_bytes += path.stat().st_size
+    build = build_sd_form if form == "sd" else build_if_form
+    counted = fp16_bytes(build(TINY[form]))
+    # on disk: the counted parameters (+ a few saved buffers such as CLIP's position ids) + headers
+    assert counted <= 2 * n_values <= counted * 1.05
+    assert 2 * n_values < n_bytes < 2 * n_values + 64 * 1024
+
+
+@pytest.mark.parametrize("form", ["sd", "if"])
+def test_training_logs_every_step_and_writes_a_sample_grid(
+    trained: dict[str, Path], form: str
+) -> None:
+    logs = trained[form].parent / f"{form}-training"
+    with open(logs / "loss.csv", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    phases = [r["phase"] for r in rows]
+    vae_rows = VAE_STEPS if form == "sd" else 0
+    assert phases == ["vae"] * vae_rows + ["unet"] * UNET_STEPS
+    assert all(math.isfinite(float(r["loss"])) and float(r["loss"]) > 0 for r in rows)
+    # epsilon MSE of an untrained UNet is about the noise variance, 1
+    assert 0.3 < float(rows[vae_rows]["loss"]) < 3.0
+    with Image.open(logs / "samples.png") as grid:
+        assert grid.size == (SIZE, SIZE * len(SAMPLE_PROMPTS))
+
+
+def test_sd_vae_scaling_factor_gives_unit_variance_latents(trained: dict[str, Path]) -> None:
+    from diffusers import AutoencoderKL
+
+    vae = AutoencoderKL.from_pretrained(trained["sd"], subfolder="vae", torch_dtype=torch.float32)
+    images = torch.stack([torch.from_numpy(s.image) for s in generate(8, 0, SIZE)])
+    pixels = images.permute(0, 3, 1, 2).float() / 127.5 - 1.0
+    with torch.no_grad():
+        latents = vae.encode(pixels).latent_dist.mean * vae.config.scaling_factor
+    assert vae.config.scaling_factor != pytest.approx(0.18215)
+    assert float(latents.std()) == pytest.approx(1.0, abs=0.02)
+
+
+def test_train_rejects_unknown_form_and_existing_out(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="--form"):
+        train(TrainConfig(form="xl", out=tmp_path / "new"))
+    with pytest.raises(ConfigError, match="already exists"):
+        train(TrainConfig(form="sd", out=tmp_path))
+
+
+# -- loading through the production guidance ----------------------------------------------------
+
+
+def test_sd_folder_drives_the_stable_diffusion_guidance(
+    trained: dict[str, Path], cache_dir: Path
+) -> None:
+    folder = str(trained["sd"])
+    processor = StableDiffusionPromptProcessor(
+        {"pretrained_model_name_or_path": folder, "prompt": "a red cube"}, device=CPU
+    )
+    guidance = StableDiffusionGuidance({"pretrained_model_name_or_path": folder}, device=CPU)
+    assert (guidance.image_size, guidance.latent_size) == (SIZE, SIZE // 2)
+    rgb = render()
+    out = guidance(rgb, processor(), ELEVATION, AZIMUTH, DISTANCE)
+    assert torch.isfinite(out["loss_sds"]) and out["loss_sds"].item() > 0
+    out["loss_sds"].backward()
+    assert torch.isfinite(rgb.grad).all() and float(rgb.grad.abs().max()) > 0
+    assert any(cache_dir.rglob("*")), "embeddings must be cached under $STUDIO_CACHE_DIR"
+
+
+def test_if_folder_drives_the_deep_floyd_guidance(
+    trained: dict[str, Path], cache_dir: Path
+) -> None:
+    folder = str(trained["if"])
+    processor = DeepFloydPromptProcessor(
+        {"pretrained_model_name_or_path": folder, "prompt": "a red cube"}, device=CPU
+    )
+    guidance = DeepFloydGuidance({"pretrained_model_name_or_path": folder}, device=CPU)
+    assert guidance.image_size == SIZE
+    rgb = render()
+    out = guidance(rgb, processor(), ELEVATION, AZIMUTH, DISTANCE)
+    assert torch.isfinite(out["loss_sds"]) and out["loss_sds"].item() > 0
+    out["loss_sds"].backward()
+    assert torch.isfinite(rgb.grad).all() and float(rgb.grad.abs().max()) > 0
+    assert any(cache_dir.rglob("*")), "embeddings must be cached under $STUDIO_CACHE_DIR"
