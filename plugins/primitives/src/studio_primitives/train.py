@@ -55,7 +55,7 @@ class TrainConfig:
 
     form: str
     out: Path
-    steps: int = 20000
+    steps: int = 15000
     batch: int = 64
     seed: int = 0
     device: str = "cuda" if torch.cuda.is_available() else "cpu"

@@ -174,6 +174,7 @@ def build_if_form(config: IFFormConfig | None = None) -> Any:
             num_layers=cfg.text_layers,
             num_heads=cfg.text_heads,
             relative_attention_num_buckets=16,
+            dropout_rate=0.0,
             pad_token_id=tokenizer.pad_token_id,
             eos_token_id=tokenizer.eos_token_id,
         )
