@@ -36,7 +36,7 @@ from studio_primitives.models.vocabulary import (
     build_clip_tokenizer,
     build_t5_tokenizer,
 )
-from studio_primitives.train import TrainConfig, train
+from studio_primitives.train import TrainConfig, encode_text, train
 
 CPU = torch.device("cpu")
 SIZE = 16
@@ -218,6 +218,32 @@ def test_train_rejects_unknown_form_and_existing_out(tmp_path: Path) -> None:
 
 
 # -- loading through the production guidance ----------------------------------------------------
+
+
+@pytest.mark.parametrize("form", ["sd", "if"])
+def test_processor_embeddings_equal_the_training_conditioning(
+    trained: dict[str, Path], cache_dir: Path, form: str
+) -> None:
+    """The guidance sees exactly the conditioning the UNet was trained on (caption and "")."""
+    from diffusers import DiffusionPipeline
+
+    folder = str(trained[form])
+    processor_class = StableDiffusionPromptProcessor if form == "sd" else DeepFloydPromptProcessor
+    processor = processor_class(
+        {"pretrained_model_name_or_path": folder, "prompt": "a red cube"}, device=CPU
+    )
+    embeddings = processor().get_text_embeddings(ELEVATION, AZIMUTH, DISTANCE)
+    pipe = DiffusionPipeline.from_pretrained(folder, dtype=torch.float32)
+    with torch.no_grad():
+        expected = encode_text(
+            pipe, form, ["a red cube, front view", "a red cube, overhead view", "", ""], CPU
+        )
+    assert embeddings.shape == expected.shape
+    # The SD processor loads CLIP in the folder's dtype (transformers' dtype="auto": fp16 here)
+    # and so encodes in fp16 on CPU too; the IF processor asks for fp32 on CPU.
+    tolerance = 1e-2 if form == "sd" else 1e-5
+    assert float((embeddings.float() - expected).abs().max()) < tolerance
+    assert float((expected[0] - expected[2]).abs().max()) > 1e-3  # caption != unconditional
 
 
 def test_sd_folder_drives_the_stable_diffusion_guidance(
