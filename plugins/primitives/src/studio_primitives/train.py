@@ -6,9 +6,10 @@
 2. SD form only: trains the ``AutoencoderKL`` for ``--vae-steps`` (MSE reconstruction plus a tiny
    KL term), then sets ``vae.config.scaling_factor`` to ``1 / std`` of the training latents, so
    scaled latents have unit variance as in Stable Diffusion.
-3. Trains the UNet and the text encoder jointly (AdamW) on the epsilon-prediction MSE at uniform
-   timesteps; 10% of captions are replaced by the empty prompt, whose embedding is the
-   unconditional one classifier-free guidance (and the prompt processors' negative prompt) uses.
+3. Trains the UNet and the text encoder jointly (AdamW, bf16 autocast on CUDA, EMA of the weights
+   saved) on the epsilon-prediction MSE at uniform timesteps; 10% of captions are replaced by the
+   empty prompt, whose embedding is the unconditional one classifier-free guidance (and the prompt
+   processors' negative prompt) uses. The text encoder starts random and is trained, not frozen.
    IF form: the UNet's 6 output channels are epsilon (3) and the learned variance range (3); the
    variance channels are regressed to ``+1`` (variance = ``beta_t``, DDPM's "fixed large" choice)
    instead of IF's variational-bound loss -- the SDS guidance uses only epsilon.
@@ -66,6 +67,9 @@ class TrainConfig:
     vae_lr: float = 1e-3
     warmup_steps: int = 200
     caption_dropout: float = 0.1
+    #: Exponential moving average of the UNet and text-encoder weights (saved instead of the raw
+    #: weights); the decay ramps up as ``min(ema_decay, (1 + step) / (10 + step))``; 0 disables.
+    ema_decay: float = 0.999
     vae_kl_weight: float = 1e-6
     sample_steps: int = 30
     guidance_scale: float = 5.0
@@ -208,6 +212,7 @@ def train_denoiser(
     alphas = scheduler.alphas_cumprod.to(device)
     scale = float(pipe.vae.config.scaling_factor) if cfg.form == "sd" else 1.0
     channels = data.shape[1]
+    ema = [p.detach().clone() for p in params] if cfg.ema_decay > 0 else []
     for step in range(cfg.steps):
         for group in optimizer.param_groups:
             group["lr"] = cfg.lr * lr_factor(step, cfg.warmup_steps, cfg.steps)
@@ -234,8 +239,16 @@ def train_denoiser(
         total.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
+        if ema:
+            decay = min(cfg.ema_decay, (1 + step) / (10 + step))
+            with torch.no_grad():
+                torch._foreach_lerp_(ema, [p.detach() for p in params], 1.0 - decay)
         if step % cfg.log_every == 0 or step == cfg.steps - 1:
             log.append(("unet", step, loss.item()))
+    if ema:
+        with torch.no_grad():
+            for param, average in zip(params, ema, strict=True):
+                param.copy_(average)
     unet.eval().requires_grad_(False)
     text_encoder.eval().requires_grad_(False)
 
