@@ -198,6 +198,29 @@ def test_training_logs_every_step_and_writes_a_sample_grid(
         assert grid.size == (SIZE, SIZE * len(SAMPLE_PROMPTS))
 
 
+def test_denoiser_training_lowers_the_epsilon_loss(tmp_path: Path) -> None:
+    """100 steps on 8 images: the epsilon MSE falls from about 0.9 to about 0.2 (IF form)."""
+    cfg = TrainConfig(
+        form="if",
+        out=tmp_path / "if",
+        steps=100,
+        batch=8,
+        n_images=8,
+        warmup_steps=5,
+        lr=3e-3,
+        ema_decay=0.0,
+        sample_prompts=[],
+        log_every=1,
+        model=TINY["if"],
+        device="cpu",
+    )
+    train(cfg)
+    with open(tmp_path / "if-training" / "loss.csv", encoding="utf-8") as f:
+        losses = [float(r["loss"]) for r in csv.DictReader(f)]
+    first, last = sum(losses[:10]) / 10, sum(losses[-20:]) / 20
+    assert first > 0.6 and last < 0.4 * first, (first, last)
+
+
 def test_sd_vae_scaling_factor_gives_unit_variance_latents(trained: dict[str, Path]) -> None:
     from diffusers import AutoencoderKL
 
