@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 import attrs
+import torch
 from torch import nn
 
 from studio_primitives.models.vocabulary import MAX_LENGTH, build_clip_tokenizer, build_t5_tokenizer
@@ -146,6 +147,7 @@ def build_sd_form(config: SDFormConfig | None = None) -> Any:
         layers_per_block=1,
         sample_size=cfg.image_size,
     )
+    init_small_posterior_variance(vae)
     return StableDiffusionPipeline(
         vae=vae,
         text_encoder=text_encoder,
@@ -156,6 +158,19 @@ def build_sd_form(config: SDFormConfig | None = None) -> Any:
         feature_extractor=None,
         requires_safety_checker=False,
     )
+
+
+#: Initial log-variance of the VAE posterior (std ~0.007): samples are close to the means, as with
+#: a trained Stable Diffusion VAE, instead of the unit noise of a fresh ``AutoencoderKL``.
+INITIAL_POSTERIOR_LOGVAR = -10.0
+
+
+def init_small_posterior_variance(vae: nn.Module) -> None:
+    """Set the bias of the log-variance half of ``vae.quant_conv`` to
+    :data:`INITIAL_POSTERIOR_LOGVAR` (the KL weight used in training is too small to move it)."""
+    latent_channels = vae.config.latent_channels
+    with torch.no_grad():
+        vae.quant_conv.bias[latent_channels:] = INITIAL_POSTERIOR_LOGVAR
 
 
 def build_if_form(config: IFFormConfig | None = None) -> Any:
