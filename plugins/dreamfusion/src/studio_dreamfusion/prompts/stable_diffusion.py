@@ -5,7 +5,7 @@ from __future__ import annotations
 import attrs
 import torch
 
-from studio_dreamfusion.pretrained import resolve_pretrained
+from studio_dreamfusion.pretrained import resolve_pretrained, transformers_dtype_kwargs
 from studio_dreamfusion.prompts.base import PromptProcessor, TextEncoder
 
 
@@ -26,7 +26,11 @@ class StableDiffusionPromptProcessor(PromptProcessor):
             config_key=f"{self.config_path}.pretrained_model_name_or_path",
         )
         tokenizer = AutoTokenizer.from_pretrained(path, subfolder="tokenizer")
-        model = CLIPTextModel.from_pretrained(path, subfolder="text_encoder")
+        # float32 whatever the stored weights are (fp16 checkpoints would otherwise encode in
+        # half precision, also on CPUs); CLIP is small and runs once per prompt
+        model = CLIPTextModel.from_pretrained(
+            path, subfolder="text_encoder", **transformers_dtype_kwargs(torch.float32)
+        )
         model.to(self.device).eval().requires_grad_(False)
         return TextEncoder(tokenizer=tokenizer, model=model)
 
