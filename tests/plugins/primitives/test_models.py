@@ -304,3 +304,24 @@ def test_if_folder_drives_the_deep_floyd_guidance(
     out["loss_sds"].backward()
     assert torch.isfinite(rgb.grad).all() and float(rgb.grad.abs().max()) > 0
     assert any(cache_dir.rglob("*")), "embeddings must be cached under $STUDIO_CACHE_DIR"
+
+
+def test_time_budget_stops_the_denoiser_early_and_still_saves(tmp_path: Path) -> None:
+    """A run on a time-limited machine ends with a saved pipeline instead of nothing."""
+    cfg = TrainConfig(
+        form="if",
+        out=tmp_path / "if",
+        steps=100_000,
+        batch=2,
+        n_images=4,
+        warmup_steps=1,
+        sample_prompts=[],
+        log_every=1,
+        model=TINY["if"],
+        device="cpu",
+        time_budget_s=1e-9,  # already spent once the data is generated
+    )
+    folder = train(cfg)
+    with open(tmp_path / "if-training" / "loss.csv", encoding="utf-8") as f:
+        assert [r for r in csv.DictReader(f) if r["phase"] == "unet"] == []
+    assert (folder / "unet").is_dir()

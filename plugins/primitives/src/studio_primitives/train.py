@@ -78,6 +78,9 @@ class TrainConfig:
     sample_prompts: Optional[list[str]] = None
     log_dir: Optional[Path] = None
     log_every: int = 50
+    #: Wall-clock seconds for the whole run after which the denoiser stops early (then samples
+    #: and saves as usual); ``None``: run every step. Fits training into a time-limited machine.
+    time_budget_s: Optional[float] = None
     #: Model sizes; ``None``: the form's default config.
     model: Optional[SDFormConfig | IFFormConfig] = None
 
@@ -202,8 +205,10 @@ def train_denoiser(
     captions: list[str],
     device: torch.device,
     log: list[tuple],
+    deadline: Optional[float] = None,
 ) -> None:
-    """Epsilon-prediction MSE on the UNet and text encoder (see the module doc)."""
+    """Epsilon-prediction MSE on the UNet and text encoder (see the module doc); stops at
+    ``deadline`` (a ``time.time()`` value) when given."""
     unet, text_encoder, scheduler = pipe.unet, pipe.text_encoder, pipe.scheduler
     unet.train().requires_grad_(True)
     text_encoder.train().requires_grad_(True)
@@ -213,7 +218,11 @@ def train_denoiser(
     scale = float(pipe.vae.config.scaling_factor) if cfg.form == "sd" else 1.0
     channels = data.shape[1]
     ema = [p.detach().clone() for p in params] if cfg.ema_decay > 0 else []
+    started = time.time()
     for step in range(cfg.steps):
+        if deadline is not None and time.time() > deadline:
+            print(f"time budget reached: stopping the denoiser at step {step}", flush=True)
+            break
         for group in optimizer.param_groups:
             group["lr"] = cfg.lr * lr_factor(step, cfg.warmup_steps, cfg.steps)
         index = torch.randint(0, len(data), (cfg.batch,))
@@ -245,6 +254,10 @@ def train_denoiser(
                 torch._foreach_lerp_(ema, [p.detach() for p in params], 1.0 - decay)
         if step % cfg.log_every == 0 or step == cfg.steps - 1:
             log.append(("unet", step, loss.item()))
+            rate = (step + 1) / max(time.time() - started, 1e-9)
+            print(
+                f"unet step {step}/{cfg.steps} loss {loss.item():.4f} ({rate:.1f} it/s)", flush=True
+            )
     if ema:
         with torch.no_grad():
             for param, average in zip(params, ema, strict=True):
@@ -353,7 +366,8 @@ def train(cfg: TrainConfig) -> Path:
         data, data_std = latent_moments(pipe.vae, pixels, device)
     else:
         data, data_std = pixels.to(device), None
-    train_denoiser(pipe, cfg, data, data_std, captions, device, log)
+    deadline = started + cfg.time_budget_s if cfg.time_budget_s else None
+    train_denoiser(pipe, cfg, data, data_std, captions, device, log, deadline)
     print(f"trained in {time.time() - started:.1f} s", flush=True)
     write_log(log, log_dir / "loss.csv")
     prompts = cfg.sample_prompts if cfg.sample_prompts is not None else default_prompts()
@@ -381,6 +395,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--sample-steps", type=int, default=defaults.sample_steps)
     parser.add_argument("--guidance-scale", type=float, default=defaults.guidance_scale)
     parser.add_argument("--log-dir", type=Path, default=None)
+    parser.add_argument(
+        "--time-budget", type=float, default=None, help="seconds; the denoiser stops early"
+    )
     args = parser.parse_args(argv)
     cfg = TrainConfig(
         form=args.form,
@@ -395,6 +412,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         sample_steps=args.sample_steps,
         guidance_scale=args.guidance_scale,
         log_dir=args.log_dir,
+        time_budget_s=args.time_budget,
     )
     try:
         folder = train(cfg)
