@@ -16,13 +16,13 @@ ratio, the compile speed-up and peak VRAM. Usage: ``python bench/dreamfusion.py 
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+from timing import timed_ms
 
 SD21_UNET = dict(
     sample_size=64,
@@ -104,23 +104,6 @@ def random_prompt_output(device: torch.device):
     )
 
 
-def timed(fn, warmup: int, iters: int) -> float:
-    """Median milliseconds of ``fn`` over ``iters`` calls after ``warmup`` calls."""
-    for _ in range(warmup):
-        fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(iters):
-        start = torch.cuda.Event(enable_timing=True)
-        end = torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        torch.cuda.synchronize()
-        times.append(start.elapsed_time(end))
-    return statistics.median(times)
-
-
 def make_guidance(path: Path, compile_mode: str, channels_last: bool):
     from studio_dreamfusion.guidance.stable_diffusion import StableDiffusionGuidance
 
@@ -163,8 +146,10 @@ def bench(
 ) -> dict:
     from studio.training.trainer import to_device
 
+    cuda = torch.device("cuda")
+
     guidance = make_guidance(path, compile_mode, channels_last)
-    prompt_utils = random_prompt_output(torch.device("cuda"))
+    prompt_utils = random_prompt_output(cuda)
     cams = {
         "elevation": torch.full((batch,), 10.0, device="cuda"),
         "azimuth": torch.zeros(batch, device="cuda"),
@@ -180,7 +165,7 @@ def bench(
     step = [5000]  # past the warm-ups: all hash-grid levels on, diffuse shading
 
     def full_step():
-        batch_data = to_device(data.train_batch(), torch.device("cuda"))
+        batch_data = to_device(data.train_batch(), cuda)
         system.do_update_step(0, step[0])
         system.global_step = step[0]
         with torch.autocast("cuda", dtype=torch.float16):
@@ -192,14 +177,14 @@ def bench(
         step[0] += 1
 
     def render_only():
-        batch_data = to_device(data.train_batch(), torch.device("cuda"))
+        batch_data = to_device(data.train_batch(), cuda)
         system.do_update_step(0, step[0])
         with torch.autocast("cuda", dtype=torch.float16):
             out = system.renderer(**batch_data)
         return out
 
     def forward_only():
-        batch_data = to_device(data.train_batch(), torch.device("cuda"))
+        batch_data = to_device(data.train_batch(), cuda)
         system.do_update_step(0, step[0])
         with torch.autocast("cuda", dtype=torch.float16):
             return system.training_step(batch_data)["loss"]
@@ -210,15 +195,15 @@ def bench(
 
     warmup = 8 if compile_mode == "none" else 25
     compile_started = time.perf_counter()
-    guidance_ms = timed(guidance_only, warmup, iters)
+    guidance_ms = timed_ms(guidance_only, cuda, warmup, iters)
     first = time.perf_counter() - compile_started
     torch.cuda.reset_peak_memory_stats()
-    full_ms = timed(full_step, warmup, iters)
+    full_ms = timed_ms(full_step, cuda, warmup, iters)
     peak = torch.cuda.max_memory_allocated() / 2**30
     parts = {
-        "render": timed(render_only, 3, iters),
-        "forward": timed(forward_only, 3, iters),
-        "forward+backward": timed(forward_backward, 3, iters),
+        "render": timed_ms(render_only, cuda, 3, iters),
+        "forward": timed_ms(forward_only, cuda, 3, iters),
+        "forward+backward": timed_ms(forward_backward, cuda, 3, iters),
     }
     return {"guidance": guidance_ms, "full": full_ms, "peak": peak, "warm_s": first, **parts}
 

@@ -14,11 +14,9 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import statistics
-import time
-from collections.abc import Callable
 
 import torch
+from timing import timed_ms
 from torch import nn
 
 from studio_dreamfusion.networks.hashgrid import HashGrid
@@ -30,22 +28,6 @@ CONFIG = {
     "base_resolution": 16,
     "per_level_scale": 1.447269237440378,
 }
-
-
-def median_seconds(fn: Callable[[], None], device: torch.device, warmup: int, iters: int) -> float:
-    """Median wall time of ``fn`` (CUDA synchronised before and after each run)."""
-    for _ in range(warmup):
-        fn()
-    samples = []
-    for _ in range(iters):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        samples.append(time.perf_counter() - start)
-    return statistics.median(samples)
 
 
 def make_encodings(device: torch.device) -> list[tuple[str, nn.Module]]:
@@ -82,7 +64,7 @@ def bench(
 
     row = [device.type, name, f"2^{n.bit_length() - 1}"]
     for fn in (forward, forward_backward, forward_backward_input):
-        seconds = median_seconds(fn, device, warmup, iters)
+        seconds = timed_ms(fn, device, warmup, iters) / 1000.0
         row.append(f"{n / seconds / 1e6:,.2f} M")
     return row
 

@@ -14,31 +14,14 @@ from __future__ import annotations
 
 import argparse
 import math
-import statistics
 import time
-from collections.abc import Callable
 
 import torch
 import trimesh
+from timing import timed_ms
 
 from studio.data import cameras as cam
 from studio.rasterize import Rasterizer, make_rasterizer
-
-
-def timed_ms(fn: Callable[[], None], device: torch.device, warmup: int, iters: int) -> float:
-    """Median wall time of ``fn`` in milliseconds (CUDA synchronised)."""
-    for _ in range(warmup):
-        fn()
-    samples = []
-    for _ in range(iters):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        samples.append((time.perf_counter() - start) * 1000.0)
-    return statistics.median(samples)
 
 
 def scene(subdivisions: int, batch: int, device: torch.device) -> tuple[torch.Tensor, ...]:

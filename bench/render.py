@@ -11,11 +11,9 @@ is first filled the way training fills it (257 update steps on the initial blob 
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
-from collections.abc import Callable
 
 import torch
+from timing import timed_ms
 
 from studio.data.random_camera import RandomCameraDataModule
 from studio_dreamfusion.backgrounds import NeuralEnvironmentMap
@@ -24,22 +22,6 @@ from studio_dreamfusion.materials import DiffuseWithPointLight
 from studio_dreamfusion.networks import defaults
 from studio_dreamfusion.networks.encodings import build_encoding
 from studio_dreamfusion.renderers.nerf_volume import NeRFVolumeRenderer
-
-
-def timed_ms(fn: Callable[[], None], device: torch.device, warmup: int, iters: int) -> float:
-    """Median wall time of ``fn`` in milliseconds (CUDA synchronised)."""
-    for _ in range(warmup):
-        fn()
-    samples = []
-    for _ in range(iters):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        samples.append((time.perf_counter() - start) * 1000.0)
-    return statistics.median(samples)
 
 
 def hashgrid_row(device: torch.device, n_points: int) -> tuple[str, float, float]:
