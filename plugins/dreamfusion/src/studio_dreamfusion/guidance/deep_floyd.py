@@ -71,17 +71,6 @@ class DeepFloydGuidance(DiffusersGuidance):
         self.image_size = int(pipe.unet.config.sample_size)
         return DiffusionModels(pipe=pipe, unet=pipe.unet, scheduler=pipe.scheduler)
 
-    def predict_noise(
-        self, noisy: torch.Tensor, timesteps: torch.Tensor, text_embeddings: torch.Tensor
-    ) -> torch.Tensor:
-        with torch.autocast(self.device.type, enabled=False):
-            out = self.models.unet(
-                noisy.to(self.weights_dtype),
-                timesteps,
-                encoder_hidden_states=text_embeddings.to(self.weights_dtype),
-            ).sample
-        return out[:, : noisy.shape[1]].to(noisy.dtype)
-
     def __call__(
         self,
         rgb: torch.Tensor,

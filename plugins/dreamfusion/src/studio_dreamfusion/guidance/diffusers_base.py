@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 import attrs
+import torch
 
 from studio_dreamfusion.guidance.loading import MemoryOptions
 from studio_dreamfusion.guidance.sds import ScoreDistillationGuidance
@@ -37,3 +38,16 @@ class DiffusersGuidance(ScoreDistillationGuidance):
             token_merging=getattr(cfg, "token_merging", False),
             token_merging_params=dict(getattr(cfg, "token_merging_params", {})),
         )
+
+    def predict_noise(
+        self, noisy: torch.Tensor, timesteps: torch.Tensor, text_embeddings: torch.Tensor
+    ) -> torch.Tensor:
+        """The UNet's epsilon in the weights dtype with autocast off, cast back to ``noisy``'s
+        dtype; only the first ``C`` output channels (IF's UNet adds ``C`` variance channels)."""
+        with torch.autocast(self.device.type, enabled=False):
+            out = self.models.unet(
+                noisy.to(self.weights_dtype),
+                timesteps,
+                encoder_hidden_states=text_embeddings.to(self.weights_dtype),
+            ).sample
+        return out[:, : noisy.shape[1]].to(noisy.dtype)

@@ -70,18 +70,6 @@ class StableDiffusionGuidance(DiffusersGuidance):
         self.scaling_factor = float(vae_config.scaling_factor)
         return DiffusionModels(pipe=pipe, unet=pipe.unet, vae=pipe.vae, scheduler=scheduler)
 
-    # -- model calls ----------------------------------------------------------------------------
-    def predict_noise(
-        self, noisy: torch.Tensor, timesteps: torch.Tensor, text_embeddings: torch.Tensor
-    ) -> torch.Tensor:
-        with torch.autocast(self.device.type, enabled=False):
-            out = self.models.unet(
-                noisy.to(self.weights_dtype),
-                timesteps,
-                encoder_hidden_states=text_embeddings.to(self.weights_dtype),
-            ).sample
-        return out.to(noisy.dtype)
-
     def encode_images(self, images: torch.Tensor) -> torch.Tensor:
         """Latents ``[B, 4, h, w]`` of images ``[B, 3, H, W]`` in [0, 1] (differentiable)."""
         with torch.autocast(self.device.type, enabled=False):
