@@ -94,9 +94,8 @@ class MeshExporter(BaseExporter):
         configured = getattr(geometry.cfg, "isosurface_threshold", None)
         if configured == "auto":
             self.resolve_auto_threshold(system, out_dir)
-        with torch.no_grad():
-            mesh = geometry.isosurface()
-        return Mesh(mesh.v_pos.detach(), mesh.t_pos_idx, **mesh.extras)
+        with torch.no_grad():  # no graph: the exported mesh is a plain copy of the surface
+            return geometry.isosurface()
 
     def resolve_auto_threshold(self, system: Any, out_dir: Path) -> float:
         from studio.mesh.auto_threshold import choose_isosurface_threshold

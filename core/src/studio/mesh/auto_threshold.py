@@ -20,7 +20,7 @@ import torch
 
 from studio.data import cameras as cam
 from studio.errors import StudioError
-from studio.mesh.isosurface import MarchingCubesHelper
+from studio.mesh.isosurface import evaluate_chunked, get_helper
 from studio.mesh.mesh import Mesh
 
 log = logging.getLogger(__name__)
@@ -98,14 +98,11 @@ def silhouette_iou(coverage: torch.Tensor, opacity: torch.Tensor) -> float:
 
 
 def _field_on_grid(geometry, resolution: int, chunk: int) -> tuple[torch.Tensor, torch.Tensor]:
-    helper = MarchingCubesHelper(resolution)
+    helper = get_helper("mc-cpu", resolution)
     unit = helper.grid_vertices.to(geometry.bbox.device)
     lo, hi = geometry.bbox[0], geometry.bbox[1]
-    points = lo + unit * (hi - lo)
     with torch.no_grad():
-        values = torch.cat(
-            [geometry.forward_field(points[i : i + chunk]) for i in range(0, len(points), chunk)]
-        )
+        values = evaluate_chunked(geometry.forward_field, lo + unit * (hi - lo), chunk)
     return values.reshape(-1, 1), helper
 
 

@@ -260,7 +260,8 @@ def mean_field_threshold(field_values: torch.Tensor) -> float:
     return float(positive.float().mean())
 
 
-def _evaluate_chunked(fn: FieldFn, points: torch.Tensor, chunk: int) -> torch.Tensor:
+def evaluate_chunked(fn: FieldFn, points: torch.Tensor, chunk: int) -> torch.Tensor:
+    """``fn(points)`` computed ``chunk`` points at a time (``chunk <= 0``: all at once)."""
     if chunk <= 0 or chunk >= len(points):
         return fn(points)
     return torch.cat([fn(part) for part in points.split(chunk)])
@@ -320,13 +321,13 @@ def extract_isosurface(
 
     def extract(box: torch.Tensor, thr: Union[float, str]) -> tuple[Mesh, float]:
         points = box[0] + helper.grid_vertices.to(box.dtype) * (box[1] - box[0])
-        field = _evaluate_chunked(field_fn, points, chunk)
+        field = evaluate_chunked(field_fn, points, chunk)
         if thr == "auto":
             thr = mean_field_threshold(field)
             logger.info("isosurface: automatic threshold %.6g (mean of field values > 1e-5)", thr)
         level = level_fn(field, float(thr))
         deformation = (
-            _evaluate_chunked(deformation_fn, points, chunk) if deformation_fn is not None else None
+            evaluate_chunked(deformation_fn, points, chunk) if deformation_fn is not None else None
         )
         mesh = helper(level, deformation)
         if mesh.n_faces == 0:

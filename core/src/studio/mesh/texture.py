@@ -17,6 +17,8 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from studio.mesh.isosurface import evaluate_chunked
+
 QueryFn = Callable[[torch.Tensor], torch.Tensor]
 
 
@@ -52,7 +54,7 @@ def bake_texture(
     positions = rasterizer.interpolate(v_pos_per_uv[None].float(), rast[None], t_tex_idx.int())[0]
     points = positions[mask]
     with torch.no_grad():
-        colors = torch.cat([query(points[i : i + chunk]) for i in range(0, len(points), chunk)])
+        colors = evaluate_chunked(query, points, chunk)
     texture = torch.zeros(size, size, colors.shape[-1], dtype=torch.float32, device=colors.device)
     texture[mask] = colors.float().clamp(0.0, 1.0)
     image = texture.cpu().numpy()
