@@ -22,6 +22,19 @@ def build_component(kind: str, name: str, cfg: dict[str, Any], **kwargs: Any) ->
     return cls(cfg, **kwargs)
 
 
+def build_guidance(cfg: Any, device: Any) -> tuple[Optional[Any], Optional[Any]]:
+    """``(prompt processor, guidance)`` from ``cfg``'s ``prompt_processor_type``/``guidance_type``
+    and their blocks, each ``None`` when its type is empty."""
+    prompt_processor = guidance = None
+    if cfg.prompt_processor_type:
+        prompt_processor = build_component(
+            "prompt_processor", cfg.prompt_processor_type, cfg.prompt_processor, device=device
+        )
+    if cfg.guidance_type:
+        guidance = build_component("guidance", cfg.guidance_type, cfg.guidance, device=device)
+    return prompt_processor, guidance
+
+
 class BaseLift3DSystem(BaseSystem):
     @attrs.define(kw_only=True)
     class Config(BaseSystem.Config):
@@ -56,17 +69,7 @@ class BaseLift3DSystem(BaseSystem):
 
     def load_guidance(self) -> None:
         """Build prompt processor and guidance (heavy: diffusion models) on this system's device."""
-        if self.cfg.prompt_processor_type:
-            self.prompt_processor = build_component(
-                "prompt_processor",
-                self.cfg.prompt_processor_type,
-                self.cfg.prompt_processor,
-                device=self.device,
-            )
-        if self.cfg.guidance_type:
-            self.guidance = build_component(
-                "guidance", self.cfg.guidance_type, self.cfg.guidance, device=self.device
-            )
+        self.prompt_processor, self.guidance = build_guidance(self.cfg, self.device)
 
     def on_fit_start(self) -> None:
         self.load_guidance()

@@ -22,7 +22,7 @@ from studio.data.base import Batch, DataModule
 from studio.errors import ConfigError
 from studio.io.saver import rgb
 from studio.systems.base import BaseSystem
-from studio.systems.lift3d import build_component
+from studio.systems.lift3d import build_guidance
 from studio_dreamfusion.system import weighted_guidance_losses
 
 
@@ -90,12 +90,7 @@ class Playground2DSystem(BaseSystem):
                 "sds-2d needs a guidance and a prompt processor: set system.guidance_type and "
                 "system.prompt_processor_type (e.g. stable-diffusion)."
             )
-        self.prompt_processor = build_component(
-            "prompt_processor", cfg.prompt_processor_type, cfg.prompt_processor, device=self.device
-        )
-        self.guidance = build_component(
-            "guidance", cfg.guidance_type, cfg.guidance, device=self.device
-        )
+        self.prompt_processor, self.guidance = build_guidance(cfg, self.device)
         if cfg.mode == "latent" and not hasattr(self.guidance, "decode_latents"):
             raise ConfigError(
                 f"system.mode=latent but the {cfg.guidance_type!r} guidance has no latent space "
