@@ -7,6 +7,7 @@ exactly as a run would: the ``stable-diffusion`` / ``deep-floyd`` guidance and p
 from __future__ import annotations
 
 import csv
+import json
 import math
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,7 +37,7 @@ from studio_primitives.models.vocabulary import (
     build_clip_tokenizer,
     build_t5_tokenizer,
 )
-from studio_primitives.train import TrainConfig, encode_text, train
+from studio_primitives.train import TrainConfig, encode_text, lr_factor, sample_accuracy, train
 
 CPU = torch.device("cpu")
 SIZE = 16
@@ -196,6 +197,26 @@ def test_training_logs_every_step_and_writes_a_sample_grid(
     assert 0.3 < float(rows[vae_rows]["loss"]) < 3.0
     with Image.open(logs / "samples.png") as grid:
         assert grid.size == (SIZE, SIZE * len(SAMPLE_PROMPTS))
+    accuracy = json.loads((logs / "accuracy.json").read_text(encoding="utf-8"))
+    assert list(accuracy["per_prompt"]) == SAMPLE_PROMPTS
+    assert 0.0 <= accuracy["accuracy"] <= 1.0
+    assert accuracy["accuracy"] == sum(accuracy["per_prompt"].values()) / len(SAMPLE_PROMPTS)
+
+
+def test_sample_accuracy_scores_each_prompt_against_its_shape_and_colour() -> None:
+    renders = [
+        next(s for s in generate(48, 3) if (s.shape, s.color) == pair)
+        for pair in [("cube", "red"), ("sphere", "blue")]
+    ]
+    images = torch.stack(
+        [torch.from_numpy(r.image).permute(2, 0, 1).float() / 255 for r in renders]
+    )
+    right = sample_accuracy(images, ["a red cube", "a blue sphere"], 1)
+    assert right["per_prompt"] == {"a red cube": 1.0, "a blue sphere": 1.0}
+    swapped = sample_accuracy(images, ["a blue sphere", "a red cube"], 1)
+    assert swapped["accuracy"] == 0.0
+    with pytest.raises(ConfigError, match="Known shapes"):
+        sample_accuracy(images, ["a hamburger", "a red cube"], 1)
 
 
 def test_denoiser_training_lowers_the_epsilon_loss(tmp_path: Path) -> None:
@@ -325,3 +346,12 @@ def test_time_budget_stops_the_denoiser_early_and_still_saves(tmp_path: Path) ->
     with open(tmp_path / "if-training" / "loss.csv", encoding="utf-8") as f:
         assert [r for r in csv.DictReader(f) if r["phase"] == "unet"] == []
     assert (folder / "unet").is_dir()
+
+
+def test_learning_rate_decays_with_steps_or_spent_time_budget() -> None:
+    assert lr_factor(0, 10, 100) == pytest.approx(0.1)  # warm-up
+    assert lr_factor(10, 10, 100) == pytest.approx(1.0)
+    assert lr_factor(100, 10, 100) == pytest.approx(0.1)
+    # half the budget spent at step 10 of 100: halfway down the cosine
+    assert lr_factor(10, 10, 100, time_progress=0.5) == pytest.approx(0.55)
+    assert lr_factor(10, 10, 100, time_progress=1.0) == pytest.approx(0.1)

@@ -16,6 +16,7 @@ CLI: ``python -m studio_primitives.data --out DIR --n N --seed S --size 64``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import os
@@ -181,13 +182,32 @@ def make_sample(index: int, seed: int, size: int, cameras: RandomCameraDataModul
     )
 
 
+@contextlib.contextmanager
+def single_threaded() -> Iterator[None]:
+    """Run torch's CPU ops on one thread inside the block (restored after).
+
+    Each sample is a few hundred tiny tensor ops; on a many-core machine (or a container whose CPU
+    quota is smaller than the host's core count) torch's thread pool spins on every one of them
+    and generation becomes orders of magnitude slower than on a single thread.
+    """
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 def generate(n: int, seed: int, size: int = 64) -> Iterator[Sample]:
-    """``n`` samples of data set ``seed`` at ``size x size`` (see the module doc)."""
+    """``n`` samples of data set ``seed`` at ``size x size`` (see the module doc); rendered on one
+    CPU thread (see :func:`single_threaded`)."""
     if n < 0 or size < 1:
         raise ConfigError(f"generate needs n >= 0 and size >= 1; got n={n}, size={size}.")
     cameras = camera_sampler(size)
     for index in range(n):
-        yield make_sample(index, seed, size, cameras)
+        with single_threaded():
+            sample = make_sample(index, seed, size, cameras)
+        yield sample
 
 
 # -- writing ----------------------------------------------------------------------------------

@@ -13,8 +13,9 @@
    IF form: the UNet's 6 output channels are epsilon (3) and the learned variance range (3); the
    variance channels are regressed to ``+1`` (variance = ``beta_t``, DDPM's "fixed large" choice)
    instead of IF's variational-bound loss -- the SDS guidance uses only epsilon.
-4. Writes ``loss.csv`` (``phase, step, loss``) and ``samples.png`` (one row per prompt, DDIM with
-   classifier-free guidance) into ``--log-dir`` (default ``DIR-training`` next to ``DIR``).
+4. Writes ``loss.csv`` (``phase, step, loss``), ``samples.png`` (one row per prompt, DDIM with
+   classifier-free guidance) and ``accuracy.json`` (the shipped classifier's accuracy on those
+   samples, overall and per prompt) into ``--log-dir`` (default ``DIR-training`` next to ``DIR``).
 5. Saves the pipeline with ``save_pretrained`` as fp16 safetensors into a staging folder that is
    renamed to ``DIR`` at the end: ``DIR`` is complete or absent.
 """
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import math
 import os
 import shutil
@@ -103,9 +105,12 @@ class TrainConfig:
 def load_data(n: int, seed: int, size: int) -> tuple[torch.Tensor, list[str]]:
     """Images ``[n, 3, size, size]`` in [-1, 1] and their captions, from data set ``seed``."""
     images, captions = [], []
-    for sample in generate(n, seed, size):
+    started = time.time()
+    for index, sample in enumerate(generate(n, seed, size)):
         images.append(torch.from_numpy(sample.image))
         captions.append(sample.caption)
+        if (index + 1) % 1000 == 0:
+            print(f"data: {index + 1}/{n} images ({time.time() - started:.1f} s)", flush=True)
     pixels = torch.stack(images).permute(0, 3, 1, 2).float() / 127.5 - 1.0
     return pixels.contiguous(), captions
 
@@ -141,11 +146,12 @@ def encode_text(
 # -- schedule -----------------------------------------------------------------------------------
 
 
-def lr_factor(step: int, warmup: int, total: int) -> float:
-    """Linear warm-up then cosine decay to 10%."""
+def lr_factor(step: int, warmup: int, total: int, time_progress: float = 0.0) -> float:
+    """Linear warm-up then cosine decay to 10%; the decay follows whichever is further along,
+    the steps or ``time_progress`` (the fraction of a time budget spent)."""
     if step < warmup:
         return (step + 1) / warmup
-    progress = (step - warmup) / max(1, total - warmup)
+    progress = max((step - warmup) / max(1, total - warmup), time_progress)
     return 0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
@@ -178,6 +184,8 @@ def train_vae(
         optimizer.step()
         if step % cfg.log_every == 0 or step == cfg.vae_steps - 1:
             log.append(("vae", step, mse.item()))
+        if step % (10 * cfg.log_every) == 0 or step == cfg.vae_steps - 1:
+            print(f"vae step {step}/{cfg.vae_steps} mse {mse.item():.5f}", flush=True)
     vae.eval().requires_grad_(False)
     means, _ = latent_moments(vae, pixels, device)
     std = float(means.float().std())
@@ -208,7 +216,8 @@ def train_denoiser(
     deadline: Optional[float] = None,
 ) -> None:
     """Epsilon-prediction MSE on the UNet and text encoder (see the module doc); stops at
-    ``deadline`` (a ``time.time()`` value) when given."""
+    ``deadline`` (a ``time.time()`` value) when given, with the learning rate's cosine decay
+    stretched over the time left, so a run cut short by its budget still ends at a low rate."""
     unet, text_encoder, scheduler = pipe.unet, pipe.text_encoder, pipe.scheduler
     unet.train().requires_grad_(True)
     text_encoder.train().requires_grad_(True)
@@ -220,11 +229,15 @@ def train_denoiser(
     ema = [p.detach().clone() for p in params] if cfg.ema_decay > 0 else []
     started = time.time()
     for step in range(cfg.steps):
-        if deadline is not None and time.time() > deadline:
+        now = time.time()
+        if deadline is not None and now > deadline:
             print(f"time budget reached: stopping the denoiser at step {step}", flush=True)
             break
+        time_progress = (
+            (now - started) / max(deadline - started, 1e-9) if deadline is not None else 0.0
+        )
         for group in optimizer.param_groups:
-            group["lr"] = cfg.lr * lr_factor(step, cfg.warmup_steps, cfg.steps)
+            group["lr"] = cfg.lr * lr_factor(step, cfg.warmup_steps, cfg.steps, time_progress)
         index = torch.randint(0, len(data), (cfg.batch,))
         x0 = data[index].to(device)
         if data_std is not None:
@@ -298,6 +311,26 @@ def sample_images(
     if cfg.form == "sd":
         x = pipe.vae.decode(x / pipe.vae.config.scaling_factor).sample
     return (x.float() * 0.5 + 0.5).clamp(0.0, 1.0).cpu()
+
+
+def sample_accuracy(
+    images: torch.Tensor, prompts: Sequence[str], samples_per_prompt: int
+) -> dict[str, Any]:
+    """Classifier accuracy of sampled ``images`` (``[len(prompts) * samples_per_prompt, 3, H, W]``
+    in [0, 1], prompt-major) against each prompt's shape and colour: overall and per prompt."""
+    from studio_primitives.classifier import predict
+    from studio_primitives.evaluation import prompt_target
+
+    predictions = predict(images.permute(0, 2, 3, 1))
+    per_prompt: dict[str, float] = {}
+    for i, prompt in enumerate(prompts):
+        target, reason = prompt_target(prompt)
+        if target is None:
+            raise ConfigError(reason)
+        chunk = predictions[i * samples_per_prompt : (i + 1) * samples_per_prompt]
+        per_prompt[prompt] = sum(p == target for p in chunk) / len(chunk)
+    overall = sum(per_prompt.values()) / max(1, len(per_prompt))
+    return {"accuracy": overall, "samples_per_prompt": samples_per_prompt, "per_prompt": per_prompt}
 
 
 def save_grid(images: torch.Tensor, columns: int, path: Path) -> None:
@@ -374,6 +407,9 @@ def train(cfg: TrainConfig) -> Path:
     if prompts:
         images = sample_images(pipe, cfg, prompts, device, cfg.seed)
         save_grid(images, cfg.samples_per_prompt, log_dir / "samples.png")
+        accuracy = sample_accuracy(images, prompts, cfg.samples_per_prompt)
+        (log_dir / "accuracy.json").write_text(json.dumps(accuracy, indent=1), encoding="utf-8")
+        print(f"classifier accuracy of the samples: {accuracy['accuracy']:.3f}", flush=True)
     return save_pipeline(pipe, out)
 
 
