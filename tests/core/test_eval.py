@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 import yaml
 from PIL import Image
+from typer.testing import CliRunner
 
+from studio.cli.app import app
 from studio.errors import PluginError, RunDirError, StudioError
 from studio.eval import evaluate_run, format_results, load_test_frames, rgb_column
 from studio.hookspecs import hookimpl
@@ -92,7 +94,55 @@ def test_evaluate_run_calls_registered_evaluators_and_writes_json(tmp_path, stud
 def test_run_without_test_frames_explains(tmp_path, studio_plugin):
     studio_plugin(EvaluatorPlugin(**{"mean-red": f"{__name__}:mean_red"}))
     root = write_run(tmp_path / "run", {})
-    with pytest.raises(RunDirError, match=r"no test frames.*studio test"):
+    with pytest.raises(RunDirError, match=r"no test frames.*no checkpoint.*studio run"):
         evaluate_run(root, ["mean-red"])
+    with pytest.raises(RunDirError, match=r"no test frames.*studio test"):
+        evaluate_run(root, ["mean-red"], render=False)
     with pytest.raises(RunDirError, match=r"parsed\.yaml is missing"):
         evaluate_run(tmp_path, ["mean-red"])
+
+
+def test_eval_renders_the_missing_test_orbit_like_studio_test(toy_plugin, studio_plugin, tmp_path):
+    studio_plugin(EvaluatorPlugin(**{"mean-red": f"{__name__}:mean_red"}))
+    runner = CliRunner()
+    trained = runner.invoke(
+        app,
+        [
+            "run",
+            "toy-fit",
+            "prompt=a red cube",
+            f"exp_root_dir={tmp_path}",
+            "trainer.max_steps=2",
+            "trainer.enable_progress_bar=false",
+            "data.n_test_views=3",
+        ],
+    )
+    assert trained.exit_code == 0, trained.output
+    (root,) = (tmp_path / "toy").iterdir()
+    save = root / "save"
+    # frames of an older step only: the last checkpoint (step 2) has none
+    (save / "it2-test").rename(save / "it1-test")
+
+    stale = runner.invoke(app, ["eval", str(root), "--no-render"])
+    assert stale.exit_code == 0, stale.output
+    assert "Rendering" not in stale.output and not (save / "it2-test").exists()
+    assert json.loads((save / "eval.json").read_text())["step"] == 1
+
+    for frame in (save / "it1-test").glob("*.png"):
+        frame.unlink()
+    refused = runner.invoke(app, ["eval", str(root), "--no-render"])
+    assert refused.exit_code == 2
+    assert "no test frames" in refused.output and "studio test" in refused.output
+    assert "Traceback" not in refused.output
+
+    rendered = runner.invoke(app, ["eval", str(root)])
+    assert rendered.exit_code == 0, rendered.output
+    assert rendered.output.count("Rendering the test orbit") == 1
+    assert len(list((save / "it2-test").glob("*.png"))) == 3
+    assert (save / "it2-test.mp4").is_file()
+    saved = json.loads((save / "eval.json").read_text())
+    assert saved["step"] == 2 and saved["frames"] == 3
+    assert saved["evaluators"]["mean-red"]["widths"] == [16]  # data.eval_width columns
+
+    again = runner.invoke(app, ["eval", str(root)])  # frames exist now: no second rendering
+    assert again.exit_code == 0 and "Rendering" not in again.output

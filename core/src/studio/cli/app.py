@@ -178,15 +178,25 @@ def export(
 @app.command("eval")
 @friendly_errors
 def eval_run(
-    run_dir: str = typer.Argument(..., help="A run directory with test frames."),
+    run_dir: str = typer.Argument(..., help="A run directory (with a checkpoint or test frames)."),
     evaluators: Optional[list[str]] = typer.Option(
         None, "--evaluator", "-e", help="Run only this evaluator (repeatable); default: all."
     ),
+    render: Optional[bool] = typer.Option(
+        None,
+        "--render/--no-render",
+        help="Render the test orbit first (as `studio test` does): --render always, --no-render "
+        "never; default: only when the last checkpoint has no test frames.",
+        show_default=False,
+    ),
 ) -> int:
-    """Score a run's test frames with the registered evaluators; writes save/eval.json."""
+    """Score a run's test frames with the registered evaluators; writes save/eval.json.
+
+    Renders the test orbit of the last checkpoint first when it has none (no guidance model).
+    """
     from studio.eval import evaluate_run, format_results
 
-    out, results = evaluate_run(run_dir, evaluators)
+    out, results = evaluate_run(run_dir, evaluators, render)
     for line in format_results(results):
         typer.echo(line)
     typer.echo(f"Wrote {out}")

@@ -1,7 +1,10 @@
 """``studio eval RUN_DIR``: score a run's test frames with every registered evaluator.
 
 The frames are the PNGs of the run's latest test orbit, ``save/it<step>-test/<index>.png``
-(written by ``studio test`` and at the end of ``studio run``). Each is a grid of equally wide
+(written by ``studio test`` and at the end of ``studio run``). When the run's latest checkpoint
+(``ckpts/last.ckpt``) has no test frames yet, :func:`evaluate_run` first renders them through the
+very code path of ``studio test`` (:func:`studio.runner.start`, in this process, no guidance
+model); ``render=False`` never renders, ``render=True`` always re-renders. Each is a grid of equally wide
 columns, rgb first (lift-3D systems write rgb | normal | opacity); evaluators see the rgb column
 only. A column is ``data.eval_width`` pixels wide when the run's config says so and the grid width
 is a multiple of it, else as wide as the grid is high (square views).
@@ -16,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -65,6 +69,52 @@ def latest_test_dir(run: RunDir) -> tuple[int, Path]:
     return max(found)
 
 
+def checkpoint_step(run: RunDir) -> Optional[int]:
+    """``global_step`` of the run's ``ckpts/last.ckpt``, or None when the run has no checkpoint."""
+    if not run.last_ckpt.is_file():
+        return None
+    from studio.training.checkpoint import load_checkpoint
+
+    return int(load_checkpoint(run.last_ckpt)["global_step"])
+
+
+def _has_frames(folder: Path) -> bool:
+    return folder.is_dir() and any(folder.glob("*.png"))
+
+
+def ensure_test_frames(run: RunDir, render: Optional[bool] = None) -> None:
+    """Render the test orbit of ``run``'s last checkpoint when asked or when it has no frames.
+
+    ``render``: None renders only when ``save/it<checkpoint step>-test/`` holds no PNG; True always
+    renders; False never does (a run without frames then fails in :func:`latest_test_dir`). The
+    rendering is what ``studio test RUN_DIR`` does (:func:`studio.runner.start`, stage ``"test"``,
+    one process), so no guidance model is loaded. A run without a checkpoint is left as it is if
+    it has frames of some step, else :class:`RunDirError`.
+    """
+    if render is False:
+        return
+    step = checkpoint_step(run)
+    if step is None:
+        if render or not any(_has_frames(f) for f in run.save.glob("it*-test")):
+            raise RunDirError(
+                f"{run.root} has no test frames (save/it<step>-test/*.png) and no checkpoint "
+                f"(ckpts/last.ckpt) to render them from. Train it first (`studio run` or "
+                f"`studio resume {run.root}`), then run `studio eval` again."
+            )
+        return
+    if render is None and _has_frames(run.save / f"it{step}-test"):
+        return
+    from studio.runner import start
+
+    print(
+        f"Rendering the test orbit of checkpoint step {step} into save/it{step}-test/ "
+        f"(as `studio test {run.root}` does).",
+        file=sys.stderr,
+        flush=True,
+    )
+    start(run, "test", False, None, None)
+
+
 def rgb_column(grid: np.ndarray, column_width: Optional[int] = None) -> np.ndarray:
     """The leftmost column of a frame grid ``[H, W, C]`` as ``uint8 [H, w, 3]`` (see module doc)."""
     if grid.ndim == 2:
@@ -102,10 +152,12 @@ def write_json_atomic(path: Path, data: Any) -> None:
 
 
 def evaluate_run(
-    run_dir: str | Path, names: Optional[Sequence[str]] = None
+    run_dir: str | Path, names: Optional[Sequence[str]] = None, render: Optional[bool] = None
 ) -> tuple[Path, dict[str, dict[str, Any]]]:
     """Run the evaluators ``names`` (default: every registered one) on ``run_dir``.
 
+    The test orbit is rendered first as :func:`ensure_test_frames` decides from ``render``
+    (default: only when the last checkpoint has no test frames).
     Returns ``(path of save/eval.json, {evaluator name: metrics})``. An evaluator raising a
     :class:`StudioError` is reported as ``{"error": message}`` so the others still run; any other
     exception is a bug and propagates. No registered evaluator is a :class:`StudioError`.
@@ -122,6 +174,7 @@ def evaluate_run(
             "`studio plugins list`."
         )
     evaluators = {name: registry.load("evaluator", name) for name in selected}
+    ensure_test_frames(run, render)
     step, frames = load_test_frames(run)
     context = EvalContext(run.root, run.load_parsed(), step, frames)
     results: dict[str, dict[str, Any]] = {}
