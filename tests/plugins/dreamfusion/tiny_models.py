@@ -7,6 +7,8 @@ are random (seeded) and the whole folder is a few hundred KB; renders are 32x32.
 * :func:`make_tiny_sd` -- CLIP text encoder + CLIP BPE tokenizer (tiny vocab.json/merges.txt),
   conditional UNet (4 latent channels, 16x16 latents), AutoencoderKL (scale factor 2, so 32x32
   images), DDIM scheduler with Stable Diffusion's beta schedule.
+* :func:`make_tiny_clip` -- a CLIPModel (text + vision towers, 32x32 images) with the same tiny
+  CLIP tokenizer and, optionally, a CLIPImageProcessor config, for CLIP R-precision.
 * :func:`make_tiny_if` -- T5 encoder + a Unigram T5 tokenizer built in code, pixel UNet with 6
   output channels (epsilon + learned variance) on 16x16 images, DDPM scheduler with IF's settings.
 """
@@ -166,6 +168,52 @@ def make_tiny_sd(folder: Path, seed: int = 0) -> Path:
         requires_safety_checker=False,
     )
     pipe.save_pretrained(folder)
+    return Path(folder)
+
+
+def make_tiny_clip(
+    folder: Path, seed: int = 0, image_size: int = RENDER_SIZE, processor: bool = True
+) -> Path:
+    """Save a tiny random CLIPModel + CLIPTokenizer (+ image processor) under ``folder``."""
+    from transformers import CLIPConfig, CLIPModel
+
+    try:  # transformers >= 5: the PIL backend by name (the default one needs torchvision)
+        from transformers import CLIPImageProcessorPil as CLIPImageProcessor
+    except ImportError:
+        from transformers import CLIPImageProcessor
+
+    torch.manual_seed(seed)
+    with tempfile.TemporaryDirectory() as scratch:
+        tokenizer = _clip_tokenizer(Path(scratch))
+    config = CLIPConfig(
+        text_config={
+            "vocab_size": len(tokenizer),
+            "hidden_size": TEXT_DIM,
+            "intermediate_size": 37,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "max_position_embeddings": MAX_LENGTH,
+            "bos_token_id": tokenizer.bos_token_id,
+            "eos_token_id": tokenizer.eos_token_id,
+            "pad_token_id": tokenizer.pad_token_id,
+        },
+        vision_config={
+            "hidden_size": TEXT_DIM,
+            "intermediate_size": 37,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "image_size": image_size,
+            "patch_size": 8,
+        },
+        projection_dim=16,
+    )
+    CLIPModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    if processor:
+        CLIPImageProcessor(
+            size={"shortest_edge": image_size},
+            crop_size={"height": image_size, "width": image_size},
+        ).save_pretrained(folder)
     return Path(folder)
 
 

@@ -75,3 +75,8 @@ def studio_register_guidances(register):
 def studio_register_prompt_processors(register):
     register("stable-diffusion", f"{PKG}.prompts.stable_diffusion:StableDiffusionPromptProcessor")
     register("deep-floyd", f"{PKG}.prompts.deep_floyd:DeepFloydPromptProcessor")
+
+
+@hookimpl
+def studio_register_evaluators(register):
+    register("clip-r-precision", f"{PKG}.evaluation:evaluate")
