@@ -123,10 +123,8 @@ def default_prompts() -> list[str]:
 # -- text ---------------------------------------------------------------------------------------
 
 
-def encode_text(
-    pipe: Any, form: str, captions: Sequence[str], device: torch.device
-) -> torch.Tensor:
-    """Text embeddings ``[B, 77, D]`` exactly as the form's prompt processor computes them."""
+def tokenize(pipe: Any, captions: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(input ids, attention mask)``, each ``[B, 77]``, padded as the prompt processors pad."""
     tokenizer = pipe.tokenizer
     tokens = tokenizer(
         list(captions),
@@ -135,12 +133,25 @@ def encode_text(
         truncation=True,
         return_tensors="pt",
     )
+    return tokens.input_ids, tokens.attention_mask
+
+
+def encode_tokens(
+    pipe: Any, form: str, input_ids: torch.Tensor, attention_mask: torch.Tensor
+) -> torch.Tensor:
+    """Text embeddings ``[B, 77, D]`` of tokenized captions (on the text encoder's device):
+    CLIP sees the ids only, T5 the ids and the attention mask, as in the prompt processors."""
     if form == "sd":
-        return pipe.text_encoder(tokens.input_ids.to(device))[0]
-    out = pipe.text_encoder(
-        input_ids=tokens.input_ids.to(device), attention_mask=tokens.attention_mask.to(device)
-    )
-    return out[0]
+        return pipe.text_encoder(input_ids)[0]
+    return pipe.text_encoder(input_ids=input_ids, attention_mask=attention_mask)[0]
+
+
+def encode_text(
+    pipe: Any, form: str, captions: Sequence[str], device: torch.device
+) -> torch.Tensor:
+    """Text embeddings ``[B, 77, D]`` exactly as the form's prompt processor computes them."""
+    ids, mask = tokenize(pipe, captions)
+    return encode_tokens(pipe, form, ids.to(device), mask.to(device))
 
 
 # -- schedule -----------------------------------------------------------------------------------
@@ -227,6 +238,9 @@ def train_denoiser(
     scale = float(pipe.vae.config.scaling_factor) if cfg.form == "sd" else 1.0
     channels = data.shape[1]
     ema = [p.detach().clone() for p in params] if cfg.ema_decay > 0 else []
+    # every caption tokenized once; row len(captions) is the empty (unconditional) caption
+    all_ids, all_masks = (t.to(device) for t in tokenize(pipe, [*captions, ""]))
+    empty = len(captions)
     started = time.time()
     for step in range(cfg.steps):
         now = time.time()
@@ -243,15 +257,14 @@ def train_denoiser(
         if data_std is not None:
             x0 = x0 + data_std[index].to(device) * torch.randn_like(x0)
         x0 = x0 * scale
-        batch_captions = [
-            "" if float(torch.rand(())) < cfg.caption_dropout else captions[int(i)] for i in index
-        ]
+        dropped = torch.rand(cfg.batch) < cfg.caption_dropout
+        rows = torch.where(dropped, torch.full_like(index, empty), index).to(device)
         t = torch.randint(0, scheduler.config.num_train_timesteps, (cfg.batch,), device=device)
         noise = torch.randn_like(x0)
         a = alphas[t].view(-1, 1, 1, 1)
         noisy = a.sqrt() * x0 + (1.0 - a).sqrt() * noise
         with autocast(device):
-            embeddings = encode_text(pipe, cfg.form, batch_captions, device)
+            embeddings = encode_tokens(pipe, cfg.form, all_ids[rows], all_masks[rows])
             out = unet(noisy, t, encoder_hidden_states=embeddings).sample.float()
         loss = F.mse_loss(out[:, :channels], noise)
         total = loss

@@ -7,8 +7,12 @@
   derives its input size from ``unet.sample_size * 2 ** (len(vae.block_out_channels) - 1)``, so it
   needs no extra option.
 * :func:`build_if_form` -- an ``IFPipeline`` (stage I): word-level T5 tokenizer and
-  ``T5EncoderModel``, a pixel ``UNet2DConditionModel`` with IF's block types and 6 output
-  channels (epsilon + learned variance range) and IF's ``DDPMScheduler``.
+  ``T5EncoderModel`` (v1.1's gated-GELU), a pixel ``UNet2DConditionModel`` with 6 output channels
+  (epsilon + learned variance range) and IF's ``DDPMScheduler``. Its blocks are Stable Diffusion's
+  transformer cross-attention blocks rather than IF's ``SimpleCrossAttn`` (keys of the image and
+  the text under one softmax, plus pooled-text time embedding): trained the same way, that
+  UNet ignored the prompt (classifier accuracy of its samples 0.04 after 3,741 steps, the
+  sample grid showing random shapes and colours); the guidance loads either unchanged.
 
 All weights are random (seeded by the caller's RNG); :mod:`studio_primitives.train` trains them.
 The default configs keep both pipelines together under :data:`SIZE_BUDGET_BYTES` as fp16.
@@ -55,8 +59,10 @@ class IFFormConfig:
     text_dim: int = 128
     text_layers: int = 2
     text_heads: int = 4
-    unet_channels: tuple[int, ...] = (48, 96, 128)
-    unet_attention_head_dim: int = 32
+    #: T5's feed-forward kind: ``"gated-gelu"`` is T5 v1.1's (IF's text encoder), ``"relu"`` v1's.
+    text_feed_forward: str = "gated-gelu"
+    unet_channels: tuple[int, ...] = (48, 96, 112)
+    unet_attention_head_dim: int = 16
     norm_groups: int = 16
 
 
@@ -190,11 +196,12 @@ def build_if_form(config: IFFormConfig | None = None) -> Any:
             num_heads=cfg.text_heads,
             relative_attention_num_buckets=16,
             dropout_rate=0.0,
+            feed_forward_proj=cfg.text_feed_forward,
             pad_token_id=tokenizer.pad_token_id,
             eos_token_id=tokenizer.eos_token_id,
         )
     )
-    down, up = _blocks(len(cfg.unet_channels), "SimpleCrossAttnXBlock2D", "ResnetXsampleBlock2D")
+    down, up = _blocks(len(cfg.unet_channels), "CrossAttnXBlock2D", "XBlock2D")
     unet = UNet2DConditionModel(
         sample_size=cfg.image_size,
         in_channels=3,
@@ -203,16 +210,10 @@ def build_if_form(config: IFFormConfig | None = None) -> Any:
         block_out_channels=tuple(cfg.unet_channels),
         norm_num_groups=cfg.norm_groups,
         down_block_types=down,
-        mid_block_type="UNetMidBlock2DSimpleCrossAttn",
         up_block_types=up,
         cross_attention_dim=cfg.text_dim,
-        encoder_hid_dim=cfg.text_dim,
         attention_head_dim=cfg.unet_attention_head_dim,
-        addition_embed_type="text",
-        addition_embed_type_num_heads=2,
-        cross_attention_norm="group_norm",
         resnet_time_scale_shift="scale_shift",
-        act_fn="gelu",
     )
     return IFPipeline(
         tokenizer=tokenizer,
