@@ -51,6 +51,9 @@ from studio_primitives.models.architectures import (
 
 FORMS = ("sd", "if")
 
+#: Images denoised together when sampling (bounds the attention memory of large grids).
+SAMPLE_CHUNK = 32
+
 
 @attrs.define(kw_only=True)
 class TrainConfig:
@@ -314,16 +317,20 @@ def sample_images(
     else:
         channels, size = 3, int(pipe.unet.config.sample_size)
     generator = torch.Generator(device="cpu").manual_seed(seed)
-    x = torch.randn((len(repeated), channels, size, size), generator=generator).to(device)
-    for t in scheduler.timesteps:
-        both = torch.cat([x, x])
-        eps = pipe.unet(both, t.to(device), encoder_hidden_states=torch.cat([cond, uncond])).sample
-        eps_cond, eps_uncond = eps[:, :channels].float().chunk(2)
-        eps = eps_uncond + cfg.guidance_scale * (eps_cond - eps_uncond)
-        x = scheduler.step(eps, t, x).prev_sample
-    if cfg.form == "sd":
-        x = pipe.vae.decode(x / pipe.vae.config.scaling_factor).sample
-    return (x.float() * 0.5 + 0.5).clamp(0.0, 1.0).cpu()
+    noise = torch.randn((len(repeated), channels, size, size), generator=generator)
+    images = []
+    for start in range(0, len(repeated), SAMPLE_CHUNK):
+        x = noise[start : start + SAMPLE_CHUNK].to(device)
+        text = torch.cat([cond[start : start + SAMPLE_CHUNK], uncond[start : start + len(x)]])
+        for t in scheduler.timesteps:  # DDIM's step is stateless: chunks are independent
+            eps = pipe.unet(torch.cat([x, x]), t.to(device), encoder_hidden_states=text).sample
+            eps_cond, eps_uncond = eps[:, :channels].float().chunk(2)
+            eps = eps_uncond + cfg.guidance_scale * (eps_cond - eps_uncond)
+            x = scheduler.step(eps, t, x).prev_sample
+        if cfg.form == "sd":
+            x = pipe.vae.decode(x / pipe.vae.config.scaling_factor).sample
+        images.append((x.float() * 0.5 + 0.5).clamp(0.0, 1.0).cpu())
+    return torch.cat(images)
 
 
 def sample_accuracy(
