@@ -355,3 +355,47 @@ def test_learning_rate_decays_with_steps_or_spent_time_budget() -> None:
     # half the budget spent at step 10 of 100: halfway down the cosine
     assert lr_factor(10, 10, 100, time_progress=0.5) == pytest.approx(0.55)
     assert lr_factor(10, 10, 100, time_progress=1.0) == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize("form", ["sd", "if"])
+def test_init_continues_training_a_saved_pipeline(
+    trained: dict[str, Path], form: str, tmp_path: Path
+) -> None:
+    """``--init`` starts from the saved weights (SD: the autoencoder is kept with --vae-steps 0)."""
+    from diffusers import IFPipeline, StableDiffusionPipeline
+
+    cls = StableDiffusionPipeline if form == "sd" else IFPipeline
+    before = cls.from_pretrained(trained[form], safety_checker=None, requires_safety_checker=False)
+    cfg = TrainConfig(
+        form=form,
+        out=tmp_path / form,
+        init=trained[form],
+        steps=1,
+        batch=2,
+        n_images=4,
+        vae_steps=0,
+        warmup_steps=1,
+        sample_prompts=[],
+        log_every=1,
+        device="cpu",
+    )
+    after = cls.from_pretrained(train(cfg), safety_checker=None, requires_safety_checker=False)
+    assert after.unet.config.block_out_channels == before.unet.config.block_out_channels
+    moved = [
+        (a - b).abs().max().item()
+        for a, b in zip(after.unet.parameters(), before.unet.parameters(), strict=True)
+    ]
+    assert 0 < max(moved) < 0.05  # one small step away from the saved weights, not a fresh init
+    if form == "sd":
+        assert after.vae.config.scaling_factor == before.vae.config.scaling_factor
+        vae_same = all(
+            torch.equal(a, b)
+            for a, b in zip(after.vae.parameters(), before.vae.parameters(), strict=True)
+        )
+        assert vae_same
+
+
+def test_init_rejects_a_folder_without_a_unet(tmp_path: Path) -> None:
+    cfg = TrainConfig(form="if", out=tmp_path / "out", init=tmp_path, sample_prompts=[])
+    with pytest.raises(ConfigError, match="no unet"):
+        train(cfg)

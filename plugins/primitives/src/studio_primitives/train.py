@@ -86,6 +86,9 @@ class TrainConfig:
     #: Wall-clock seconds for the whole run after which the denoiser stops early (then samples
     #: and saves as usual); ``None``: run every step. Fits training into a time-limited machine.
     time_budget_s: Optional[float] = None
+    #: A saved pipeline to continue training instead of random weights (``--vae-steps 0`` keeps
+    #: an SD pipeline's autoencoder as it is).
+    init: Optional[Path] = None
     #: Model sizes; ``None``: the form's default config.
     model: Optional[SDFormConfig | IFFormConfig] = None
 
@@ -368,6 +371,22 @@ def save_grid(images: torch.Tensor, columns: int, path: Path) -> None:
 # -- saving -------------------------------------------------------------------------------------
 
 
+def load_pipeline(form: str, folder: Path) -> Any:
+    """A saved pipeline of ``form`` in float32, to continue training it (``--init``)."""
+    from diffusers import IFPipeline, StableDiffusionPipeline
+
+    if not (folder / "unet").is_dir():
+        raise ConfigError(f"--init {folder} is not a saved {form} pipeline (it has no unet/).")
+    extra = {"watermarker": None} if form == "if" else {}
+    cls = StableDiffusionPipeline if form == "sd" else IFPipeline
+    pipe = cls.from_pretrained(
+        folder, safety_checker=None, feature_extractor=None, requires_safety_checker=False, **extra
+    )
+    for module in trainable_modules(pipe).values():
+        module.to(torch.float32)
+    return pipe
+
+
 def save_pipeline(pipe: Any, folder: Path) -> Path:
     """``save_pretrained`` as fp16 safetensors into a staging folder renamed to ``folder``."""
     folder = Path(folder)
@@ -403,19 +422,27 @@ def train(cfg: TrainConfig) -> Path:
     log_dir = Path(cfg.log_dir) if cfg.log_dir else out.parent / f"{out.name}-training"
     log_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
-    if cfg.form == "sd":
-        model_cfg = cfg.model or SDFormConfig()
-        pipe = build_sd_form(model_cfg)
+    if cfg.init is not None:
+        pipe = load_pipeline(cfg.form, Path(cfg.init))
+        image_size = int(pipe.unet.config.sample_size)
+        if cfg.form == "sd":
+            image_size *= 2 ** (len(pipe.vae.config.block_out_channels) - 1)
+    elif cfg.form == "sd":
+        pipe = build_sd_form(cfg.model or SDFormConfig())
+        image_size = pipe.vae.config.sample_size
     else:
-        model_cfg = cfg.model or IFFormConfig()
-        pipe = build_if_form(model_cfg)
+        pipe = build_if_form(cfg.model or IFFormConfig())
+        image_size = pipe.unet.config.sample_size
     pipe.to(device)
     started = time.time()
-    pixels, captions = load_data(cfg.n_images, cfg.seed, model_cfg.image_size)
+    pixels, captions = load_data(cfg.n_images, cfg.seed, int(image_size))
     print(f"generated {len(captions)} images in {time.time() - started:.1f} s", flush=True)
     log: list[tuple] = []
     if cfg.form == "sd":
-        train_vae(pipe.vae, pixels, cfg, device, log)
+        if cfg.vae_steps > 0:
+            train_vae(pipe.vae, pixels, cfg, device, log)
+        else:  # a continued run keeps its autoencoder and scaling factor
+            pipe.vae.eval().requires_grad_(False)
         data, data_std = latent_moments(pipe.vae, pixels, device)
     else:
         data, data_std = pixels.to(device), None
@@ -452,6 +479,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--guidance-scale", type=float, default=defaults.guidance_scale)
     parser.add_argument("--log-dir", type=Path, default=None)
     parser.add_argument(
+        "--init", type=Path, default=None, help="saved pipeline to continue training"
+    )
+    parser.add_argument(
         "--time-budget", type=float, default=None, help="seconds; the denoiser stops early"
     )
     args = parser.parse_args(argv)
@@ -469,6 +499,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         guidance_scale=args.guidance_scale,
         log_dir=args.log_dir,
         time_budget_s=args.time_budget,
+        init=args.init,
     )
     try:
         folder = train(cfg)
