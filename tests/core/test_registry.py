@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from studio.cli.plugins_cmd import list_plugins
 from studio.errors import PluginError
 from studio.hookspecs import hookimpl
 from studio.registry import get_registry
@@ -78,6 +79,25 @@ def test_bad_registration_target_is_reported(studio_plugin):
         get_registry().load("geometry", "nowhere")
 
 
+def test_models_are_a_registered_kind_listed_by_plugins_list(studio_plugin, capsys):
+    class Models:
+        @hookimpl
+        def studio_register_models(self, register):
+            register("blob-sd", "studio_tests_absent_weights:sd_folder")
+            register("blob-if", "studio_tests_absent_weights:if_folder")
+
+    studio_plugin(Models(), name="blob-models", distribution="studio-blob-models")
+    registry = get_registry()
+    assert registry.names("model") == ["blob-if", "blob-sd"]
+    assert registry.get("model", "blob-sd").target == "studio_tests_absent_weights:sd_folder"
+    assert "studio_tests_absent_weights" not in sys.modules  # discovery imports no target
+    assert list_plugins(as_json=False) == 0
+    listing = capsys.readouterr().out
+    assert "blob-models  (studio-blob-models 0)\n    model: blob-if, blob-sd\n" in listing
+    with pytest.raises(PluginError, match=r"No model named 'blob-s'.*Did you mean 'blob-sd'"):
+        registry.get("model", "blob-s")
+
+
 def test_disable_env_var_skips_plugins(studio_plugin, monkeypatch):
     studio_plugin(GeometryPlugin("blob"), name="blob-plugin", distribution="studio-blob")
     monkeypatch.setenv("STUDIO_DISABLE_PLUGINS", "studio-blob")
@@ -126,6 +146,10 @@ def entry_point_site(tmp_path_factory) -> Path:
         @hookimpl
         def studio_register_materials(register):
             register("shiny", "{module}:Shiny")
+
+        @hookimpl
+        def studio_register_models(register):
+            register("{module}-sd", "{module}.no_such_weights:folder")  # lazy: never imported
         """
     one = _make_package(work / "one", "studio-one", "studio_one", body.format(module="studio_one"))
     two = _make_package(work / "two", "studio-two", "studio_two", body.format(module="studio_two"))
@@ -155,7 +179,7 @@ def test_installed_broken_plugin_is_listed_and_cli_keeps_working(entry_point_sit
         "name": "studio_one",
         "distribution": "studio-one",
         "version": "1.2.3",
-        "registers": {"material": ["shiny"]},
+        "registers": {"material": ["shiny"], "model": ["studio_one-sd"]},
     }
     assert [d["distribution"] for d in report["disabled"]] == ["studio-two"]
     methods = subprocess.run(

@@ -102,6 +102,21 @@ def studio_register_evaluators(register: Register) -> None:
 
 
 @hookspec
+def studio_register_models(register: Register) -> None:
+    """Register named embedded models: pretrained pipelines a plugin ships inside its package.
+
+    The target is a zero-argument callable returning the local folder (``pathlib.Path``) of a
+    diffusers or transformers pipeline saved with ``save_pretrained``. Configs name the model like a
+    hub id (``system.guidance.pretrained_model_name_or_path: primitives-sd``) and
+    :func:`studio.models.hub.resolve_model` calls the target only then: an existing local folder of
+    that name comes first, then registered names, then the hub. By convention a model family
+    ``NAME`` registers ``NAME-sd`` (for ``stable-diffusion`` guidance) and ``NAME-if`` (for
+    ``deep-floyd``), which ``studio run METHOD model=NAME`` picks from. Example:
+    ``register("primitives-sd", "studio_primitives.weights:sd_folder")``.
+    """
+
+
+@hookspec
 def studio_register_data_modules(register: Register) -> None:
     """Register data modules (top-level ``data_type``): the cameras (or other batches) a run trains on.
 

@@ -38,6 +38,7 @@ KIND_HOOKS: dict[str, str] = {
     "prompt_processor": "studio_register_prompt_processors",
     "exporter": "studio_register_exporters",
     "evaluator": "studio_register_evaluators",
+    "model": "studio_register_models",
 }
 KINDS = tuple(KIND_HOOKS)
 

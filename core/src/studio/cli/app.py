@@ -25,7 +25,8 @@ plugins_app = typer.Typer(
 )
 app.add_typer(plugins_app, name="plugins")
 models_app = typer.Typer(
-    help="Download pretrained models into the Hugging Face cache, or list the cached ones.",
+    help="Download pretrained models into the Hugging Face cache, or list the cached and "
+    "embedded ones.",
     no_args_is_help=True,
 )
 app.add_typer(models_app, name="models")
@@ -86,6 +87,20 @@ NPROC = typer.Option(
 )
 
 
+def _shorthand(overrides: list[str], key: str, option: Optional[str]) -> Optional[str]:
+    """Take every ``key=value`` token out of ``overrides``; the option, else the last value wins."""
+    tokens = [o for o in overrides if o.startswith(f"{key}=")]
+    overrides[:] = [o for o in overrides if not o.startswith(f"{key}=")]
+    if not tokens or option is not None:
+        return option
+    from studio.config.loading import parse_override
+
+    value = parse_override(tokens[-1])[1]
+    if key == "model" and (value is None or value == ""):
+        fail(f"{tokens[-1]!r} names no model; write model=NAME or --model NAME.")
+    return str(value)
+
+
 @app.command()
 @friendly_errors
 def run(
@@ -96,6 +111,12 @@ def run(
     prompt: Optional[str] = typer.Option(
         None, "--prompt", "-p", help="The text prompt (shorthand for the method's prompt key)."
     ),
+    model: Optional[str] = typer.Option(
+        None,
+        "--model",
+        help="Pretrained model of the guidance and prompt processor (shorthand model=NAME): a "
+        "registered name (NAME-sd/NAME-if picked to fit the guidance), a folder or a hub id.",
+    ),
     gpus: Optional[str] = GPUS,
     nproc: Optional[int] = NPROC,
 ) -> int:
@@ -105,13 +126,9 @@ def run(
     from studio.runner import start
 
     overrides = list(overrides or [])
-    shorthand = [o for o in overrides if o.startswith("prompt=")]
-    overrides = [o for o in overrides if not o.startswith("prompt=")]
-    if shorthand and prompt is None:
-        from studio.config.loading import parse_override
-
-        prompt = str(parse_override(shorthand[-1])[1])
-    resolved = resolve(compose_raw(source, overrides, prompt))
+    prompt = _shorthand(overrides, "prompt", prompt)
+    model = _shorthand(overrides, "model", model)
+    resolved = resolve(compose_raw(source, overrides, prompt, model))
     run_dir = rundir.create(resolved.parsed, resolved.raw)
     run_dir.record_command()
     typer.echo(f"Run directory: {run_dir.root}", err=True)
@@ -275,10 +292,10 @@ def models_pull(
 @models_app.command("list")
 @friendly_errors
 def models_list() -> None:
-    """Models in the Hugging Face cache: id, size on disk, snapshot folder."""
-    from studio.cli.models_cmd import cached_models_table
+    """Models in the Hugging Face cache (id, size, snapshot folder), then plugins' embedded models."""
+    from studio.cli.models_cmd import models_report
 
-    typer.echo(cached_models_table())
+    typer.echo(models_report())
 
 
 @app.command()

@@ -29,6 +29,7 @@ from studio.config.loading import (
     resolve_references,
     set_dotted,
 )
+from studio.config.model_shorthand import model_overrides
 from studio.errors import ConfigError, PluginError
 from studio.registry import KINDS, Registration, get_registry, import_target
 
@@ -69,8 +70,15 @@ def load_preset(method: Registration) -> dict[str, Any]:
     return data
 
 
-def compose_raw(source: str, overrides: list[str], prompt: str | None = None) -> dict[str, Any]:
-    """The merged, unresolved config for a method name or YAML path plus overrides."""
+def compose_raw(
+    source: str, overrides: list[str], prompt: str | None = None, model: str | None = None
+) -> dict[str, Any]:
+    """The merged, unresolved config for a method name or YAML path plus overrides.
+
+    ``prompt`` sets the method's prompt key; ``model`` (the ``model=NAME`` shorthand) adds the
+    dotted overrides of :func:`studio.config.model_shorthand.model_overrides`, computed from the
+    config composed so far and applied after the user's overrides.
+    """
     registry = get_registry()
     if source in registry.names("method"):
         base = load_preset(method_registration(source))
@@ -89,6 +97,9 @@ def compose_raw(source: str, overrides: list[str], prompt: str | None = None) ->
     raw = apply_overrides(base, overrides)
     if prompt is not None:
         set_dotted(raw, prompt_key(method_registration(raw["method"])), prompt)
+    if model is not None:
+        for key, value in model_overrides(raw, model, registry.names("model")).items():
+            set_dotted(raw, key, value)
     return raw
 
 
@@ -115,7 +126,7 @@ def component_kind(field_name: str) -> str | None:
     if not field_name.endswith("_type"):
         return None
     kind = field_name[: -len("_type")]
-    return kind if kind in KINDS and kind != "method" else None
+    return kind if kind in KINDS and kind not in ("method", "model") else None
 
 
 def validate_tree(config_cls: type, data: Any, path: str) -> dict[str, Any]:
@@ -178,6 +189,8 @@ def resolve(raw: dict[str, Any]) -> ResolvedConfig:
     return ResolvedConfig(raw=raw, parsed=parsed, experiment=experiment, method=method)
 
 
-def load_experiment(source: str, overrides: list[str], prompt: str | None = None) -> ResolvedConfig:
+def load_experiment(
+    source: str, overrides: list[str], prompt: str | None = None, model: str | None = None
+) -> ResolvedConfig:
     """Compose and resolve in one go (what ``studio run`` does)."""
-    return resolve(compose_raw(source, overrides, prompt))
+    return resolve(compose_raw(source, overrides, prompt, model))

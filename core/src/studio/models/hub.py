@@ -3,6 +3,8 @@
 :func:`resolve_model` turns a ``pretrained_model_name_or_path`` value into a local folder:
 
 * an existing folder is returned as is;
+* a name registered by a plugin through ``studio_register_models`` (an embedded model, see
+  :mod:`studio.models.embedded`) gives the folder its callable returns;
 * a hub id (``owner/name``, or a legacy single ``name``) is looked up in the Hugging Face cache
   (``HF_HUB_CACHE``, else ``HF_HOME/hub``, else ``~/.cache/huggingface/hub``, read at call time)
   without any network access; a cached snapshot is returned;
@@ -21,6 +23,7 @@ Only cheap modules are imported at module level; ``huggingface_hub`` is imported
 
 from __future__ import annotations
 
+import difflib
 import glob
 import os
 import re
@@ -201,7 +204,10 @@ def resolve_model(
     allow_download: bool = True,
     config_key: str = DEFAULT_CONFIG_KEY,
 ) -> Path:
-    """A local folder holding the model ``name_or_path`` (a folder path or a hub id).
+    """A local folder holding the model ``name_or_path`` (a folder path, a name or a hub id).
+
+    Precedence: an existing local folder, then a model registered by a plugin under that name,
+    then the hub (cache first, then a download).
 
     ``subfolders`` (e.g. ``["unet", "vae"]``) must all exist in the returned folder; a download
     fetches only them plus the top-level ``*.json`` files. ``config_key`` names the setting the
@@ -216,7 +222,8 @@ def pull_model(
     """Like :func:`resolve_model`, but a cached hub model is brought up to date when online.
 
     The download is incremental (files already in the cache are not fetched again). Offline,
-    a complete cached copy is returned as is; a missing one raises.
+    a complete cached copy is returned as is; a missing one raises. A local folder or a
+    registered embedded model is returned as :func:`resolve_model` returns it (nothing to pull).
     """
     return _resolve(name, _check_subfolders(subfolders), True, True, config_key)
 
@@ -228,6 +235,8 @@ def _resolve(
     refresh: bool,
     config_key: str,
 ) -> Path:
+    from studio.models.embedded import locate, provider
+
     local = Path(name).expanduser()
     if local.is_dir():
         missing = _missing_subfolders(local, subfolders or [])
@@ -238,6 +247,18 @@ def _resolve(
                 f"holding {', '.join(missing)}) as {config_key}."
             )
         return local
+    embedded = locate(name, config_key)
+    if embedded is not None:
+        missing = _missing_subfolders(embedded.path, subfolders or [])
+        if missing:
+            raise ModelNotAvailableError(
+                f"The embedded model {name!r} from {provider(embedded.registration)} (folder "
+                f"{embedded.path}) has no (or empty) {', '.join(missing)} subfolder(s), which this "
+                f"component loads, so it does not fit this component. Pass a model that has them "
+                f"(a registered one listed by `studio models list`, a hub id or the root folder "
+                f"of a complete model) as {config_key}."
+            )
+        return embedded.path
     if local.exists():
         raise ModelNotAvailableError(
             f"{config_key}={name!r} is a file; it must be a model folder (like a diffusers "
@@ -246,8 +267,9 @@ def _resolve(
     if not is_hub_id(name):
         raise ModelNotAvailableError(
             f"{config_key}={name!r}: no folder {local.absolute()} exists, and the value is not a "
-            "Hugging Face model id (owner/name) either. Fix the path, or give a hub id such as "
-            "runwayml/stable-diffusion-v1-5."
+            "Hugging Face model id (owner/name) or a registered model name either. Fix the path, "
+            "or give a hub id such as runwayml/stable-diffusion-v1-5 or a model name listed by "
+            f"`studio models list`.{_registered_hint(name)}"
         )
     return _from_hub(name, subfolders, allow_download, refresh, config_key)
 
@@ -294,7 +316,18 @@ def _from_hub(
     raise ModelNotAvailableError(
         f"Model '{repo_id}' is not available: {found}, and {blocker}. "
         + _fetch_advice(repo_id, config_key)
+        + _registered_hint(repo_id)
     )
+
+
+def _registered_hint(name: str) -> str:
+    """`` Did you mean the registered model 'x'?`` for a near miss of a registered name, else ``""``."""
+    from studio.models.embedded import registered_names
+
+    close = difflib.get_close_matches(name, registered_names(), n=3, cutoff=0.75)
+    if not close:
+        return ""
+    return f" Did you mean the registered model {' or '.join(repr(c) for c in close)}?"
 
 
 def _has_token() -> bool:

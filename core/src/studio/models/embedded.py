@@ -1,0 +1,101 @@
+"""Embedded models: pretrained pipelines that plugins ship and register by name.
+
+A plugin implements ``studio_register_models`` (see :mod:`studio.hookspecs`) and registers
+``name -> "module:attr"`` of a zero-argument callable returning the model's local folder. Nothing
+is imported at discovery; :func:`locate` imports and calls the callable when a config names the
+model. :func:`studio.models.hub.resolve_model` consults it after local folders and before the hub.
+
+Every failure (conflicting names, a target that does not import, a callable that raises or
+returns no folder) raises :class:`~studio.models.hub.ModelNotAvailableError`, one paragraph
+naming the model, the plugin and its distribution.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import NamedTuple, Optional
+
+from studio.errors import PluginError
+from studio.models.hub import DEFAULT_CONFIG_KEY, ModelNotAvailableError
+from studio.registry import Registration, get_registry, import_target
+
+KIND = "model"
+
+
+class EmbeddedModel(NamedTuple):
+    """A located embedded model: its registration and its folder."""
+
+    registration: Registration
+    path: Path
+
+    @property
+    def name(self) -> str:
+        return self.registration.name
+
+
+def registered_names() -> list[str]:
+    """Names of every model registered by the installed plugins, sorted."""
+    return get_registry().names(KIND)
+
+
+def provider(registration: Registration) -> str:
+    """``plugin 'x' (distribution y)`` for messages."""
+    return f"plugin {registration.plugin.name!r} (distribution {registration.plugin.distribution})"
+
+
+def locate(name: str, config_key: str = DEFAULT_CONFIG_KEY) -> Optional[EmbeddedModel]:
+    """The folder of the registered model ``name``; None when no plugin registers that name.
+
+    Imports and calls the registered callable. ``config_key`` names the setting the name came
+    from, for the error messages. Raises :class:`ModelNotAvailableError`.
+    """
+    registry = get_registry()
+    if name not in registry.names(KIND):
+        return None
+    try:
+        registration = registry.get(KIND, name)
+        locator = import_target(registration)
+    except PluginError as exc:
+        raise ModelNotAvailableError(str(exc)) from exc
+    advice = f"Reinstall that distribution, or pass the folder of a complete model as {config_key}."
+    try:
+        folder = locator()
+        path = Path(os.fspath(folder)).expanduser()
+    except Exception as exc:
+        raise ModelNotAvailableError(
+            f"The embedded model {name!r} from {provider(registration)} could not give its folder: "
+            f"{registration.target}() raised {type(exc).__name__}: {exc}. {advice}"
+        ) from exc
+    if not path.is_dir():
+        raise ModelNotAvailableError(
+            f"The embedded model {name!r} from {provider(registration)} points at {path}, which is "
+            f"not a folder (an incomplete installation?). {advice}"
+        )
+    return EmbeddedModel(registration, path)
+
+
+def list_embedded() -> list[tuple[Registration, Path | str]]:
+    """Every registered model with its folder, or the one-paragraph reason it cannot be located."""
+    rows: list[tuple[Registration, Path | str]] = []
+    registry = get_registry()
+    for registration in registry.entries(KIND):
+        try:
+            found = locate(registration.name)
+        except ModelNotAvailableError as exc:
+            rows.append((registration, str(exc)))
+            continue
+        assert found is not None
+        rows.append((registration, found.path))
+    return rows
+
+
+def folder_size(path: Path) -> int:
+    """Bytes in the regular files under ``path`` (symbolic links are not followed)."""
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for file in files:
+            full = os.path.join(root, file)
+            if not os.path.islink(full):
+                total += os.stat(full).st_size
+    return total
