@@ -16,6 +16,7 @@ from studio_primitives.data import (
     PAIRS,
     generate,
     main,
+    read_dataset,
     render_sample,
     render_with_mask,
     view_caption,
@@ -147,3 +148,17 @@ def test_cli(tmp_path, capsys):
     assert main(["--out", str(tmp_path / "cli"), "--n", "3", "--seed", "1", "--size", "16"]) == 0
     assert "wrote 3 images" in capsys.readouterr().out
     assert len(list((tmp_path / "cli").glob("*.png"))) == 3
+
+
+def test_read_dataset_returns_what_write_dataset_wrote(tmp_path):
+    folder = write_dataset(tmp_path / "data", n=4, seed=3, size=16)
+    images, captions = read_dataset(folder)
+    expected = list(generate(4, seed=3, size=16))
+    assert images.dtype == np.uint8 and images.shape == (4, 16, 16, 3)
+    assert np.array_equal(images, np.stack([s.image for s in expected]))
+    assert captions == [s.caption for s in expected]
+
+
+def test_read_dataset_rejects_a_folder_without_captions(tmp_path):
+    with pytest.raises(ConfigError, match=r"no captions\.jsonl"):
+        read_dataset(tmp_path)

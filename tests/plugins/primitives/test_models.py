@@ -399,3 +399,34 @@ def test_init_rejects_a_folder_without_a_unet(tmp_path: Path) -> None:
     cfg = TrainConfig(form="if", out=tmp_path / "out", init=tmp_path, sample_prompts=[])
     with pytest.raises(ConfigError, match="no unet"):
         train(cfg)
+
+
+def test_training_reads_a_written_data_set(tmp_path: Path) -> None:
+    """``--data DIR`` trains on the folder ``python -m studio_primitives.data`` wrote."""
+    from studio_primitives.data import write_dataset
+
+    data = write_dataset(tmp_path / "data", n=3, seed=5, size=SIZE)
+    cfg = TrainConfig(
+        form="if",
+        out=tmp_path / "if",
+        data=data,
+        steps=1,
+        batch=2,
+        warmup_steps=1,
+        sample_prompts=[],
+        log_every=1,
+        model=TINY["if"],
+        device="cpu",
+    )
+    assert (train(cfg) / "unet").is_dir()
+
+
+def test_training_rejects_a_data_set_of_another_resolution(tmp_path: Path) -> None:
+    from studio_primitives.data import write_dataset
+
+    data = write_dataset(tmp_path / "data", n=1, seed=0, size=SIZE // 2)
+    cfg = TrainConfig(
+        form="if", out=tmp_path / "if", data=data, sample_prompts=[], model=TINY["if"], device="cpu"
+    )
+    with pytest.raises(ConfigError, match=f"--size {SIZE}"):
+        train(cfg)

@@ -240,6 +240,31 @@ def write_dataset(folder: str | Path, n: int, seed: int, size: int = 64) -> Path
     return folder
 
 
+def read_dataset(folder: str | Path) -> tuple[np.ndarray, list[str]]:
+    """Images ``uint8 [N, size, size, 3]`` and captions of a folder :func:`write_dataset` wrote,
+    in its order. Raises :class:`ConfigError` for a folder that is not such a data set."""
+    folder = Path(folder)
+    index = folder / "captions.jsonl"
+    if not index.is_file():
+        raise ConfigError(
+            f"{folder} is not a primitives data set (it has no captions.jsonl); write one with "
+            "python -m studio_primitives.data --out DIR."
+        )
+    records = [json.loads(line) for line in index.read_text(encoding="utf-8").splitlines() if line]
+    if not records:
+        raise ConfigError(f"{index} lists no images; the data set is empty.")
+    images = []
+    for record in records:
+        path = folder / record["file"]
+        if not path.is_file():
+            raise ConfigError(f"{index} lists {record['file']}, which is missing from {folder}.")
+        images.append(np.asarray(Image.open(path).convert("RGB")))
+    sizes = {image.shape for image in images}
+    if len(sizes) != 1:
+        raise ConfigError(f"{folder} mixes image sizes {sorted(sizes)}; regenerate it.")
+    return np.stack(images), [record["caption"] for record in records]
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m studio_primitives.data",

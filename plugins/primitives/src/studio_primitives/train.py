@@ -2,7 +2,9 @@
 
 ``python -m studio_primitives.train --form sd|if --out DIR --steps N --batch B --seed S``
 
-1. Renders ``--n-images`` samples with :func:`studio_primitives.data.generate` (kept in memory).
+1. Renders ``--n-images`` samples with :func:`studio_primitives.data.generate` (kept in memory),
+   or reads a data set written by ``python -m studio_primitives.data`` (``--data DIR``: every image
+   of it; render once, train both forms).
 2. SD form only: trains the ``AutoencoderKL`` for ``--vae-steps`` (MSE reconstruction plus a tiny
    KL term), then sets ``vae.config.scaling_factor`` to ``1 / std`` of the training latents, so
    scaled latents have unit variance as in Stable Diffusion.
@@ -40,7 +42,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from studio.errors import ConfigError
-from studio_primitives.data import PAIRS, generate
+from studio_primitives.data import PAIRS, generate, read_dataset
 from studio_primitives.models.architectures import (
     IFFormConfig,
     SDFormConfig,
@@ -89,6 +91,9 @@ class TrainConfig:
     #: A saved pipeline to continue training instead of random weights (``--vae-steps 0`` keeps
     #: an SD pipeline's autoencoder as it is).
     init: Optional[Path] = None
+    #: A data set folder written by ``python -m studio_primitives.data`` to train on (all of its
+    #: images; ``n_images`` and ``seed`` do not apply to it); ``None``: render ``n_images``.
+    data: Optional[Path] = None
     #: Model sizes; ``None``: the form's default config.
     model: Optional[SDFormConfig | IFFormConfig] = None
 
@@ -117,8 +122,24 @@ def load_data(n: int, seed: int, size: int) -> tuple[torch.Tensor, list[str]]:
         captions.append(sample.caption)
         if (index + 1) % 1000 == 0:
             print(f"data: {index + 1}/{n} images ({time.time() - started:.1f} s)", flush=True)
-    pixels = torch.stack(images).permute(0, 3, 1, 2).float() / 127.5 - 1.0
-    return pixels.contiguous(), captions
+    return to_pixels(torch.stack(images)), captions
+
+
+def read_data(folder: Path, size: int) -> tuple[torch.Tensor, list[str]]:
+    """Every image ``[N, 3, size, size]`` in [-1, 1] and caption of a written data set; raises
+    :class:`ConfigError` when its images are not ``size x size`` (the model's resolution)."""
+    images, captions = read_dataset(folder)
+    if images.shape[1:3] != (size, size):
+        raise ConfigError(
+            f"--data {folder} holds {images.shape[2]}x{images.shape[1]} images but the model "
+            f"trains on {size}x{size}; write the data set with --size {size}."
+        )
+    return to_pixels(torch.from_numpy(images)), captions
+
+
+def to_pixels(images: torch.Tensor) -> torch.Tensor:
+    """``uint8 [N, H, W, 3]`` -> float ``[N, 3, H, W]`` in [-1, 1]."""
+    return (images.permute(0, 3, 1, 2).float() / 127.5 - 1.0).contiguous()
 
 
 def default_prompts() -> list[str]:
@@ -434,9 +455,20 @@ def train(cfg: TrainConfig) -> Path:
         pipe = build_if_form(cfg.model or IFFormConfig())
         image_size = pipe.unet.config.sample_size
     pipe.to(device)
+    if device.type == "cuda":  # fixed shapes: let cuDNN pick its kernels; TF32 outside autocast
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
     started = time.time()
-    pixels, captions = load_data(cfg.n_images, cfg.seed, int(image_size))
-    print(f"generated {len(captions)} images in {time.time() - started:.1f} s", flush=True)
+    if cfg.data is not None:
+        pixels, captions = read_data(Path(cfg.data), int(image_size))
+        print(
+            f"read {len(captions)} images from {cfg.data} in {time.time() - started:.1f} s",
+            flush=True,
+        )
+    else:
+        pixels, captions = load_data(cfg.n_images, cfg.seed, int(image_size))
+        print(f"generated {len(captions)} images in {time.time() - started:.1f} s", flush=True)
     log: list[tuple] = []
     if cfg.form == "sd":
         if cfg.vae_steps > 0:
@@ -484,6 +516,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument(
         "--time-budget", type=float, default=None, help="seconds; the denoiser stops early"
     )
+    parser.add_argument(
+        "--data", type=Path, default=None, help="data set folder to train on instead of rendering"
+    )
     args = parser.parse_args(argv)
     cfg = TrainConfig(
         form=args.form,
@@ -500,6 +535,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         log_dir=args.log_dir,
         time_budget_s=args.time_budget,
         init=args.init,
+        data=args.data,
     )
     try:
         folder = train(cfg)

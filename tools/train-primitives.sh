@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Train the shipped primitives models (SD form and IF form) on one GPU, both at once.
+#   usage: bash tools/train-primitives.sh DATA_DIR OUT_DIR [TIME_BUDGET_S [TRAIN-ARGS...]]
+# DATA_DIR: a data set written by `python -m studio_primitives.data` (the shipped weights used
+#   --n 7680 --seed 0 --size 64). OUT_DIR receives, per form, train-FORM.log and FORM.tar.gz
+#   (the saved pipeline folder plus its -training logs: loss.csv, samples.png, accuracy.json).
+# TRAIN-ARGS go to every `python -m studio_primitives.train` (e.g. --vae-steps 2 for a dry run).
+# Expects studio-core, studio-dreamfusion and studio-primitives importable (on the GPU machine:
+#   the carried wheels and `pip install --no-deps -e ...`, as tools/gpu-check.sh does).
+set -uo pipefail
+data=${1:?data set folder}
+out=${2:?output folder}
+budget=${3:-420}
+shift 3 2>/dev/null || shift $#
+mkdir -p "$out"
+work=$(mktemp -d)
+export PYTHONUNBUFFERED=1
+pids=()
+for form in sd if; do
+  python -m studio_primitives.train --form "$form" --data "$data" --out "$work/$form" \
+    --batch 128 --time-budget "$budget" "$@" > "$out/train-$form.log" 2>&1 &
+  pids+=($!)
+done
+status=0
+for pid in "${pids[@]}"; do wait "$pid" || status=1; done
+for form in sd if; do
+  if [ -d "$work/$form" ]; then
+    tar -C "$work" -czf "$out/$form.tar.gz" "$form" "$form-training"
+  fi
+done
+exit $status
