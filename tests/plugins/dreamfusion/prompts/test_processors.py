@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gc
 import hashlib
+import os
+import shutil
 import weakref
 from pathlib import Path
 
@@ -58,7 +60,7 @@ def test_cache_files_then_second_construction_encodes_nothing(
 ) -> None:
     first = sd_processor(tiny_sd_model, prompt="a cat")()
     folder = studio_cache_dir / "text_embeddings"
-    model_id = str(tiny_sd_model)
+    model_id = cache.model_cache_id(str(tiny_sd_model))
     prompts = ["a cat", "", *first.prompts_vd]
     expected = {hashlib.md5(f"{model_id}-{p}".encode()).hexdigest() + ".pt" for p in prompts}
     assert {p.name for p in folder.iterdir()} == expected  # 6 files, nothing temporary left
@@ -80,6 +82,25 @@ def test_cache_key_depends_on_model_and_prompt(tmp_path: Path) -> None:
     assert key != cache.cache_key("org/model-b", "a cat")
     assert key != cache.cache_key("org/model-a", "a dog")
     assert cache.cache_path("m", "p", tmp_path) == tmp_path / f"{cache.cache_key('m', 'p')}.pt"
+
+
+def test_local_model_ids_carry_a_fingerprint_of_the_text_encoder(
+    tiny_sd_model: Path, studio_cache_dir: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Retrained weights under the same folder name must not meet stale cached embeddings."""
+    assert cache.model_cache_id("org/some-hub-model") == "org/some-hub-model"  # reference key
+    model = shutil.copytree(tiny_sd_model, tmp_path / "model")
+    before = cache.model_cache_id(str(model))
+    assert before.startswith(f"{model}@") and before == cache.model_cache_id(str(model))
+    (model / "unet" / "config.json").touch()  # not a text-encoder file: same key
+    assert cache.model_cache_id(str(model)) == before
+    sd_processor(model, prompt="a cat")
+    weights = next((model / "text_encoder").glob("*.safetensors"))
+    os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 10**9))
+    assert cache.model_cache_id(str(model)) != before
+    forbid_encoder(monkeypatch, StableDiffusionPromptProcessor)
+    with pytest.raises(AssertionError, match="text encoder was loaded"):
+        sd_processor(model, prompt="a cat")  # new weights -> encoded again
 
 
 def test_cache_root_from_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

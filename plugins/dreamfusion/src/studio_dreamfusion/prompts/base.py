@@ -20,6 +20,7 @@ Subclasses implement :meth:`PromptProcessor.load_text_encoder` and
 
 from __future__ import annotations
 
+import functools
 import gc
 from dataclasses import dataclass
 from typing import Any, ClassVar, Optional
@@ -105,10 +106,10 @@ class PromptProcessor(BaseObject):
             return prompt_library.lookup(prompt, f"{self.config_path}.prompt")
         return prompt
 
-    @property
+    @functools.cached_property
     def model_id(self) -> str:
-        """The model name the cache is keyed by."""
-        return self.cfg.pretrained_model_name_or_path
+        """The model id the cache is keyed by (:func:`~studio_dreamfusion.prompts.cache.model_cache_id`)."""
+        return cache.model_cache_id(self.cfg.pretrained_model_name_or_path)
 
     def prepare_embeddings(self, prompts: list[str]) -> dict[str, torch.Tensor]:
         """Every prompt's embedding on ``self.device``, encoding (rank 0) what the cache lacks."""

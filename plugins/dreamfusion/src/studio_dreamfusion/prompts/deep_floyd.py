@@ -57,7 +57,7 @@ class DeepFloydPromptProcessor(PromptProcessor):
         from transformers import AutoTokenizer, T5EncoderModel
 
         path = resolve_pretrained(
-            self.model_id,
+            self.cfg.pretrained_model_name_or_path,
             subfolders=["tokenizer", "text_encoder"],
             config_key=f"{self.config_path}.pretrained_model_name_or_path",
         )

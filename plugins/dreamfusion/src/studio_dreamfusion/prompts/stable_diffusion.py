@@ -21,7 +21,7 @@ class StableDiffusionPromptProcessor(PromptProcessor):
         from transformers import AutoTokenizer, CLIPTextModel
 
         path = resolve_pretrained(
-            self.model_id,
+            self.cfg.pretrained_model_name_or_path,
             subfolders=["tokenizer", "text_encoder"],
             config_key=f"{self.config_path}.pretrained_model_name_or_path",
         )
