@@ -27,16 +27,24 @@ def missing_folder() -> str:
     return "/nonexistent/studio-test-weights"
 
 
-class ModelPlugin:
-    """Registers ``name -> "module:attr"`` for every entry of ``targets``."""
+def only_cats(prompt: str, negative_prompt: str) -> None:
+    """A ``prompt_check``: the model knows cats only."""
+    if "cat" not in prompt or negative_prompt:
+        raise ValueError("This model draws cats only, with no negative prompt.")
 
-    def __init__(self, targets: dict[str, str]):
+
+class ModelPlugin:
+    """Registers ``name -> "module:attr"`` for every entry of ``targets``, with the registration
+    details ``details[name]`` when given."""
+
+    def __init__(self, targets: dict[str, str], details: dict[str, dict] | None = None):
         self.targets = targets
+        self.details = details or {}
 
     @hookimpl
     def studio_register_models(self, register) -> None:
         for name, target in self.targets.items():
-            register(name, target)
+            register(name, target, **self.details.get(name, {}))
 
 
 def make_pipeline(folder: Path, subfolders: tuple[str, ...] = ("unet", "text_encoder")) -> Path:

@@ -113,6 +113,11 @@ def studio_register_models(register: Register) -> None:
     ``NAME`` registers ``NAME-sd`` (for ``stable-diffusion`` guidance) and ``NAME-if`` (for
     ``deep-floyd``), which ``studio run METHOD model=NAME`` picks from. Example:
     ``register("primitives-sd", "studio_primitives.weights:sd_folder")``.
+
+    Optional detail ``prompt_check="module:function"``: for a model that knows a small vocabulary,
+    ``function(prompt, negative_prompt)`` raises ``studio.errors.ConfigError`` (message: what the
+    model knows) for a prompt it cannot follow; ``studio run`` calls it while resolving a config
+    that names the model, before anything is created.
     """
 
 

@@ -31,7 +31,7 @@ def test_registration_is_lazy_and_listed_per_plugin(studio_plugin):
     target = "studio_tests_no_such_weights_module:folder"
     studio_plugin(ModelPlugin({"lazy-sd": target}), name="lazy", distribution="studio-lazy")
     registry = get_registry()
-    assert registry.names("model") == ["lazy-sd"]
+    assert "lazy-sd" in registry.names("model")
     assert registry.get("model", "lazy-sd").target == target
     assert "studio_tests_no_such_weights_module" not in sys.modules
     assert not registry.broken
@@ -118,3 +118,52 @@ def test_models_list_shows_embedded_models(embedded_models_plugin, studio_plugin
     assert rows["toy-sd"].split()[1:] == ["30", "B", "studio-toy-models", str(folder)]
     assert "studio-bad" in rows["bad-sd"] and "(unavailable)" in rows["bad-sd"]
     assert "weights were not unpacked" in rows["bad-sd"]
+
+
+def _config(model: str, prompt: str, negative: str = "") -> dict:
+    return {
+        "system": {
+            "prompt_processor": {
+                "pretrained_model_name_or_path": model,
+                "prompt": prompt,
+                "negative_prompt": negative,
+            },
+            "guidance": {"pretrained_model_name_or_path": model},
+        }
+    }
+
+
+@pytest.fixture
+def cat_model(studio_plugin, tmp_path):
+    """``cat-sd``: an embedded model whose ``prompt_check`` accepts cats only."""
+    plugin = ModelPlugin(
+        {"cat-sd": f"{HERE}:toy_sd", "plain-sd": f"{HERE}:toy_sd"},
+        details={"cat-sd": {"prompt_check": f"{HERE}:only_cats"}},
+    )
+    studio_plugin(plugin, name="cats", distribution="studio-cats")
+
+
+def test_prompt_check_refuses_a_prompt_the_model_cannot_follow(cat_model):
+    from studio.errors import ConfigError
+    from studio.models.embedded import check_prompts
+
+    check_prompts(_config("cat-sd", "a cat"))
+    check_prompts(_config("plain-sd", "a dog"))  # no prompt_check: anything goes
+    check_prompts(_config("some/hub-id", "a dog"))  # not an embedded model
+    for prompt, negative in (("a dog", ""), ("a cat", "blurry")):
+        with pytest.raises(ConfigError) as info:
+            check_prompts(_config("cat-sd", prompt, negative))
+        message = str(info.value)
+        assert "'cat-sd'" in message and "system.prompt_processor.prompt" in message
+        assert "draws cats only" in message and "\n" not in message
+
+
+def test_studio_run_checks_the_prompt_before_creating_anything(cat_model, tmp_path):
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        app,
+        ["run", "dreamfusion-sd", "model=cat-sd", "prompt=a dog", f"exp_root_dir={out}"],
+    )
+    assert result.exit_code == 2, result.output
+    assert "draws cats only" in result.output and "Traceback" not in result.output
+    assert not out.exists()

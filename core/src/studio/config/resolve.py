@@ -31,6 +31,7 @@ from studio.config.loading import (
 )
 from studio.config.model_shorthand import model_overrides
 from studio.errors import ConfigError, PluginError
+from studio.models.embedded import check_prompts
 from studio.registry import KINDS, Registration, get_registry, import_target
 
 DEFAULT_PROMPT_KEY = "system.prompt_processor.prompt"
@@ -186,6 +187,7 @@ def resolve(raw: dict[str, Any]) -> ResolvedConfig:
     parsed["system"] = validate_tree(system_cls.Config, experiment.system, "system")
     parsed["data"] = validate_tree(data_cls.Config, experiment.data, "data")
     experiment = structure(parsed, ExperimentConfig)
+    check_prompts(parsed)
     return ResolvedConfig(raw=raw, parsed=parsed, experiment=experiment, method=method)
 
 

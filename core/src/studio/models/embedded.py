@@ -8,19 +8,32 @@ model. :func:`studio.models.hub.resolve_model` consults it after local folders a
 Every failure (conflicting names, a target that does not import, a callable that raises or
 returns no folder) raises :class:`~studio.models.hub.ModelNotAvailableError`, one paragraph
 naming the model, the plugin and its distribution.
+
+A registration may add ``prompt_check="module:function"``: a model that understands only a small
+vocabulary rejects other prompts before anything is created (:func:`check_prompts`).
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import NamedTuple, Optional
+from typing import Any, NamedTuple, Optional
 
-from studio.errors import PluginError
+from studio.config.loading import get_dotted
+from studio.config.model_shorthand import MODEL_KEYS
+from studio.errors import ConfigError, PluginError
 from studio.models.hub import DEFAULT_CONFIG_KEY, ModelNotAvailableError
 from studio.registry import Registration, get_registry, import_target
 
 KIND = "model"
+
+#: Registration detail naming ``"module:function"``, called as ``function(prompt, negative_prompt)``;
+#: it raises :class:`~studio.errors.ConfigError` (or ``ValueError``) for prompts the model cannot
+#: follow, with a message listing what it knows.
+PROMPT_CHECK = "prompt_check"
+
+#: The prompt keys checked against the model named at ``MODEL_KEYS``.
+PROMPT_CONFIG_KEYS = ("system.prompt_processor.prompt", "system.prompt_processor.negative_prompt")
 
 
 class EmbeddedModel(NamedTuple):
@@ -99,3 +112,39 @@ def folder_size(path: Path) -> int:
             if not os.path.islink(full):
                 total += os.stat(full).st_size
     return total
+
+
+def _dotted(config: dict[str, Any], key: str) -> Any:
+    try:
+        return get_dotted(config, key)
+    except KeyError:
+        return None
+
+
+def check_prompts(config: dict[str, Any]) -> None:
+    """Call the ``prompt_check`` of every embedded model the resolved ``config`` names (at
+    :data:`~studio.config.model_shorthand.MODEL_KEYS`; a local folder of that name is not the registered model) with the
+    config's prompt and negative prompt. Raises :class:`ConfigError` naming the model and key."""
+    registry = get_registry()
+    names = set(registry.names(KIND))
+    checked: set[str] = set()
+    for key in MODEL_KEYS:
+        name = _dotted(config, key)
+        if not isinstance(name, str) or name not in names or name in checked:
+            continue
+        checked.add(name)
+        if Path(name).expanduser().is_dir():
+            continue
+        registration = registry.get(KIND, name)
+        target = registration.details.get(PROMPT_CHECK)
+        if not target:
+            continue
+        check = import_target(Registration(KIND, name, str(target), registration.plugin, {}))
+        prompt, negative = (str(_dotted(config, k) or "") for k in PROMPT_CONFIG_KEYS)
+        try:
+            check(prompt, negative)
+        except (ConfigError, ValueError) as exc:
+            raise ConfigError(
+                f"{PROMPT_CONFIG_KEYS[0]}: the embedded model {name!r} (set by {key}) cannot "
+                f"follow this prompt. {exc}"
+            ) from None
