@@ -430,3 +430,23 @@ def test_training_rejects_a_data_set_of_another_resolution(tmp_path: Path) -> No
     )
     with pytest.raises(ConfigError, match=f"--size {SIZE}"):
         train(cfg)
+
+
+def test_colour_anchor_is_zero_for_pooled_colour_latents() -> None:
+    import torch.nn.functional as F
+
+    from studio_primitives.train import ANCHOR_MIX, colour_anchor
+
+    x = torch.rand(2, 3, 8, 8) * 2 - 1
+    pooled = F.avg_pool2d(x, 2)
+    means = torch.einsum("kc,nchw->nkhw", torch.tensor(ANCHOR_MIX), pooled)
+    assert float(colour_anchor(x, means)) < 1e-12
+    assert float(colour_anchor(x, means + 0.1)) == pytest.approx(0.01)
+
+
+def test_sd_training_reports_the_encoder_colour_check(trained: dict[str, Path]) -> None:
+    report = json.loads((trained["sd"].parent / "sd-training" / "accuracy.json").read_text())
+    check = report["encoder_colour_pullback"]
+    assert set(check["mean_rgb"]) == {"red", "green", "blue"} and 0 <= check["aligned"] <= 1
+    if_report = json.loads((trained["if"].parent / "if-training" / "accuracy.json").read_text())
+    assert "encoder_colour_pullback" not in if_report  # no autoencoder in the IF form

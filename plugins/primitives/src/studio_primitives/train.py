@@ -5,9 +5,13 @@
 1. Renders ``--n-images`` samples with :func:`studio_primitives.data.generate` (kept in memory),
    or reads a data set written by ``python -m studio_primitives.data`` (``--data DIR``: every image
    of it; render once, train both forms).
-2. SD form only: trains the ``AutoencoderKL`` for ``--vae-steps`` (MSE reconstruction plus a tiny
-   KL term), then sets ``vae.config.scaling_factor`` to ``1 / std`` of the training latents, so
-   scaled latents have unit variance as in Stable Diffusion.
+2. SD form only: trains the ``AutoencoderKL`` for ``--vae-steps`` (MSE reconstruction, a tiny KL
+   term and the colour anchor of :func:`colour_anchor`), then sets ``vae.config.scaling_factor``
+   to ``1 / std`` of the training latents, so scaled latents have unit variance as in Stable
+   Diffusion. The anchor keeps the encoder close to a linear function of the local colour, as
+   Stable Diffusion's own latents are: SDS back-propagates through the encoder, and without it the
+   small encoder learned a code in which the pull-back of a latent colour change was pixel noise
+   whose mean colour had the wrong sign (docs/primitives.md).
 3. Trains the UNet and the text encoder jointly (AdamW, bf16 autocast on CUDA, EMA of the weights
    saved) on the epsilon-prediction MSE at uniform timesteps; 10% of captions are replaced by the
    empty prompt, whose embedding is the unconditional one classifier-free guidance (and the prompt
@@ -17,7 +21,9 @@
    instead of IF's variational-bound loss -- the SDS guidance uses only epsilon.
 4. Writes ``loss.csv`` (``phase, step, loss``), ``samples.png`` (one row per prompt, DDIM with
    classifier-free guidance) and ``accuracy.json`` (the shipped classifier's accuracy on those
-   samples, overall and per prompt) into ``--log-dir`` (default ``DIR-training`` next to ``DIR``).
+   samples, overall and per prompt; SD form: also ``encoder_colour_pullback``, the check of
+   :func:`studio_primitives.models.encoder_check.colour_pullback`) into ``--log-dir`` (default
+   ``DIR-training`` next to ``DIR``).
 5. Saves the pipeline with ``save_pretrained`` as fp16 safetensors into a staging folder that is
    renamed to ``DIR`` at the end: ``DIR`` is complete or absent.
 """
@@ -50,6 +56,7 @@ from studio_primitives.models.architectures import (
     build_sd_form,
     trainable_modules,
 )
+from studio_primitives.models.encoder_check import colour_pullback, vae_means
 
 FORMS = ("sd", "if")
 
@@ -78,6 +85,8 @@ class TrainConfig:
     #: weights); the decay ramps up as ``min(ema_decay, (1 + step) / (10 + step))``; 0 disables.
     ema_decay: float = 0.999
     vae_kl_weight: float = 1e-6
+    #: Weight of :func:`colour_anchor` in the autoencoder's loss (0: reconstruction alone).
+    vae_anchor_weight: float = 1.0
     sample_steps: int = 30
     guidance_scale: float = 5.0
     samples_per_prompt: int = 4
@@ -201,10 +210,27 @@ def autocast(device: torch.device) -> Any:
 # -- training phases ----------------------------------------------------------------------------
 
 
+#: Latent channels of :func:`colour_anchor` as rows over (r, g, b): the colour itself, then its mean.
+ANCHOR_MIX = ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0), (1 / 3, 1 / 3, 1 / 3))
+
+
+def colour_anchor(x: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
+    """Mean squared distance of posterior ``means`` ``[N, 4, h, w]`` from the anchor: images ``x``
+    (``[N, 3, H, W]`` in [-1, 1]) average-pooled to the latent resolution and mixed by
+    :data:`ANCHOR_MIX`. Pulled to it, the encoder is nearly linear in the local colour (its
+    Jacobian close to the pooling's), and latent details ride on small residuals."""
+    factor = x.shape[-1] // means.shape[-1]
+    pooled = F.avg_pool2d(x.float(), factor)
+    mix = torch.tensor(ANCHOR_MIX, device=x.device)[: means.shape[1]]
+    anchor = torch.einsum("kc,nchw->nkhw", mix, pooled)
+    return F.mse_loss(means.float(), anchor)
+
+
 def train_vae(
     vae: Any, pixels: torch.Tensor, cfg: TrainConfig, device: torch.device, log: list[tuple]
 ) -> None:
-    """Fit the autoencoder (MSE + ``vae_kl_weight`` KL) and set its ``scaling_factor``."""
+    """Fit the autoencoder (MSE + ``vae_kl_weight`` KL + ``vae_anchor_weight`` colour anchor)
+    and set its ``scaling_factor``."""
     vae.train().requires_grad_(True)
     optimizer = torch.optim.AdamW(vae.parameters(), lr=cfg.vae_lr, weight_decay=0.0)
     for step in range(cfg.vae_steps):
@@ -217,6 +243,8 @@ def train_vae(
             recon = vae.decode(posterior.sample()).sample
         mse = F.mse_loss(recon.float(), x)
         loss = mse + cfg.vae_kl_weight * posterior.kl().mean()
+        if cfg.vae_anchor_weight > 0:
+            loss = loss + cfg.vae_anchor_weight * colour_anchor(x, posterior.mean)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -470,12 +498,15 @@ def train(cfg: TrainConfig) -> Path:
         pixels, captions = load_data(cfg.n_images, cfg.seed, int(image_size))
         print(f"generated {len(captions)} images in {time.time() - started:.1f} s", flush=True)
     log: list[tuple] = []
+    encoder_report: Optional[dict[str, Any]] = None
     if cfg.form == "sd":
         if cfg.vae_steps > 0:
             train_vae(pipe.vae, pixels, cfg, device, log)
         else:  # a continued run keeps its autoencoder and scaling factor
             pipe.vae.eval().requires_grad_(False)
         data, data_std = latent_moments(pipe.vae, pixels, device)
+        encoder_report = colour_pullback(vae_means(pipe.vae), int(image_size), device=device)
+        print(f"encoder colour pull-back: {json.dumps(encoder_report)}", flush=True)
     else:
         data, data_std = pixels.to(device), None
     deadline = started + cfg.time_budget_s if cfg.time_budget_s else None
@@ -487,6 +518,8 @@ def train(cfg: TrainConfig) -> Path:
         images = sample_images(pipe, cfg, prompts, device, cfg.seed)
         save_grid(images, cfg.samples_per_prompt, log_dir / "samples.png")
         accuracy = sample_accuracy(images, prompts, cfg.samples_per_prompt)
+        if encoder_report is not None:
+            accuracy["encoder_colour_pullback"] = encoder_report
         (log_dir / "accuracy.json").write_text(json.dumps(accuracy, indent=1), encoding="utf-8")
         print(f"classifier accuracy of the samples: {accuracy['accuracy']:.3f}", flush=True)
     return save_pipeline(pipe, out)
@@ -506,6 +539,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--device", default=defaults.device)
     parser.add_argument("--n-images", type=int, default=defaults.n_images)
     parser.add_argument("--vae-steps", type=int, default=defaults.vae_steps)
+    parser.add_argument("--vae-anchor-weight", type=float, default=defaults.vae_anchor_weight)
     parser.add_argument("--lr", type=float, default=defaults.lr)
     parser.add_argument("--sample-steps", type=int, default=defaults.sample_steps)
     parser.add_argument("--guidance-scale", type=float, default=defaults.guidance_scale)
@@ -529,6 +563,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         device=args.device,
         n_images=args.n_images,
         vae_steps=args.vae_steps,
+        vae_anchor_weight=args.vae_anchor_weight,
         lr=args.lr,
         sample_steps=args.sample_steps,
         guidance_scale=args.guidance_scale,
