@@ -26,10 +26,9 @@ lint: $(STAMP)
 test: $(STAMP) lint
 	$(PY) -m pytest -q
 
+# DreamFusion on the embedded primitives model, offline, on the CPU: train, test video, mesh, eval.
 demo: $(STAMP)
-	$(VENV)/bin/studio doctor
-	$(VENV)/bin/studio plugins list
-	$(VENV)/bin/studio methods
+	bash tools/demo.sh $(VENV)/bin/studio "a red cube"
 
 # On the GPU machine (no venv there: its python already has torch + CUDA).
 gpu-check:
