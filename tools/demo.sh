@@ -17,5 +17,5 @@ echo
 echo "demo finished in $(( $(date +%s) - started )) s"
 echo "  run directory: $run"
 echo "  test video:    $video"
-echo "  mesh:          $mesh/$(cd "$mesh" && ls model.* | head -n 1)"
+echo "  mesh:          $mesh/$(cd "$mesh" && ls model.obj model.glb 2>/dev/null | head -n 1)"
 echo "  evaluation:    $run/save/eval.json"
