@@ -10,29 +10,25 @@ shapes and colours.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import Any, Optional
 
 import numpy as np
 
-from studio_primitives.colors import COLORS
-from studio_primitives.shapes import SHAPES
+from studio_primitives.prompts import named_shapes_and_colours, vocabulary_sentence
 
 
 def prompt_target(prompt: Optional[str]) -> tuple[Optional[tuple[str, str]], str]:
     """``((shape, colour), "")`` when ``prompt`` names exactly one known shape and one known
     colour as whole words (case-insensitive); else ``(None, reason)``."""
-    words = re.findall(r"[a-z]+", (prompt or "").lower())
-    shapes = sorted({w for w in words if w in SHAPES})
-    colors = sorted({w for w in words if w in COLORS})
+    shapes, colors = named_shapes_and_colours(prompt or "")
     if len(shapes) == 1 and len(colors) == 1:
         return (shapes[0], colors[0]), ""
     found = f"found shapes {shapes or 'none'} and colours {colors or 'none'}"
     return None, (
         f"The prompt {prompt!r} does not name exactly one primitive shape and one colour "
-        f"({found}); primitives R-precision needs a prompt like 'a red cube'. Known shapes: "
-        f"{', '.join(SHAPES)}. Known colours: {', '.join(COLORS)}."
+        f"({found}); primitives R-precision needs a prompt like 'a red cube'. "
+        f"{vocabulary_sentence()}"
     )
 
 

@@ -26,7 +26,15 @@ def unknown_words(text: str) -> list[str]:
     return list(dict.fromkeys(w for w in _WORD.findall(text.lower()) if w not in known))
 
 
-def _vocabulary() -> str:
+def named_shapes_and_colours(text: str) -> tuple[list[str], list[str]]:
+    """The distinct known shapes and colours ``text`` names as whole words (case-insensitive),
+    each list sorted."""
+    words = _WORD.findall(text.lower())
+    return sorted({w for w in words if w in SHAPES}), sorted({w for w in words if w in COLORS})
+
+
+def vocabulary_sentence() -> str:
+    """``"Known shapes: ... Known colours: ..."`` for messages."""
     return f"Known shapes: {', '.join(SHAPES)}. Known colours: {', '.join(COLORS)}."
 
 
@@ -34,9 +42,7 @@ def check_prompt(prompt: str, negative_prompt: str = "") -> None:
     """Raise :class:`ConfigError` unless ``prompt`` names one known shape and one known colour in
     known words only (``"a red cube"``, ``"the blue torus, side view"``) and ``negative_prompt``
     uses known words only (see the module doc)."""
-    words = _WORD.findall(prompt.lower())
-    shapes = sorted({w for w in words if w in SHAPES})
-    colors = sorted({w for w in words if w in COLORS})
+    shapes, colors = named_shapes_and_colours(prompt)
     unknown = unknown_words(prompt)
     if unknown or len(shapes) != 1 or len(colors) != 1:
         problems = []
@@ -48,7 +54,7 @@ def check_prompt(prompt: str, negative_prompt: str = "") -> None:
             problems.append(f"{len(colors)} colours instead of one")
         raise ConfigError(
             f"The prompt {prompt!r} has {'; '.join(problems)}: the primitives models know one "
-            f"coloured shape per prompt, like 'a red cube'. {_vocabulary()} Use a prompt like "
+            f"coloured shape per prompt, like 'a red cube'. {vocabulary_sentence()} Use a prompt like "
             'prompt="a blue torus", or a method with a full text-to-image model '
             "(dreamfusion-sd, dreamfusion-if)."
         )
