@@ -4,7 +4,10 @@
 # DATA_DIR: a data set written by `python -m studio_primitives.data` (the shipped weights used
 #   --n 7680 --seed 0 --size 64). OUT_DIR receives, per form, train-FORM.log and FORM.tar.gz
 #   (the saved pipeline folder plus its -training logs: loss.csv, samples.png, accuracy.json).
-# TRAIN-ARGS go to every `python -m studio_primitives.train` (e.g. --vae-steps 2 for a dry run).
+# TRAIN-ARGS go to every `python -m studio_primitives.train` (e.g. --vae-steps 2 for a dry run);
+# TRAIN_SD_ARGS / TRAIN_IF_ARGS (environment, split at spaces) go to one form only, e.g.
+#   TRAIN_IF_ARGS="--init plugins/primitives/src/studio_primitives/weights/if" to continue the
+#   shipped IF model while the SD form starts afresh.
 # Expects studio-core, studio-dreamfusion and studio-primitives importable (on the GPU machine:
 #   the carried wheels and `pip install --no-deps -e ...`, as tools/gpu-check.sh does).
 set -uo pipefail
@@ -17,8 +20,9 @@ work=$(mktemp -d)
 export PYTHONUNBUFFERED=1
 pids=()
 for form in sd if; do
+  if [ "$form" = sd ]; then read -r -a own <<< "${TRAIN_SD_ARGS:-}"; else read -r -a own <<< "${TRAIN_IF_ARGS:-}"; fi
   python -m studio_primitives.train --form "$form" --data "$data" --out "$work/$form" \
-    --batch 128 --time-budget "$budget" "$@" > "$out/train-$form.log" 2>&1 &
+    --batch 128 --time-budget "$budget" "$@" "${own[@]}" > "$out/train-$form.log" 2>&1 &
   pids+=($!)
 done
 status=0

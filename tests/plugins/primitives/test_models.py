@@ -11,6 +11,7 @@ import json
 import math
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -442,6 +443,36 @@ def test_colour_anchor_is_zero_for_pooled_colour_latents() -> None:
     means = torch.einsum("kc,nchw->nkhw", torch.tensor(ANCHOR_MIX), pooled)
     assert float(colour_anchor(x, means)) < 1e-12
     assert float(colour_anchor(x, means + 0.1)) == pytest.approx(0.01)
+
+
+class _LinearEncoder:
+    """An "autoencoder" whose posterior mean is ``gain`` times the anchor map (plus a constant)."""
+
+    def __init__(self, gain: float) -> None:
+        self.gain = gain
+
+    def encode(self, x: torch.Tensor) -> Any:
+        from types import SimpleNamespace
+
+        from studio_primitives.train import anchor_map
+
+        mean = self.gain * anchor_map(x, x.shape[-1] // 2) + 0.3
+        return SimpleNamespace(latent_dist=SimpleNamespace(mean=mean))
+
+
+def test_jacobian_anchor_measures_the_distance_of_the_encoder_jacobian_from_the_anchor_map() -> (
+    None
+):
+    from studio_primitives.train import jacobian_anchor
+
+    x = torch.rand(8, 3, 32, 32) * 2 - 1
+    generator = torch.Generator().manual_seed(0)
+    assert float(jacobian_anchor(_LinearEncoder(1.0), x, generator)) < 1e-8
+    # J = 2A: the term is E|A d|^2 per element; pooling 2x2 of unit noise has variance 1/4 in the
+    # three colour channels and 1/12 in their mean
+    expected = (3 * 0.25 + 0.25 / 3) / 4
+    value = float(jacobian_anchor(_LinearEncoder(2.0), x, generator))
+    assert value == pytest.approx(expected, rel=0.05)
 
 
 def test_sd_training_reports_the_encoder_colour_check(trained: dict[str, Path]) -> None:

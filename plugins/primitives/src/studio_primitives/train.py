@@ -6,12 +6,13 @@
    or reads a data set written by ``python -m studio_primitives.data`` (``--data DIR``: every image
    of it; render once, train both forms).
 2. SD form only: trains the ``AutoencoderKL`` for ``--vae-steps`` (MSE reconstruction, a tiny KL
-   term and the colour anchor of :func:`colour_anchor`), then sets ``vae.config.scaling_factor``
+   term, the colour anchor of :func:`colour_anchor` and the Jacobian anchor of
+   :func:`jacobian_anchor`), then sets ``vae.config.scaling_factor``
    to ``1 / std`` of the training latents, so scaled latents have unit variance as in Stable
-   Diffusion. The anchor keeps the encoder close to a linear function of the local colour, as
-   Stable Diffusion's own latents are: SDS back-propagates through the encoder, and without it the
-   small encoder learned a code in which the pull-back of a latent colour change was pixel noise
-   whose mean colour had the wrong sign (docs/primitives.md).
+   Diffusion. The anchors keep the encoder close to a linear function of the local colour, as
+   Stable Diffusion's own latents are: SDS back-propagates through the encoder, and without them
+   the small encoder learned a code in which the pull-back of a latent colour change was pixel
+   noise whose mean colour had the wrong sign (docs/primitives.md).
 3. Trains the UNet and the text encoder jointly (AdamW, bf16 autocast on CUDA, EMA of the weights
    saved) on the epsilon-prediction MSE at uniform timesteps; 10% of captions are replaced by the
    empty prompt, whose embedding is the unconditional one classifier-free guidance (and the prompt
@@ -87,6 +88,8 @@ class TrainConfig:
     vae_kl_weight: float = 1e-6
     #: Weight of :func:`colour_anchor` in the autoencoder's loss (0: reconstruction alone).
     vae_anchor_weight: float = 1.0
+    #: Weight of :func:`jacobian_anchor` in the autoencoder's loss (0: values anchored only).
+    vae_jacobian_weight: float = 10.0
     sample_steps: int = 30
     guidance_scale: float = 5.0
     samples_per_prompt: int = 4
@@ -214,23 +217,50 @@ def autocast(device: torch.device) -> Any:
 ANCHOR_MIX = ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0), (1 / 3, 1 / 3, 1 / 3))
 
 
+def anchor_map(x: torch.Tensor, latent_size: int) -> torch.Tensor:
+    """Images (or image changes) ``[N, 3, H, W]`` average-pooled to ``latent_size`` and mixed by
+    :data:`ANCHOR_MIX`: the linear encoder ``[N, 4, latent_size, latent_size]`` the anchor aims at."""
+    pooled = F.avg_pool2d(x.float(), x.shape[-1] // latent_size)
+    mix = torch.tensor(ANCHOR_MIX, device=x.device)
+    return torch.einsum("kc,nchw->nkhw", mix, pooled)
+
+
 def colour_anchor(x: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
-    """Mean squared distance of posterior ``means`` ``[N, 4, h, w]`` from the anchor: images ``x``
-    (``[N, 3, H, W]`` in [-1, 1]) average-pooled to the latent resolution and mixed by
-    :data:`ANCHOR_MIX`. Pulled to it, the encoder is nearly linear in the local colour (its
-    Jacobian close to the pooling's), and latent details ride on small residuals."""
-    factor = x.shape[-1] // means.shape[-1]
-    pooled = F.avg_pool2d(x.float(), factor)
-    mix = torch.tensor(ANCHOR_MIX, device=x.device)[: means.shape[1]]
-    anchor = torch.einsum("kc,nchw->nkhw", mix, pooled)
+    """Mean squared distance of posterior ``means`` ``[N, 4, h, w]`` from :func:`anchor_map` of
+    images ``x`` (``[N, 3, H, W]`` in [-1, 1]). Pulled to it, the encoder's values follow the local
+    colour, and latent details ride on small residuals."""
+    anchor = anchor_map(x, means.shape[-1])[:, : means.shape[1]]
     return F.mse_loss(means.float(), anchor)
+
+
+#: Step of the finite difference in :func:`jacobian_anchor` (pixels in [-1, 1]).
+JACOBIAN_STEP = 0.05
+
+
+def jacobian_anchor(
+    vae: Any, x: torch.Tensor, generator: Optional[torch.Generator] = None
+) -> torch.Tensor:
+    """Monte-Carlo estimate of ``||J - A||_F^2`` (per latent element) for the encoder's Jacobian
+    ``J`` at images ``x`` and the linear map ``A`` of :func:`anchor_map`: for Gaussian ``d``,
+    ``E|(mean(x + s d) - mean(x)) / s - A d|^2`` with the step ``s`` of :data:`JACOBIAN_STEP`.
+
+    The colour anchor fixes the encoder's values only; SDS back-propagates through its transposed
+    Jacobian, which this term keeps close to ``A^T`` (spread a latent change over its pixels), so
+    a latent colour change pulls back to that colour rather than to pixel noise. Computed in fp32
+    (outside any autocast): a bf16 finite difference would be mostly rounding."""
+    d = torch.randn(x.shape, generator=generator, device=x.device)
+    with torch.autocast(x.device.type, enabled=False):
+        base = vae.encode(x.float()).latent_dist.mean
+        moved = vae.encode(x.float() + JACOBIAN_STEP * d).latent_dist.mean
+    jd = (moved - base) / JACOBIAN_STEP
+    return F.mse_loss(jd, anchor_map(d, jd.shape[-1])[:, : jd.shape[1]])
 
 
 def train_vae(
     vae: Any, pixels: torch.Tensor, cfg: TrainConfig, device: torch.device, log: list[tuple]
 ) -> None:
-    """Fit the autoencoder (MSE + ``vae_kl_weight`` KL + ``vae_anchor_weight`` colour anchor)
-    and set its ``scaling_factor``."""
+    """Fit the autoencoder (MSE + ``vae_kl_weight`` KL + ``vae_anchor_weight`` colour anchor +
+    ``vae_jacobian_weight`` Jacobian anchor) and set its ``scaling_factor``."""
     vae.train().requires_grad_(True)
     optimizer = torch.optim.AdamW(vae.parameters(), lr=cfg.vae_lr, weight_decay=0.0)
     for step in range(cfg.vae_steps):
@@ -245,6 +275,8 @@ def train_vae(
         loss = mse + cfg.vae_kl_weight * posterior.kl().mean()
         if cfg.vae_anchor_weight > 0:
             loss = loss + cfg.vae_anchor_weight * colour_anchor(x, posterior.mean)
+        if cfg.vae_jacobian_weight > 0:
+            loss = loss + cfg.vae_jacobian_weight * jacobian_anchor(vae, x)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -540,6 +572,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--n-images", type=int, default=defaults.n_images)
     parser.add_argument("--vae-steps", type=int, default=defaults.vae_steps)
     parser.add_argument("--vae-anchor-weight", type=float, default=defaults.vae_anchor_weight)
+    parser.add_argument("--vae-jacobian-weight", type=float, default=defaults.vae_jacobian_weight)
     parser.add_argument("--lr", type=float, default=defaults.lr)
     parser.add_argument("--sample-steps", type=int, default=defaults.sample_steps)
     parser.add_argument("--guidance-scale", type=float, default=defaults.guidance_scale)
@@ -564,6 +597,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         n_images=args.n_images,
         vae_steps=args.vae_steps,
         vae_anchor_weight=args.vae_anchor_weight,
+        vae_jacobian_weight=args.vae_jacobian_weight,
         lr=args.lr,
         sample_steps=args.sample_steps,
         guidance_scale=args.guidance_scale,
