@@ -1,0 +1,220 @@
+"""DreamFusion on every shape x colour prompt of the primitives models: R-precision and wall time.
+
+usage: python tools/primitives_table.py OUT [--presets P ...] [--prompts "a red cube" ...]
+       [--jobs N] [--studio PATH] [--set KEY=VALUE ...]
+       python tools/primitives_table.py OUT --summarize
+
+For every (preset, prompt) pair, in parallel over ``--jobs`` worker processes: ``studio run PRESET
+prompt=...`` (training and the test orbit), then ``studio eval RUN -e primitives-r-precision``.
+Each finished run appends one JSON line to ``OUT/results.jsonl`` at once (a run cut short by a
+time limit keeps what finished) and copies one test frame to ``OUT/frames/``. At the end, and with
+``--summarize`` from an existing ``results.jsonl``, writes ``OUT/table.md`` (per preset: a
+shape x colour grid of R-precision, the mean, wall times) and ``OUT/frames-PRESET.png`` (one test
+frame per prompt, shapes as rows, colours as columns).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from studio_primitives.colors import COLORS
+from studio_primitives.shapes import SHAPES
+
+PRESETS = ("dreamfusion-primitives", "dreamfusion-primitives-if")
+EVALUATOR = "primitives-r-precision"
+
+
+def all_prompts() -> list[str]:
+    """``"a {colour} {shape}"`` for every pair, shapes outer."""
+    return [f"a {color} {shape}" for shape in SHAPES for color in COLORS]
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+def run_one(
+    studio: str, preset: str, prompt: str, out: Path, overrides: Sequence[str]
+) -> dict[str, Any]:
+    """Train, test and evaluate one prompt; returns its result record (``error`` on failure)."""
+    root = out / "runs" / preset / slug(prompt)
+    shutil.rmtree(root, ignore_errors=True)
+    log = out / "logs" / f"{preset}--{slug(prompt)}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    record: dict[str, Any] = {"preset": preset, "prompt": prompt, "overrides": list(overrides)}
+    command = [
+        studio,
+        "run",
+        preset,
+        f"prompt={prompt}",
+        f"exp_root_dir={root}",
+        "trainer.enable_progress_bar=false",
+        *overrides,
+    ]
+    with open(log, "w", encoding="utf-8") as sink:
+        started = time.perf_counter()
+        code = subprocess.call(command, stdout=sink, stderr=subprocess.STDOUT)
+        record["run_s"] = round(time.perf_counter() - started, 1)
+        if code != 0:
+            return {**record, "error": f"studio run exited {code} (see {log})"}
+        (run_dir,) = (root / preset).iterdir()
+        started = time.perf_counter()
+        code = subprocess.call(
+            [studio, "eval", str(run_dir), "-e", EVALUATOR], stdout=sink, stderr=subprocess.STDOUT
+        )
+        record["eval_s"] = round(time.perf_counter() - started, 1)
+    if code != 0:
+        return {**record, "error": f"studio eval exited {code} (see {log})"}
+    metrics = json.loads((run_dir / "save" / "eval.json").read_text())["evaluators"][EVALUATOR]
+    record.update({k: metrics[k] for k in ("r_precision", "shape_accuracy", "color_accuracy")})
+    record["frames"] = metrics["frames"]
+    frames = sorted((run_dir / "save").glob("*-test/*.png"))
+    if frames:
+        target = out / "frames" / preset / f"{slug(prompt)}.png"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(frames[0], target)
+    return record
+
+
+def run_all(args: argparse.Namespace) -> None:
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    jobs = [(preset, prompt) for prompt in args.prompts for preset in args.presets]
+    lock = threading.Lock()
+    done = [0]
+    started = time.perf_counter()
+
+    def work(job: tuple[str, str]) -> None:
+        try:
+            record = run_one(args.studio, *job, out, args.set)
+        except Exception as exc:  # noqa: BLE001 -- a broken run must not stop the table
+            record = {"preset": job[0], "prompt": job[1], "error": repr(exc)}
+        with lock:
+            done[0] += 1
+            with open(out / "results.jsonl", "a", encoding="utf-8") as f:
+                f.write(json.dumps(record) + "\n")
+            elapsed = time.perf_counter() - started
+            print(
+                f"[{done[0]}/{len(jobs)} {elapsed:.0f} s] {job[0]} {job[1]!r}: "
+                f"R={record.get('r_precision', '-')} run {record.get('run_s', '-')} s"
+                + (f" ERROR {record['error']}" if "error" in record else ""),
+                flush=True,
+            )
+
+    with ThreadPoolExecutor(args.jobs) as pool:
+        list(pool.map(work, jobs))
+
+
+def read_results(out: Path) -> list[dict[str, Any]]:
+    """The last record of every (preset, prompt) in ``OUT/results.jsonl``."""
+    latest: dict[tuple[str, str], dict[str, Any]] = {}
+    for line in (out / "results.jsonl").read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            record = json.loads(line)
+            latest[(record["preset"], record["prompt"])] = record
+    return list(latest.values())
+
+
+def summarize(out: Path) -> str:
+    """Write ``OUT/table.md`` and the frame grids; returns the markdown."""
+    records = read_results(out)
+    lines: list[str] = []
+    for preset in sorted({r["preset"] for r in records}):
+        rows = {r["prompt"]: r for r in records if r["preset"] == preset}
+        scored = [r for r in rows.values() if "r_precision" in r]
+        failed = [r for r in rows.values() if "error" in r]
+        lines += [f"### {preset}", ""]
+        lines += ["| shape | " + " | ".join(COLORS) + " |", "|---" * (len(COLORS) + 1) + "|"]
+        for shape in SHAPES:
+            cells = []
+            for color in COLORS:
+                record = rows.get(f"a {color} {shape}")
+                if record is None:
+                    cells.append("")
+                elif "error" in record:
+                    cells.append("error")
+                else:
+                    cells.append(f"{record['r_precision']:.2f}")
+            lines.append(f"| {shape} | " + " | ".join(cells) + " |")
+        lines.append("")
+        if scored:
+            mean = statistics.fmean(r["r_precision"] for r in scored)
+            shape_acc = statistics.fmean(r["shape_accuracy"] for r in scored)
+            color_acc = statistics.fmean(r["color_accuracy"] for r in scored)
+            times = [r["run_s"] for r in scored]
+            lines.append(
+                f"{len(scored)} runs: mean R-precision **{mean:.3f}** (shape {shape_acc:.3f}, "
+                f"colour {color_acc:.3f}); wall time per run (train + test orbit) median "
+                f"{statistics.median(times):.1f} s, min {min(times):.1f} s, max {max(times):.1f} s"
+                f"; eval median {statistics.median(r['eval_s'] for r in scored):.1f} s."
+            )
+        if failed:
+            lines.append(f"{len(failed)} runs failed: " + ", ".join(r["prompt"] for r in failed))
+        lines.append("")
+        frame_grid(out, preset)
+    text = "\n".join(lines)
+    (out / "table.md").write_text(text, encoding="utf-8")
+    return text
+
+
+def frame_grid(out: Path, preset: str) -> None:
+    """``OUT/frames-PRESET.png``: each prompt's first test frame, shapes x colours (grey: none)."""
+    folder = out / "frames" / preset
+    tiles: list[list[np.ndarray]] = []
+    size = None
+    for shape in SHAPES:
+        row = []
+        for color in COLORS:
+            path = folder / f"{slug(f'a {color} {shape}')}.png"
+            if path.is_file():
+                tile = np.asarray(Image.open(path).convert("RGB"))
+                size = size or tile.shape[:2]
+                row.append(tile)
+            else:
+                row.append(None)
+        tiles.append(row)
+    if size is None:
+        return
+    blank = np.full((*size, 3), 128, dtype=np.uint8)
+    grid = np.concatenate(
+        [np.concatenate([t if t is not None else blank for t in row], axis=1) for row in tiles]
+    )
+    Image.fromarray(grid).save(out / f"frames-{preset}.png")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python tools/primitives_table.py", description=__doc__)
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--presets", nargs="+", default=list(PRESETS))
+    parser.add_argument("--prompts", nargs="+", default=all_prompts())
+    parser.add_argument("--jobs", type=int, default=max(1, (os.cpu_count() or 2) // 2))
+    parser.add_argument("--studio", default=shutil.which("studio") or "studio")
+    parser.add_argument(
+        "--set", nargs="*", default=[], help="config overrides for every run (KEY=VALUE)"
+    )
+    parser.add_argument("--summarize", action="store_true", help="only rewrite table.md")
+    args = parser.parse_args(argv)
+    if not args.summarize:
+        run_all(args)
+    print(summarize(args.out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
