@@ -95,7 +95,7 @@ def run_one(
 def run_all(args: argparse.Namespace) -> None:
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
-    jobs = [(preset, prompt) for prompt in args.prompts for preset in args.presets]
+    jobs = [(preset, prompt) for preset in args.presets for prompt in args.prompts]
     lock = threading.Lock()
     done = [0]
     started = time.perf_counter()
@@ -117,8 +117,10 @@ def run_all(args: argparse.Namespace) -> None:
                 flush=True,
             )
 
+    if jobs:  # the first run alone: it JIT-builds nerfacc's CUDA code, which is not parallel-safe
+        work(jobs[0])
     with ThreadPoolExecutor(args.jobs) as pool:
-        list(pool.map(work, jobs))
+        list(pool.map(work, jobs[1:]))
 
 
 def read_results(out: Path) -> list[dict[str, Any]]:
@@ -174,7 +176,8 @@ def summarize(out: Path) -> str:
 
 
 def frame_grid(out: Path, preset: str) -> None:
-    """``OUT/frames-PRESET.png``: each prompt's first test frame, shapes x colours (grey: none)."""
+    """``OUT/frames-PRESET.png``: the colour image of each prompt's first test frame, shapes x
+    colours (grey: no run)."""
     folder = out / "frames" / preset
     tiles: list[list[np.ndarray]] = []
     size = None
@@ -184,6 +187,7 @@ def frame_grid(out: Path, preset: str) -> None:
             path = folder / f"{slug(f'a {color} {shape}')}.png"
             if path.is_file():
                 tile = np.asarray(Image.open(path).convert("RGB"))
+                tile = tile[:, : tile.shape[0]]  # the RGB pane of an RGB | normal | opacity frame
                 size = size or tile.shape[:2]
                 row.append(tile)
             else:

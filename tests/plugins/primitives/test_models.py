@@ -60,6 +60,7 @@ TINY = {
         text_dim=32,
         unet_channels=(16, 32),
         unet_attention_head_dim=8,
+        plain_levels=1,
         norm_groups=8,
     ),
 }
@@ -481,3 +482,31 @@ def test_sd_training_reports_the_encoder_colour_check(trained: dict[str, Path]) 
     assert set(check["mean_rgb"]) == {"red", "green", "blue"} and 0 <= check["aligned"] <= 1
     if_report = json.loads((trained["if"].parent / "if-training" / "accuracy.json").read_text())
     assert "encoder_colour_pullback" not in if_report  # no autoencoder in the IF form
+
+
+def test_snr_weights_follow_min_snr_gamma() -> None:
+    from studio_primitives.train import snr_weights
+
+    a = torch.tensor([0.9, 0.5, 0.1])  # SNR 9, 1, 1/9
+    assert torch.allclose(snr_weights(a, 5.0), torch.tensor([5.0 / 9.0, 1.0, 1.0]))
+    assert torch.equal(snr_weights(a, None), torch.ones(3))
+
+
+def test_model_config_from_the_command_line() -> None:
+    from studio_primitives.train import model_config
+
+    assert model_config("if", None, None) is None
+    config = model_config("if", "32,64,96,128", 2)
+    assert config.unet_channels == (32, 64, 96, 128) and config.plain_levels == 2
+    pipe = build_if_form(config)
+    assert pipe.unet.config.down_block_types == (
+        "DownBlock2D",
+        "DownBlock2D",
+        "CrossAttnDownBlock2D",
+        "CrossAttnDownBlock2D",
+    )
+    assert pipe.unet.config.up_block_types[-2:] == ("UpBlock2D", "UpBlock2D")
+    with pytest.raises(ConfigError, match="32,64,96,128"):
+        model_config("if", "32;64", None)
+    with pytest.raises(ConfigError, match="IF form only"):
+        model_config("sd", None, 2)

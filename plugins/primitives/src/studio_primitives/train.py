@@ -86,6 +86,10 @@ class TrainConfig:
     #: weights); the decay ramps up as ``min(ema_decay, (1 + step) / (10 + step))``; 0 disables.
     ema_decay: float = 0.999
     vae_kl_weight: float = 1e-6
+    #: Min-SNR-gamma weighting of the denoiser's loss (Hang et al. 2023): each sample's epsilon
+    #: MSE times ``min(SNR_t, gamma) / SNR_t``, which keeps the many easy low-noise steps from
+    #: dominating (the global shape forms at high noise); ``None``: uniform weights.
+    snr_gamma: Optional[float] = None
     #: Weight of :func:`colour_anchor` in the autoencoder's loss (0: reconstruction alone).
     vae_anchor_weight: float = 1.0
     #: Weight of :func:`jacobian_anchor` in the autoencoder's loss (0: values anchored only).
@@ -203,6 +207,15 @@ def lr_factor(step: int, warmup: int, total: int, time_progress: float = 0.0) ->
         return (step + 1) / warmup
     progress = max((step - warmup) / max(1, total - warmup), time_progress)
     return 0.1 + 0.9 * 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def snr_weights(alphas_cumprod: torch.Tensor, gamma: Optional[float]) -> torch.Tensor:
+    """Per-sample loss weights ``min(SNR, gamma) / SNR`` with ``SNR = a / (1 - a)`` (ones when
+    ``gamma`` is ``None``)."""
+    if gamma is None:
+        return torch.ones_like(alphas_cumprod)
+    snr = alphas_cumprod / (1.0 - alphas_cumprod)
+    return snr.clamp(max=gamma) / snr
 
 
 def autocast(device: torch.device) -> Any:
@@ -353,8 +366,9 @@ def train_denoiser(
         with autocast(device):
             embeddings = encode_tokens(pipe, cfg.form, all_ids[rows], all_masks[rows])
             out = unet(noisy, t, encoder_hidden_states=embeddings).sample.float()
-        loss = F.mse_loss(out[:, :channels], noise)
-        total = loss
+        per_sample = (out[:, :channels] - noise).pow(2).mean(dim=(1, 2, 3))
+        loss = per_sample.mean()  # logged unweighted, comparable across runs
+        total = (per_sample * snr_weights(a.view(-1), cfg.snr_gamma)).mean()
         if out.shape[1] > channels:  # IF: variance channels -> +1 (beta_t)
             total = loss + 0.1 * F.mse_loss(out[:, channels:], torch.ones_like(out[:, channels:]))
         optimizer.zero_grad(set_to_none=True)
@@ -557,6 +571,28 @@ def train(cfg: TrainConfig) -> Path:
     return save_pipeline(pipe, out)
 
 
+def model_config(
+    form: str, unet_channels: Optional[str], plain_levels: Optional[int]
+) -> Optional[SDFormConfig | IFFormConfig]:
+    """The form's default model config with the command line's UNet changes; ``None`` if none."""
+    if unet_channels is None and plain_levels is None:
+        return None
+    config = SDFormConfig() if form == "sd" else IFFormConfig()
+    if unet_channels is not None:
+        try:
+            config.unet_channels = tuple(int(c) for c in unet_channels.split(","))
+        except ValueError:
+            raise ConfigError(
+                f"--unet-channels must be comma-separated integers like 32,64,96,128; got "
+                f"{unet_channels!r}."
+            ) from None
+    if plain_levels is not None:
+        if form == "sd":
+            raise ConfigError("--plain-levels applies to the IF form only.")
+        config.plain_levels = plain_levels
+    return config
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m studio_primitives.train",
@@ -574,6 +610,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--vae-anchor-weight", type=float, default=defaults.vae_anchor_weight)
     parser.add_argument("--vae-jacobian-weight", type=float, default=defaults.vae_jacobian_weight)
     parser.add_argument("--lr", type=float, default=defaults.lr)
+    parser.add_argument(
+        "--snr-gamma", type=float, default=None, help="min-SNR loss weighting (default: uniform)"
+    )
+    parser.add_argument(
+        "--unet-channels",
+        default=None,
+        help="new model only: UNet channels per level, e.g. 32,64,96,128 (default: the form's)",
+    )
+    parser.add_argument(
+        "--plain-levels",
+        type=int,
+        default=None,
+        help="new model only: leading UNet levels without attention (default: the form's)",
+    )
     parser.add_argument("--sample-steps", type=int, default=defaults.sample_steps)
     parser.add_argument("--guidance-scale", type=float, default=defaults.guidance_scale)
     parser.add_argument("--log-dir", type=Path, default=None)
@@ -587,26 +637,28 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "--data", type=Path, default=None, help="data set folder to train on instead of rendering"
     )
     args = parser.parse_args(argv)
-    cfg = TrainConfig(
-        form=args.form,
-        out=args.out,
-        steps=args.steps,
-        batch=args.batch,
-        seed=args.seed,
-        device=args.device,
-        n_images=args.n_images,
-        vae_steps=args.vae_steps,
-        vae_anchor_weight=args.vae_anchor_weight,
-        vae_jacobian_weight=args.vae_jacobian_weight,
-        lr=args.lr,
-        sample_steps=args.sample_steps,
-        guidance_scale=args.guidance_scale,
-        log_dir=args.log_dir,
-        time_budget_s=args.time_budget,
-        init=args.init,
-        data=args.data,
-    )
     try:
+        cfg = TrainConfig(
+            snr_gamma=args.snr_gamma,
+            model=model_config(args.form, args.unet_channels, args.plain_levels),
+            form=args.form,
+            out=args.out,
+            steps=args.steps,
+            batch=args.batch,
+            seed=args.seed,
+            device=args.device,
+            n_images=args.n_images,
+            vae_steps=args.vae_steps,
+            vae_anchor_weight=args.vae_anchor_weight,
+            vae_jacobian_weight=args.vae_jacobian_weight,
+            lr=args.lr,
+            sample_steps=args.sample_steps,
+            guidance_scale=args.guidance_scale,
+            log_dir=args.log_dir,
+            time_budget_s=args.time_budget,
+            init=args.init,
+            data=args.data,
+        )
         folder = train(cfg)
     except ConfigError as exc:
         parser.exit(2, f"error: {exc}\n")

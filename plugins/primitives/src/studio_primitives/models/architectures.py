@@ -61,8 +61,13 @@ class IFFormConfig:
     text_heads: int = 4
     #: T5's feed-forward kind: ``"gated-gelu"`` is T5 v1.1's (IF's text encoder), ``"relu"`` v1's.
     text_feed_forward: str = "gated-gelu"
-    unet_channels: tuple[int, ...] = (48, 96, 112)
+    #: Four levels, 64 -> 8 pixels, attention at 16x16 and 8x8 only: the shipped model. The
+    #: first design, (48, 96, 112) with attention from 32x32 on, trained 6x slower per step (CPU)
+    #: and reached 0.50 sample accuracy after ~4,900 steps against this one's 0.57 after 2,700.
+    unet_channels: tuple[int, ...] = (32, 64, 96, 128)
     unet_attention_head_dim: int = 16
+    #: Leading UNet levels without attention (the full-resolution ones are the costly ones).
+    plain_levels: int = 2
     norm_groups: int = 16
 
 
@@ -101,10 +106,17 @@ def if_scheduler() -> Any:
     )
 
 
-def _blocks(n: int, cross: str, plain: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """Down and up block types: the first down block plain, every other one with attention."""
-    down = (plain.replace("X", "Down"),) + (cross.replace("X", "Down"),) * (n - 1)
-    up = (cross.replace("X", "Up"),) * (n - 1) + (plain.replace("X", "Up"),)
+def _blocks(
+    n: int, cross: str, plain: str, plain_levels: int = 1
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Down and up block types: the first ``plain_levels`` levels plain, the others with
+    attention (the up path mirrors the down path)."""
+    down = (plain.replace("X", "Down"),) * plain_levels + (cross.replace("X", "Down"),) * (
+        n - plain_levels
+    )
+    up = (cross.replace("X", "Up"),) * (n - plain_levels) + (
+        plain.replace("X", "Up"),
+    ) * plain_levels
     return down, up
 
 
@@ -201,7 +213,7 @@ def build_if_form(config: IFFormConfig | None = None) -> Any:
             eos_token_id=tokenizer.eos_token_id,
         )
     )
-    down, up = _blocks(len(cfg.unet_channels), "CrossAttnXBlock2D", "XBlock2D")
+    down, up = _blocks(len(cfg.unet_channels), "CrossAttnXBlock2D", "XBlock2D", cfg.plain_levels)
     unet = UNet2DConditionModel(
         sample_size=cfg.image_size,
         in_channels=3,
