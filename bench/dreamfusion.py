@@ -1,4 +1,4 @@
-"""DreamFusion-SD training step vs the Stable Diffusion guidance alone (CUDA).
+"""DreamFusion training step vs the guidance alone (CUDA), for dreamfusion-sd and dreamfusion-if.
 
 Builds an SD-2.1-base-*sized* pipeline with random weights from the published architecture
 (UNet 865M parameters, VAE, DDIM schedule; no download), then measures in one run:
@@ -11,6 +11,12 @@ Builds an SD-2.1-base-*sized* pipeline with random weights from the published ar
 for batch 1 and 4, eagerly and with the guidance option ``compile=reduce-overhead`` (torch.compile
 + CUDA graphs) and channels-last. Prints a table of median ms per iteration, the full/guidance
 ratio, the compile speed-up and peak VRAM. Usage: ``python bench/dreamfusion.py [--quick]``.
+
+``--guidance if`` measures the ``dreamfusion-if`` preset instead, eagerly at its batch size 1: an
+IF-I-XL-*sized* stage-I UNet (about 4.3B parameters, random fp16 weights, built from the published
+``unet/config.json`` of ``DeepFloyd/IF-I-XL-v1.0``) and IF's scheduler; its main number is the
+peak VRAM of the training step (the T5-XXL text encoder is not part of a step: embeddings are
+computed once, cached and the encoder freed).
 """
 
 from __future__ import annotations
@@ -47,6 +53,65 @@ SD_VAE = dict(
     sample_size=512,
 )
 
+#: DeepFloyd IF-I-XL-v1.0's stage-I UNet (its published diffusers ``unet/config.json``; keys left
+#: at the diffusers defaults are omitted).
+IF_I_XL_UNET = dict(
+    sample_size=64,
+    in_channels=3,
+    out_channels=6,
+    down_block_types=("ResnetDownsampleBlock2D",) + ("SimpleCrossAttnDownBlock2D",) * 3,
+    up_block_types=("SimpleCrossAttnUpBlock2D",) * 3 + ("ResnetUpsampleBlock2D",),
+    mid_block_type="UNetMidBlock2DSimpleCrossAttn",
+    block_out_channels=(704, 1408, 2112, 2816),
+    layers_per_block=3,
+    attention_head_dim=64,
+    cross_attention_dim=2816,
+    cross_attention_norm="group_norm",
+    encoder_hid_dim=4096,
+    encoder_hid_dim_type="text_proj",
+    addition_embed_type="text",
+    addition_embed_type_num_heads=64,
+    act_fn="gelu",
+    resnet_time_scale_shift="scale_shift",
+    norm_num_groups=32,
+    only_cross_attention=False,
+    upcast_attention=False,
+    use_linear_projection=False,
+)
+
+
+def write_model_index(folder: Path, pipeline: str, components: dict[str, str]) -> None:
+    """``model_index.json`` of a pipeline holding ``components`` (name -> class), others absent."""
+    import json
+
+    index: dict[str, object] = {"_class_name": pipeline, "_diffusers_version": "0.27.0"}
+    for name in ("unet", "vae", "scheduler", "text_encoder", "tokenizer"):
+        index[name] = ["diffusers", components[name]] if name in components else [None, None]
+    index.update(
+        safety_checker=[None, None], feature_extractor=[None, None], requires_safety_checker=False
+    )
+    if pipeline == "IFPipeline":
+        index["watermarker"] = [None, None]
+    (folder / "model_index.json").write_text(json.dumps(index))
+
+
+def build_if_xl_sized(folder: Path) -> Path:
+    """Save a random-weight stage-I pipeline with IF-I-XL's UNet and IF's scheduler."""
+    from diffusers import UNet2DConditionModel
+
+    from studio_primitives.models.architectures import if_scheduler
+
+    torch.manual_seed(0)
+    with torch.device("cuda"):
+        unet = UNet2DConditionModel(**IF_I_XL_UNET).half()
+    unet.save_pretrained(folder / "unet")
+    del unet
+    if_scheduler().save_pretrained(folder / "scheduler")
+    write_model_index(
+        folder, "IFPipeline", {"unet": "UNet2DConditionModel", "scheduler": "DDPMScheduler"}
+    )
+    return folder
+
 
 def build_sd21_sized(folder: Path) -> Path:
     """Save a random-weight pipeline with SD 2.1-base's UNet/VAE/scheduler architecture."""
@@ -67,31 +132,22 @@ def build_sd21_sized(folder: Path) -> Path:
         set_alpha_to_one=False,
         steps_offset=1,
     ).save_pretrained(folder / "scheduler")
-    index = {
-        "_class_name": "StableDiffusionPipeline",
-        "_diffusers_version": "0.27.0",
-        "unet": ["diffusers", "UNet2DConditionModel"],
-        "vae": ["diffusers", "AutoencoderKL"],
-        "scheduler": ["diffusers", "DDIMScheduler"],
-        "text_encoder": [None, None],
-        "tokenizer": [None, None],
-        "safety_checker": [None, None],
-        "feature_extractor": [None, None],
-        "requires_safety_checker": False,
-    }
-    import json
-
-    (folder / "model_index.json").write_text(json.dumps(index))
+    write_model_index(
+        folder,
+        "StableDiffusionPipeline",
+        {"unet": "UNet2DConditionModel", "vae": "AutoencoderKL", "scheduler": "DDIMScheduler"},
+    )
     return folder
 
 
-def random_prompt_output(device: torch.device):
-    """Prompt embeddings of SD 2.1's shape ``[77, 1024]`` (the text encoder runs once per run)."""
+def random_prompt_output(device: torch.device, width: int = 1024):
+    """Prompt embeddings ``[77, width]`` (SD 2.1: 1024, IF's T5-XXL: 4096); the text encoder runs
+    once per run."""
     from studio_dreamfusion.prompts.output import PromptProcessorOutput
     from studio_dreamfusion.prompts.views import ViewThresholds, build_directions
 
     directions = build_directions("a bench", "", ViewThresholds())
-    emb = lambda *s: torch.randn(*s, 77, 1024, device=device)  # noqa: E731
+    emb = lambda *s: torch.randn(*s, 77, width, device=device)  # noqa: E731
     return PromptProcessorOutput(
         text_embeddings=emb(),
         uncond_text_embeddings=emb(),
@@ -104,10 +160,12 @@ def random_prompt_output(device: torch.device):
     )
 
 
-def make_guidance(path: Path, compile_mode: str, channels_last: bool):
+def make_guidance(path: Path, compile_mode: str, channels_last: bool, kind: str = "sd"):
+    from studio_dreamfusion.guidance.deep_floyd import DeepFloydGuidance
     from studio_dreamfusion.guidance.stable_diffusion import StableDiffusionGuidance
 
-    return StableDiffusionGuidance(
+    cls = StableDiffusionGuidance if kind == "sd" else DeepFloydGuidance
+    return cls(
         {
             "pretrained_model_name_or_path": str(path),
             "compile": compile_mode,
@@ -117,13 +175,19 @@ def make_guidance(path: Path, compile_mode: str, channels_last: bool):
     )
 
 
-def make_system(guidance, prompt_utils, batch_size: int, fused_adam: bool = False):
+def make_system(
+    guidance,
+    prompt_utils,
+    batch_size: int,
+    fused_adam: bool = False,
+    preset: str = "dreamfusion-sd",
+):
     from studio.config.resolve import load_experiment
     from studio.data.random_camera import RandomCameraDataModule
     from studio.training.optim import build_optimizer
     from studio_dreamfusion.system import DreamFusionSystem
 
-    experiment = load_experiment("dreamfusion-sd", [], prompt="a bench").experiment
+    experiment = load_experiment(preset, [], prompt="a bench").experiment
     system_cfg = dict(experiment.system)
     for key in ("prompt_processor", "guidance"):  # the guidance is handed in, already built
         system_cfg.pop(key)
@@ -142,14 +206,20 @@ def make_system(guidance, prompt_utils, batch_size: int, fused_adam: bool = Fals
 
 
 def bench(
-    path: Path, batch: int, compile_mode: str, channels_last: bool, fused: bool, iters: int
+    path: Path,
+    batch: int,
+    compile_mode: str,
+    channels_last: bool,
+    fused: bool,
+    iters: int,
+    kind: str = "sd",
 ) -> dict:
     from studio.training.trainer import to_device
 
     cuda = torch.device("cuda")
 
-    guidance = make_guidance(path, compile_mode, channels_last)
-    prompt_utils = random_prompt_output(cuda)
+    guidance = make_guidance(path, compile_mode, channels_last, kind)
+    prompt_utils = random_prompt_output(cuda, 1024 if kind == "sd" else 4096)
     cams = {
         "elevation": torch.full((batch,), 10.0, device="cuda"),
         "azimuth": torch.zeros(batch, device="cuda"),
@@ -160,7 +230,8 @@ def bench(
     def guidance_only():
         guidance(render, prompt_utils, **cams)["loss_sds"].backward()
 
-    system, data, optimizer = make_system(guidance, prompt_utils, batch, fused)
+    preset = "dreamfusion-sd" if kind == "sd" else "dreamfusion-if"
+    system, data, optimizer = make_system(guidance, prompt_utils, batch, fused, preset)
     scaler = torch.amp.GradScaler("cuda")
     step = [5000]  # past the warm-ups: all hash-grid levels on, diffuse shading
 
@@ -211,11 +282,14 @@ def bench(
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="fewer iterations")
+    parser.add_argument("--guidance", choices=("sd", "if"), default="sd")
     args = parser.parse_args()
     if not torch.cuda.is_available():
-        print("bench/dreamfusion.py: needs CUDA (SD-2.1-sized UNet); skipped.")
+        print("bench/dreamfusion.py: needs CUDA (full-sized UNets); skipped.")
         return 0
     iters = 10 if args.quick else 30
+    if args.guidance == "if":
+        return bench_if(iters)
     variants = [
         ("eager", "none", False, False),
         ("compiled", "reduce-overhead", True, False),
@@ -253,6 +327,24 @@ def main() -> int:
             f"batch {batch}: compile speed-up guidance x{eager['guidance'] / fast['guidance']:.2f}, "
             f"full step x{eager['full'] / fast['full']:.2f} (compile warm-up {fast['warm_s']:.0f} s)"
         )
+    return 0
+
+
+def bench_if(iters: int) -> int:
+    """The ``dreamfusion-if`` preset, eager, batch 1: ms per step and peak VRAM."""
+    with tempfile.TemporaryDirectory() as tmp:
+        started = time.perf_counter()
+        path = build_if_xl_sized(Path(tmp))
+        torch.cuda.empty_cache()
+        print(f"built the IF-I-XL-sized pipeline in {time.perf_counter() - started:.0f} s")
+        r = bench(path, 1, "none", True, False, iters, kind="if")
+    print(f"\nDreamFusion-IF step on {torch.cuda.get_device_name()} (median ms, {iters} iters)")
+    print("| batch | guidance alone | full step | full / guidance | peak VRAM (full step) |")
+    print("|---|---|---|---|---|")
+    print(
+        f"| 1 | {r['guidance']:.1f} | {r['full']:.1f} | {r['full'] / r['guidance']:.2f} | "
+        f"{r['peak']:.2f} GiB |"
+    )
     return 0
 
 
