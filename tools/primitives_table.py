@@ -117,7 +117,7 @@ def run_all(args: argparse.Namespace) -> None:
                 flush=True,
             )
 
-    if jobs:  # the first run alone: it JIT-builds nerfacc's CUDA code, which is not parallel-safe
+    if jobs:  # the first run alone: it JIT-builds nerfacc's CUDA code (~75 s) the others then load
         work(jobs[0])
     with ThreadPoolExecutor(args.jobs) as pool:
         list(pool.map(work, jobs[1:]))

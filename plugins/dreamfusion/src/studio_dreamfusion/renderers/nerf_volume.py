@@ -56,6 +56,9 @@ class NeRFVolumeRenderer(BaseRenderer):
         if self.backend == "nerfacc":
             import nerfacc
 
+            from studio_dreamfusion.renderers.nerfacc_build import load_nerfacc_backend
+
+            load_nerfacc_backend()  # build its CUDA code now, one process at a time
             r = cfg.radius
             self.estimator = nerfacc.OccGridEstimator(
                 roi_aabb=[-r, -r, -r, r, r, r], resolution=cfg.occupancy_grid_resolution, levels=1
