@@ -490,6 +490,9 @@ def test_snr_weights_follow_min_snr_gamma() -> None:
     a = torch.tensor([0.9, 0.5, 0.1])  # SNR 9, 1, 1/9
     assert torch.allclose(snr_weights(a, 5.0), torch.tensor([5.0 / 9.0, 1.0, 1.0]))
     assert torch.equal(snr_weights(a, None), torch.ones(3))
+    assert torch.equal(snr_weights(torch.tensor([0.0]), 5.0), torch.ones(1))  # SNR 0: no 0/0
+    with pytest.raises(ConfigError, match="--snr-gamma must be > 0"):
+        TrainConfig(form="if", out=Path("unused"), snr_gamma=0.0).check()
 
 
 def test_model_config_from_the_command_line() -> None:

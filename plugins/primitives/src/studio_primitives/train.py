@@ -122,6 +122,8 @@ class TrainConfig:
                 f"--steps, --batch and --n-images must be >= 1; got steps={self.steps}, "
                 f"batch={self.batch}, n_images={self.n_images}."
             )
+        if self.snr_gamma is not None and self.snr_gamma <= 0:
+            raise ConfigError(f"--snr-gamma must be > 0 (e.g. 5); got {self.snr_gamma}.")
         if Path(self.out).exists():
             raise ConfigError(f"{self.out} already exists; remove it or choose another --out.")
 
@@ -215,7 +217,8 @@ def snr_weights(alphas_cumprod: torch.Tensor, gamma: Optional[float]) -> torch.T
     if gamma is None:
         return torch.ones_like(alphas_cumprod)
     snr = alphas_cumprod / (1.0 - alphas_cumprod)
-    return snr.clamp(max=gamma) / snr
+    # min(snr, gamma) / snr without 0/0 at a zero SNR (the last step of some schedules)
+    return torch.where(snr > gamma, gamma / snr.clamp(min=gamma), torch.ones_like(snr))
 
 
 def autocast(device: torch.device) -> Any:
