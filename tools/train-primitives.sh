@@ -5,10 +5,10 @@
 #   --n 7680 --seed 0 --size 64). OUT_DIR receives, per form, train-FORM.log and FORM.tar.gz
 #   (the saved pipeline folder plus its -training logs: loss.csv, samples.png, accuracy.json).
 # TRAIN-ARGS go to every `python -m studio_primitives.train` (e.g. --vae-steps 2 for a dry run);
-# TRAIN_SD_ARGS / TRAIN_IF_ARGS (environment, split at spaces) go to one form only; unset, they
-# are the shipped weights' settings: none for SD, "--snr-gamma 5" (min-SNR loss weights) for IF.
-#   e.g. TRAIN_IF_ARGS="--snr-gamma 5 --init plugins/primitives/src/studio_primitives/weights/if"
-#   continues the shipped IF model while the SD form starts afresh.
+# TRAIN_SD_ARGS / TRAIN_IF_ARGS (environment, split at spaces) go to one form only, e.g.
+#   TRAIN_IF_ARGS="--init plugins/primitives/src/studio_primitives/weights/if" continues the
+#   shipped IF model while the SD form starts afresh (--snr-gamma 5 adds min-SNR loss weights;
+#   the shipped weights were trained without them).
 # Expects studio-core, studio-dreamfusion and studio-primitives importable (on the GPU machine:
 #   the carried wheels and `pip install --no-deps -e ...`, as tools/gpu-check.sh does).
 set -uo pipefail
@@ -21,7 +21,7 @@ work=$(mktemp -d)
 export PYTHONUNBUFFERED=1
 pids=()
 for form in sd if; do
-  if [ "$form" = sd ]; then read -r -a own <<< "${TRAIN_SD_ARGS:-}"; else read -r -a own <<< "${TRAIN_IF_ARGS---snr-gamma 5}"; fi
+  if [ "$form" = sd ]; then read -r -a own <<< "${TRAIN_SD_ARGS:-}"; else read -r -a own <<< "${TRAIN_IF_ARGS:-}"; fi
   python -m studio_primitives.train --form "$form" --data "$data" --out "$work/$form" \
     --batch 128 --time-budget "$budget" "$@" "${own[@]}" > "$out/train-$form.log" 2>&1 &
   pids+=($!)

@@ -513,3 +513,18 @@ def test_model_config_from_the_command_line() -> None:
         model_config("if", "32;64", None)
     with pytest.raises(ConfigError, match="IF form only"):
         model_config("sd", None, 2)
+
+
+def test_denoiser_loss_weights_epsilon_and_keeps_the_variance_term() -> None:
+    from studio_primitives.train import denoiser_loss
+
+    noise = torch.zeros(2, 3, 4, 4)
+    out = torch.cat([torch.ones(2, 3, 4, 4), torch.full((2, 3, 4, 4), 3.0)], dim=1)  # IF: 6 ch
+    a = torch.tensor([0.9, 0.1])  # SNR 9 (weight 5/9 at gamma 5) and 1/9 (weight 1)
+    logged, total = denoiser_loss(out, noise, a, None)
+    assert float(logged) == pytest.approx(1.0) and float(total) == pytest.approx(1.0 + 0.1 * 4.0)
+    logged, total = denoiser_loss(out, noise, a, 5.0)
+    assert float(logged) == pytest.approx(1.0)  # the logged loss stays unweighted
+    assert float(total) == pytest.approx((5.0 / 9.0 + 1.0) / 2 + 0.1 * 4.0)
+    logged, total = denoiser_loss(out[:, :3], noise, a, 5.0)  # SD: no variance channels
+    assert float(total) == pytest.approx((5.0 / 9.0 + 1.0) / 2)

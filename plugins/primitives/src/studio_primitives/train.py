@@ -221,6 +221,22 @@ def snr_weights(alphas_cumprod: torch.Tensor, gamma: Optional[float]) -> torch.T
     return torch.where(snr > gamma, gamma / snr.clamp(min=gamma), torch.ones_like(snr))
 
 
+def denoiser_loss(
+    out: torch.Tensor, noise: torch.Tensor, alphas_cumprod: torch.Tensor, gamma: Optional[float]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(logged, total)`` losses of UNet outputs ``out`` for ``noise`` ``[B, C, H, W]``: the
+    unweighted epsilon MSE (comparable across runs), and the optimised loss: the epsilon MSE per
+    sample times :func:`snr_weights`, plus for extra output channels (IF's variance range) 0.1
+    times their MSE to ``+1`` (variance ``beta_t``)."""
+    channels = noise.shape[1]
+    per_sample = (out[:, :channels] - noise).pow(2).mean(dim=(1, 2, 3))
+    total = (per_sample * snr_weights(alphas_cumprod, gamma)).mean()
+    if out.shape[1] > channels:
+        extra = out[:, channels:]
+        total = total + 0.1 * F.mse_loss(extra, torch.ones_like(extra))
+    return per_sample.mean(), total
+
+
 def autocast(device: torch.device) -> Any:
     """bf16 autocast on CUDA, nothing elsewhere."""
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
@@ -339,7 +355,6 @@ def train_denoiser(
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.01)
     alphas = scheduler.alphas_cumprod.to(device)
     scale = float(pipe.vae.config.scaling_factor) if cfg.form == "sd" else 1.0
-    channels = data.shape[1]
     ema = [p.detach().clone() for p in params] if cfg.ema_decay > 0 else []
     # every caption tokenized once; row len(captions) is the empty (unconditional) caption
     all_ids, all_masks = (t.to(device) for t in tokenize(pipe, [*captions, ""]))
@@ -369,11 +384,7 @@ def train_denoiser(
         with autocast(device):
             embeddings = encode_tokens(pipe, cfg.form, all_ids[rows], all_masks[rows])
             out = unet(noisy, t, encoder_hidden_states=embeddings).sample.float()
-        per_sample = (out[:, :channels] - noise).pow(2).mean(dim=(1, 2, 3))
-        loss = per_sample.mean()  # logged unweighted, comparable across runs
-        total = (per_sample * snr_weights(a.view(-1), cfg.snr_gamma)).mean()
-        if out.shape[1] > channels:  # IF: variance channels -> +1 (beta_t)
-            total = loss + 0.1 * F.mse_loss(out[:, channels:], torch.ones_like(out[:, channels:]))
+        loss, total = denoiser_loss(out, noise, a.view(-1), cfg.snr_gamma)
         optimizer.zero_grad(set_to_none=True)
         total.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
