@@ -27,6 +27,7 @@ from types import ModuleType
 from typing import Any
 
 from studio.errors import StudioError
+from studio.paths import cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -72,14 +73,6 @@ def plugin_sources(package_dir: Path) -> list[Path]:
             f"nvdiffrast (pip install diffrp-nvdiffrast) or use the rasterizer backend 'torch'."
         )
     return sources
-
-
-def cache_dir() -> Path:
-    """studio's cache folder (``$STUDIO_CACHE_DIR``, ``$XDG_CACHE_HOME/studio``, ``~/.cache/studio``)."""
-    if os.environ.get("STUDIO_CACHE_DIR"):
-        return Path(os.environ["STUDIO_CACHE_DIR"])
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "studio"
 
 
 def build_directory(name: str) -> Path:
