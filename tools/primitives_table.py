@@ -2,15 +2,18 @@
 
 usage: python tools/primitives_table.py OUT [--presets P ...] [--prompts "a red cube" ...]
        [--jobs N] [--studio PATH] [--set KEY=VALUE ...]
-       python tools/primitives_table.py OUT --summarize
+       python tools/primitives_table.py OUT --summarize [--classifier WEIGHTS]
 
 For every (preset, prompt) pair, in parallel over ``--jobs`` worker processes: ``studio run PRESET
 prompt=...`` (training and the test orbit), then ``studio eval RUN -e primitives-r-precision``.
 Each finished run appends one JSON line to ``OUT/results.jsonl`` at once (a run cut short by a
-time limit keeps what finished) and copies one test frame to ``OUT/frames/``. At the end, and with
-``--summarize`` from an existing ``results.jsonl``, writes ``OUT/table.md`` (per preset: a
+time limit keeps what finished), copies one test frame to ``OUT/frames/`` and the RGB column of
+every test frame, as the evaluator saw it, to ``OUT/test-frames/PRESET/PROMPT/``. At the end, and
+with ``--summarize`` from an existing ``results.jsonl``, writes ``OUT/table.md`` (per preset: a
 shape x colour grid of R-precision, the mean, wall times) and ``OUT/frames-PRESET.png`` (one test
-frame per prompt, shapes as rows, colours as columns).
+frame per prompt, shapes as rows, colours as columns). ``--summarize --classifier WEIGHTS`` scores
+the kept test frames again with other classifier weights and writes ``OUT/table-WEIGHTS_STEM.md``
+(how a classifier change moves the table, without training anything again).
 """
 
 from __future__ import annotations
@@ -89,7 +92,43 @@ def run_one(
         target = out / "frames" / preset / f"{slug(prompt)}.png"
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(frames[0], target)
+    keep_test_frames(run_dir, out / "test-frames" / preset / slug(prompt))
     return record
+
+
+def keep_test_frames(run_dir: Path, folder: Path) -> None:
+    """The RGB column of each of the run's latest test frames (what the evaluator classified) as
+    ``folder/NNN.png``."""
+    from studio.eval import load_test_frames
+    from studio.rundir import RunDir
+
+    _, frames = load_test_frames(RunDir(run_dir))
+    folder.mkdir(parents=True, exist_ok=True)
+    for index, frame in enumerate(frames):
+        Image.fromarray(frame).save(folder / f"{index:03d}.png")
+
+
+def rescore(out: Path, classifier: Path) -> list[dict[str, Any]]:
+    """The records of ``OUT/results.jsonl`` with R-precision and accuracies recomputed from the
+    kept test frames by the classifier weights ``classifier`` (records without frames: as they
+    were, marked ``"rescored": False``)."""
+    from studio_primitives.classifier import load_classifier
+    from studio_primitives.evaluation import prompt_target, r_precision
+
+    model = load_classifier(classifier)
+    records = []
+    for record in read_results(out):
+        folder = out / "test-frames" / record["preset"] / slug(record["prompt"])
+        paths = sorted(folder.glob("*.png"))
+        target, _ = prompt_target(record["prompt"])
+        if "error" in record or not paths or target is None:
+            records.append({**record, "rescored": False})
+            continue
+        frames = [np.asarray(Image.open(path).convert("RGB")) for path in paths]
+        metrics = r_precision(frames, *target, model)
+        keys = ("r_precision", "shape_accuracy", "color_accuracy", "frames")
+        records.append({**record, **{k: metrics[k] for k in keys}, "rescored": True})
+    return records
 
 
 def run_all(args: argparse.Namespace) -> None:
@@ -133,9 +172,10 @@ def read_results(out: Path) -> list[dict[str, Any]]:
     return list(latest.values())
 
 
-def summarize(out: Path) -> str:
-    """Write ``OUT/table.md`` and the frame grids; returns the markdown."""
-    records = read_results(out)
+def summarize(out: Path, classifier: Path | None = None) -> str:
+    """Write ``OUT/table.md`` and the frame grids (with ``classifier``: ``OUT/table-STEM.md`` from
+    :func:`rescore`, no grids); returns the markdown."""
+    records = read_results(out) if classifier is None else rescore(out, classifier)
     lines: list[str] = []
     for preset in sorted({r["preset"] for r in records}):
         rows = {r["prompt"]: r for r in records if r["preset"] == preset}
@@ -169,9 +209,11 @@ def summarize(out: Path) -> str:
         if failed:
             lines.append(f"{len(failed)} runs failed: " + ", ".join(r["prompt"] for r in failed))
         lines.append("")
-        frame_grid(out, preset)
+        if classifier is None:
+            frame_grid(out, preset)
     text = "\n".join(lines)
-    (out / "table.md").write_text(text, encoding="utf-8")
+    name = "table.md" if classifier is None else f"table-{classifier.stem}.md"
+    (out / name).write_text(text, encoding="utf-8")
     return text
 
 
@@ -213,10 +255,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--set", nargs="*", default=[], help="config overrides for every run (KEY=VALUE)"
     )
     parser.add_argument("--summarize", action="store_true", help="only rewrite table.md")
+    parser.add_argument(
+        "--classifier",
+        type=Path,
+        default=None,
+        help="with --summarize: score the kept test frames with these classifier weights",
+    )
     args = parser.parse_args(argv)
+    if args.classifier is not None and not args.summarize:
+        parser.error("--classifier goes with --summarize (it scores the frames of finished runs)")
     if not args.summarize:
         run_all(args)
-    print(summarize(args.out))
+    print(summarize(args.out, args.classifier))
     return 0
 
 

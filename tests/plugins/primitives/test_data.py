@@ -14,6 +14,7 @@ from studio.errors import ConfigError
 from studio_primitives.colors import COLORS
 from studio_primitives.data import (
     PAIRS,
+    AlbedoJitter,
     generate,
     main,
     read_dataset,
@@ -118,6 +119,24 @@ def test_white_is_brighter_than_black_and_views_are_centred():
     assert abs(rows.mean() - 23.5) < 4 and abs(cols.mean() - 23.5) < 2
     # everything outside the object is the background
     assert (white[~mask] == np.round(background.numpy() * 255).astype(np.uint8)).all()
+
+
+def test_albedo_jitter_varies_object_colours_within_their_range():
+    plain = list(generate(96, 5, 32))
+    jittered = list(generate(96, 5, 32, AlbedoJitter(scale=0.2, lift=0.1)))
+    assert [s.caption for s in plain] == [s.caption for s in jittered]  # same cameras and views
+    black_means = []
+    for a, b in zip(plain, jittered, strict=True):
+        assert not np.array_equal(a.image[a.mask], b.image[b.mask]) or not a.mask.any()
+        if b.color == "black" and b.mask.any():
+            black_means.append(b.image[b.mask].astype(np.float64).mean())
+        if b.color == "red" and b.mask.any():
+            r, g, _ = b.image[b.mask].astype(np.float64).mean(axis=0)
+            assert r > 2.5 * g  # still red
+    # black albedo 0.04 * U(0.8, 1.2) + U(0, 0.1): pixels below (0.048 + 0.1) * 255 ~ 38
+    assert len(black_means) == 12 and max(black_means) < 38.0 and np.ptp(black_means) > 5.0
+    with pytest.raises(ConfigError, match=r"scale=1\.5"):
+        AlbedoJitter(scale=1.5)
 
 
 def test_unknown_names_are_clear_errors():

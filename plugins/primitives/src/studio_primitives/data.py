@@ -8,7 +8,8 @@ background at least :data:`MIN_BACKGROUND_DISTANCE` from the albedo in RGB. The 
 ``"a {color} {shape}"`` with the view suffix the DreamFusion prompt processor gives that camera
 (default thresholds), e.g. ``"a red cube, front view"``. Every sample draws its randomness from its
 own seed derived from ``(seed, i)`` inside a forked RNG scope: the same seed gives identical bytes
-and the caller's global RNG state is untouched.
+and the caller's global RNG state is untouched. An :class:`AlbedoJitter` (used for the classifier's
+training set, never for the diffusion models' data) varies each sample's albedo around its colour.
 
 CLI: ``python -m studio_primitives.data --out DIR --n N --seed S --size 64``.
 """
@@ -53,6 +54,28 @@ CAMERA_CONFIG: dict[str, Any] = {
 AMBIENT = 0.25
 DIFFUSE = 0.75
 MIN_BACKGROUND_DISTANCE = 0.3
+
+
+@dataclass(frozen=True)
+class AlbedoJitter:
+    """Per-sample albedo variation: each channel times ``U(1 - scale, 1 + scale)``, then one
+    ``U(0, lift)`` added to all channels (a grey lift, as soft volume renders show), clamped to
+    ``[0, 1]``. With the defaults black spans about 0.03-0.15 and stays far from white's 0.76-1."""
+
+    scale: float = 0.2
+    lift: float = 0.1
+
+    def __post_init__(self) -> None:
+        if not (0.0 <= self.scale < 1.0 and 0.0 <= self.lift <= 0.5):
+            raise ConfigError(
+                f"AlbedoJitter needs 0 <= scale < 1 and 0 <= lift <= 0.5; got scale={self.scale}, "
+                f"lift={self.lift}."
+            )
+
+    def apply(self, albedo: torch.Tensor) -> torch.Tensor:
+        """A jittered copy of ``albedo`` ``[3]`` (draws from the global torch RNG)."""
+        gain = 1.0 + self.scale * (2.0 * torch.rand(3) - 1.0)
+        return (albedo * gain + self.lift * torch.rand(1)).clamp(0.0, 1.0)
 
 
 @dataclass(frozen=True)
@@ -102,15 +125,21 @@ def view_caption(shape: str, color: str, elevation: float, azimuth: float) -> tu
 
 
 def render_with_mask(
-    shape: str, color: str, camera: dict[str, Any], background: torch.Tensor, size: int
+    shape: str,
+    color: str,
+    camera: dict[str, Any],
+    background: torch.Tensor,
+    size: int,
+    albedo: Optional[torch.Tensor] = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Image ``uint8 [size, size, 3]`` and object mask ``bool [size, size]`` (see the module doc).
 
     ``camera`` holds ``mvp_mtx`` (``[4, 4]`` or ``[1, 4, 4]``) and ``light_positions`` (``[3]`` or
-    ``[1, 3]``) as a ``random-camera`` batch does; row 0 of the image is its top.
+    ``[1, 3]``) as a ``random-camera`` batch does; row 0 of the image is its top. ``albedo``
+    (``[3]``) replaces the colour's own (see :class:`AlbedoJitter`).
     """
     mesh = shape_mesh(shape)
-    albedo = color_rgb(color)
+    albedo = color_rgb(color) if albedo is None else torch.as_tensor(albedo, dtype=torch.float32)
     mvp = torch.as_tensor(camera["mvp_mtx"], dtype=torch.float32).reshape(-1, 4, 4)[0]
     light = torch.as_tensor(camera["light_positions"], dtype=torch.float32).reshape(-1, 3)[0]
     background = torch.as_tensor(background, dtype=torch.float32).reshape(3)
@@ -158,17 +187,24 @@ def sample_seed(seed: int, index: int) -> int:
     return int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
 
 
-def make_sample(index: int, seed: int, size: int, cameras: RandomCameraDataModule) -> Sample:
+def make_sample(
+    index: int,
+    seed: int,
+    size: int,
+    cameras: RandomCameraDataModule,
+    jitter: Optional[AlbedoJitter] = None,
+) -> Sample:
     """Sample ``index`` of data set ``seed`` (deterministic; the global RNG is restored)."""
     shape, color = PAIRS[index % len(PAIRS)]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(sample_seed(seed, index))
         camera = cameras.train_batch()
-        background = random_background(color_rgb(color))
+        albedo = color_rgb(color) if jitter is None else jitter.apply(color_rgb(color))
+        background = random_background(albedo)
     elevation = float(camera["elevation"][0])
     azimuth = float(camera["azimuth"][0])
     view, caption = view_caption(shape, color, elevation, azimuth)
-    image, mask = render_with_mask(shape, color, camera, background, size)
+    image, mask = render_with_mask(shape, color, camera, background, size, albedo)
     return Sample(
         image=image,
         mask=mask,
@@ -198,15 +234,17 @@ def single_threaded() -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
-def generate(n: int, seed: int, size: int = 64) -> Iterator[Sample]:
-    """``n`` samples of data set ``seed`` at ``size x size`` (see the module doc); rendered on one
-    CPU thread (see :func:`single_threaded`)."""
+def generate(
+    n: int, seed: int, size: int = 64, jitter: Optional[AlbedoJitter] = None
+) -> Iterator[Sample]:
+    """``n`` samples of data set ``seed`` at ``size x size`` (see the module doc), albedos varied
+    by ``jitter`` when given; rendered on one CPU thread (see :func:`single_threaded`)."""
     if n < 0 or size < 1:
         raise ConfigError(f"generate needs n >= 0 and size >= 1; got n={n}, size={size}.")
     cameras = camera_sampler(size)
     for index in range(n):
         with single_threaded():
-            sample = make_sample(index, seed, size, cameras)
+            sample = make_sample(index, seed, size, cameras, jitter)
         yield sample
 
 

@@ -1,0 +1,77 @@
+"""tools/primitives_table.py: scoring the kept test frames again with other classifier weights."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from studio_primitives.classifier import default_weights_path
+from studio_primitives.data import generate
+
+TOOL = Path(__file__).resolve().parents[2] / "tools" / "primitives_table.py"
+
+
+@pytest.fixture(scope="module")
+def table():
+    spec = importlib.util.spec_from_file_location("primitives_table", TOOL)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def keep(out: Path, table, preset: str, prompt: str, images: list[np.ndarray]) -> None:
+    folder = out / "test-frames" / preset / table.slug(prompt)
+    folder.mkdir(parents=True)
+    for index, image in enumerate(images):
+        Image.fromarray(image).save(folder / f"{index:03d}.png")
+
+
+def test_rescore_classifies_the_kept_frames_and_writes_its_own_table(tmp_path, table):
+    samples = list(generate(480, 7, 64))  # 10 views of each pair
+    cubes = [s.image for s in samples if (s.shape, s.color) == ("cube", "red")]
+    spheres = [s.image for s in samples if (s.shape, s.color) == ("sphere", "blue")]
+    preset = "dreamfusion-primitives"
+    records = [  # scores as a different classifier gave them; the error record stays as it is
+        {
+            "preset": preset,
+            "prompt": "a red cube",
+            "r_precision": 0.0,
+            "shape_accuracy": 0.0,
+            "color_accuracy": 0.0,
+            "frames": 2,
+            "run_s": 10.0,
+            "eval_s": 1.0,
+        },
+        {
+            "preset": preset,
+            "prompt": "a green cube",
+            "r_precision": 1.0,
+            "shape_accuracy": 1.0,
+            "color_accuracy": 1.0,
+            "frames": 2,
+            "run_s": 12.0,
+            "eval_s": 1.0,
+        },
+        {"preset": preset, "prompt": "a white torus", "run_s": 3.0, "error": "exited 1"},
+    ]
+    (tmp_path / "results.jsonl").write_text("\n".join(json.dumps(r) for r in records) + "\n")
+    keep(tmp_path, table, preset, "a red cube", cubes)
+    keep(tmp_path, table, preset, "a green cube", spheres)  # frames of the wrong object
+
+    rescored = {r["prompt"]: r for r in table.rescore(tmp_path, default_weights_path())}
+    red_cube = rescored["a red cube"]
+    assert red_cube["r_precision"] >= 0.8 and red_cube["rescored"]
+    assert rescored["a green cube"]["r_precision"] == 0.0
+    assert rescored["a red cube"]["frames"] == len(cubes)
+    assert rescored["a white torus"] == {**records[2], "rescored": False}
+
+    text = table.summarize(tmp_path, default_weights_path())
+    assert (tmp_path / "table-classifier.md").read_text() == text
+    assert f"2 runs: mean R-precision **{red_cube['r_precision'] / 2:.3f}**" in text
+    assert "1 runs failed: a white torus" in text
+    assert not (tmp_path / "table.md").exists()  # the run's own table is left alone
