@@ -134,7 +134,7 @@ def rescore(out: Path, classifier: Path) -> list[dict[str, Any]]:
 def run_all(args: argparse.Namespace) -> None:
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
-    jobs = [(preset, prompt) for preset in args.presets for prompt in args.prompts]
+    jobs = [(preset, prompt) for prompt in args.prompts for preset in args.presets]
     lock = threading.Lock()
     done = [0]
     started = time.perf_counter()

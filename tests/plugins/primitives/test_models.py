@@ -205,6 +205,33 @@ def test_training_logs_every_step_and_writes_a_sample_grid(
     assert accuracy["accuracy"] == sum(accuracy["per_prompt"].values()) / len(SAMPLE_PROMPTS)
 
 
+def test_sample_check_scores_a_saved_pipeline_with_given_weights(
+    trained: dict[str, Path], tmp_path: Path
+) -> None:
+    from studio_primitives.classifier import (
+        ShapeColorClassifier,
+        default_weights_path,
+        save_classifier,
+    )
+    from studio_primitives.sample_check import check
+
+    sampling = {"sample_prompts": SAMPLE_PROMPTS, "sample_steps": 2, "samples_per_prompt": 2}
+    shipped = check(trained["if"], "if", tmp_path / "a", default_weights_path(), **sampling)
+    again = check(trained["if"], "if", tmp_path / "b", None, **sampling)
+    assert shipped["per_prompt"] == again["per_prompt"] and shipped["classifier"] != "shipped"
+    assert json.loads((tmp_path / "a" / "accuracy.json").read_text()) == shipped
+    with Image.open(tmp_path / "a" / "samples.png") as grid:
+        assert grid.size == (2 * SIZE, SIZE * len(SAMPLE_PROMPTS))
+    # a classifier whose colour head always answers "black" scores none of the prompts' colours
+    torch.manual_seed(0)
+    blind = ShapeColorClassifier()
+    with torch.no_grad():
+        blind.color_head.weight.zero_()
+        blind.color_head.bias.copy_(torch.tensor([0.0] * 7 + [10.0]))
+    weights = save_classifier(blind, tmp_path / "blind.safetensors")
+    assert check(trained["if"], "if", tmp_path / "c", weights, **sampling)["accuracy"] == 0.0
+
+
 def test_sample_accuracy_scores_each_prompt_against_its_shape_and_colour() -> None:
     renders = [
         next(s for s in generate(48, 3) if (s.shape, s.color) == pair)

@@ -35,6 +35,16 @@ def test_presets_resolve_to_the_embedded_models(method: str, model: str) -> None
     assert locate(model).path == FOLDER / model.removeprefix("primitives-")
 
 
+@pytest.mark.parametrize("method", FORMS)
+def test_presets_render_no_textureless_views(method: str) -> None:
+    # the primitives models never saw a white-albedo render (black objects turned to grey fuzz);
+    # the reference's DreamFusion presets keep their textureless share
+    material = load_experiment(method, [], prompt="a black cube").parsed["system"]["material"]
+    assert material["textureless_prob"] == 0.0
+    reference = load_experiment("dreamfusion-sd", [], prompt="a black cube").parsed["system"]
+    assert reference["material"].get("textureless_prob", 0.5) == 0.5
+
+
 @pytest.mark.parametrize(
     ("method", "model"), [("dreamfusion-sd", "primitives-sd"), ("dreamfusion-if", "primitives-if")]
 )

@@ -446,14 +446,15 @@ def sample_images(
 
 
 def sample_accuracy(
-    images: torch.Tensor, prompts: Sequence[str], samples_per_prompt: int
+    images: torch.Tensor, prompts: Sequence[str], samples_per_prompt: int, model: Any = None
 ) -> dict[str, Any]:
     """Classifier accuracy of sampled ``images`` (``[len(prompts) * samples_per_prompt, 3, H, W]``
-    in [0, 1], prompt-major) against each prompt's shape and colour: overall and per prompt."""
+    in [0, 1], prompt-major) against each prompt's shape and colour: overall and per prompt
+    (``model``: a loaded classifier; default the shipped one)."""
     from studio_primitives.classifier import predict
     from studio_primitives.evaluation import prompt_target
 
-    predictions = predict(images.permute(0, 2, 3, 1))
+    predictions = predict(images.permute(0, 2, 3, 1), model)
     per_prompt: dict[str, float] = {}
     for i, prompt in enumerate(prompts):
         target, reason = prompt_target(prompt)
