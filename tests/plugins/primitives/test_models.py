@@ -232,6 +232,31 @@ def test_sample_check_scores_a_saved_pipeline_with_given_weights(
     assert check(trained["if"], "if", tmp_path / "c", weights, **sampling)["accuracy"] == 0.0
 
 
+def test_sampling_does_not_clip_the_clean_image_estimate(
+    trained: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # clipping the x0 estimate at IF's first DDIM step (t=957 of a cosine schedule) cost the
+    # shipped IF form most of its shapes (cube prompts 0.125 -> 0.94 without it)
+    import diffusers
+
+    from studio_primitives.train import load_pipeline, sample_images
+
+    seen = []
+    original = diffusers.DDIMScheduler.from_config.__func__
+
+    def spy(cls, config, **kwargs):
+        scheduler = original(cls, config, **kwargs)
+        seen.append((scheduler.config.clip_sample, scheduler.config.thresholding))
+        return scheduler
+
+    monkeypatch.setattr(diffusers.DDIMScheduler, "from_config", classmethod(spy))
+    pipe = load_pipeline("if", trained["if"])
+    cfg = TrainConfig(form="if", out=Path("unused"), sample_steps=2, samples_per_prompt=1)
+    images = sample_images(pipe, cfg, SAMPLE_PROMPTS[:1], torch.device("cpu"), 0)
+    assert seen == [(False, False)]
+    assert images.shape[0] == 1 and 0.0 <= float(images.min()) <= float(images.max()) <= 1.0
+
+
 def test_sample_accuracy_scores_each_prompt_against_its_shape_and_colour() -> None:
     renders = [
         next(s for s in generate(48, 3) if (s.shape, s.color) == pair)
