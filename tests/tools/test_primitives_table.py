@@ -2,26 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import numpy as np
-import pytest
 from PIL import Image
 
 from studio_primitives.classifier import default_weights_path
 from studio_primitives.data import generate
-
-TOOL = Path(__file__).resolve().parents[2] / "tools" / "primitives_table.py"
-
-
-@pytest.fixture(scope="module")
-def table():
-    spec = importlib.util.spec_from_file_location("primitives_table", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def keep(out: Path, table, preset: str, prompt: str, images: list[np.ndarray]) -> None:

@@ -2,25 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from studio_primitives.colors import COLORS
 from studio_primitives.data import PAIRS
 from studio_primitives.shapes import SHAPES
-
-TOOL = Path(__file__).resolve().parents[2] / "tools" / "sample_sheet.py"
-
-
-@pytest.fixture(scope="module")
-def tool():
-    spec = importlib.util.spec_from_file_location("sample_sheet", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_each_tile_lands_under_its_shape_and_colour(tool):
