@@ -7,8 +7,8 @@ usage: python tools/primitives_table.py OUT [--presets P ...] [--prompts "a red 
 For every (preset, prompt) pair, in parallel over ``--jobs`` worker processes: ``studio run PRESET
 prompt=...`` (training and the test orbit), then ``studio eval RUN -e primitives-r-precision``.
 Each finished run appends one JSON line to ``OUT/results.jsonl`` at once (a run cut short by a
-time limit keeps what finished), copies one test frame to ``OUT/frames/`` and the RGB column of
-every test frame, as the evaluator saw it, to ``OUT/test-frames/PRESET/PROMPT/``. At the end, and
+time limit keeps what finished) and keeps the RGB column of every test frame, as the evaluator
+saw it, in ``OUT/test-frames/PRESET/PROMPT/``. At the end, and
 with ``--summarize`` from an existing ``results.jsonl``, writes ``OUT/table.md`` (per preset: a
 shape x colour grid of R-precision, the mean, wall times) and ``OUT/frames-PRESET.png`` (one test
 frame per prompt, shapes as rows, colours as columns). ``--summarize --classifier WEIGHTS`` scores
@@ -87,13 +87,13 @@ def run_one(
     metrics = json.loads((run_dir / "save" / "eval.json").read_text())["evaluators"][EVALUATOR]
     record.update({k: metrics[k] for k in ("r_precision", "shape_accuracy", "color_accuracy")})
     record["frames"] = metrics["frames"]
-    frames = sorted((run_dir / "save").glob("*-test/*.png"))
-    if frames:
-        target = out / "frames" / preset / f"{slug(prompt)}.png"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(frames[0], target)
-    keep_test_frames(run_dir, out / "test-frames" / preset / slug(prompt))
+    keep_test_frames(run_dir, frames_folder(out, preset, prompt))
     return record
+
+
+def frames_folder(out: Path, preset: str, prompt: str) -> Path:
+    """Where :func:`keep_test_frames` keeps the test frames of one run of the table."""
+    return out / "test-frames" / preset / slug(prompt)
 
 
 def keep_test_frames(run_dir: Path, folder: Path) -> None:
@@ -118,8 +118,7 @@ def rescore(out: Path, classifier: Path) -> list[dict[str, Any]]:
     model = load_classifier(classifier)
     records = []
     for record in read_results(out):
-        folder = out / "test-frames" / record["preset"] / slug(record["prompt"])
-        paths = sorted(folder.glob("*.png"))
+        paths = sorted(frames_folder(out, record["preset"], record["prompt"]).glob("*.png"))
         target, _ = prompt_target(record["prompt"])
         if "error" in record or not paths or target is None:
             records.append({**record, "rescored": False})
@@ -218,18 +217,16 @@ def summarize(out: Path, classifier: Path | None = None) -> str:
 
 
 def frame_grid(out: Path, preset: str) -> None:
-    """``OUT/frames-PRESET.png``: the colour image of each prompt's first test frame, shapes x
-    colours (grey: no run)."""
-    folder = out / "frames" / preset
+    """``OUT/frames-PRESET.png``: the first kept test frame (its colour image) of each prompt,
+    shapes x colours (grey: no run)."""
     tiles: list[list[np.ndarray]] = []
     size = None
     for shape in SHAPES:
         row = []
         for color in COLORS:
-            path = folder / f"{slug(f'a {color} {shape}')}.png"
+            path = frames_folder(out, preset, f"a {color} {shape}") / "000.png"
             if path.is_file():
                 tile = np.asarray(Image.open(path).convert("RGB"))
-                tile = tile[:, : tile.shape[0]]  # the RGB pane of an RGB | normal | opacity frame
                 size = size or tile.shape[:2]
                 row.append(tile)
             else:

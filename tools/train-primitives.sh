@@ -7,8 +7,9 @@
 # TRAIN-ARGS go to every `python -m studio_primitives.train` (e.g. --vae-steps 2 for a dry run);
 # TRAIN_SD_ARGS / TRAIN_IF_ARGS (environment, split at spaces) go to one form only, e.g.
 #   TRAIN_IF_ARGS="--init plugins/primitives/src/studio_primitives/weights/if" continues the
-#   shipped IF model while the SD form starts afresh (--snr-gamma 5 adds min-SNR loss weights;
-#   the shipped weights were trained without them).
+#   shipped IF model while the SD form starts afresh (--snr-gamma 5 adds min-SNR loss weights).
+#   The shipped weights: one run from random weights, then one continuing both forms with
+#   --snr-gamma 5 (IF at --batch 256, SD with --vae-steps 0); docs/primitives.md has both commands.
 # Expects studio-core, studio-dreamfusion and studio-primitives importable (on the GPU machine:
 #   the carried wheels and `pip install --no-deps -e ...`, as tools/gpu-check.sh does).
 set -uo pipefail

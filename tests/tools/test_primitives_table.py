@@ -63,3 +63,17 @@ def test_rescore_classifies_the_kept_frames_and_writes_its_own_table(tmp_path, t
     assert f"2 runs: mean R-precision **{red_cube['r_precision'] / 2:.3f}**" in text
     assert "1 runs failed: a white torus" in text
     assert not (tmp_path / "table.md").exists()  # the run's own table is left alone
+
+
+def test_frame_grid_places_each_prompts_first_kept_frame(tmp_path, table):
+    preset = "dreamfusion-primitives-if"
+    red = np.zeros((8, 8, 3), dtype=np.uint8)
+    red[..., 0] = 200
+    keep(tmp_path, table, preset, "a blue torus", [red, np.zeros_like(red)])
+    table.frame_grid(tmp_path, preset)
+    grid = np.array(Image.open(tmp_path / f"frames-{preset}.png"))
+    assert grid.shape == (6 * 8, 8 * 8, 3)  # shapes x colours of 8-pixel tiles
+    row, column = 4, 2  # torus, blue
+    assert (grid[row * 8 : row * 8 + 8, column * 8 : column * 8 + 8] == red).all()
+    grid[row * 8 : row * 8 + 8, column * 8 : column * 8 + 8] = 128
+    assert (grid == 128).all()  # every other prompt has no run

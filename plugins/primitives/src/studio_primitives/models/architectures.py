@@ -63,7 +63,8 @@ class IFFormConfig:
     text_feed_forward: str = "gated-gelu"
     #: Four levels, 64 -> 8 pixels, attention at 16x16 and 8x8 only: the shipped model. The
     #: first design, (48, 96, 112) with attention from 32x32 on, trained 6x slower per step (CPU)
-    #: and reached 0.50 sample accuracy after ~4,900 steps against this one's 0.57 after 2,700.
+    #: and reached 0.50 sample accuracy after ~4,900 steps against this one's 0.57 after 2,700
+    #: (both scored with the sampler that still clipped its clean-image estimate).
     unet_channels: tuple[int, ...] = (32, 64, 96, 128)
     unet_attention_head_dim: int = 16
     #: Leading UNet levels without attention (the full-resolution ones are the costly ones).
