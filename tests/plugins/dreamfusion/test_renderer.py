@@ -15,6 +15,7 @@ from studio_dreamfusion.renderers.nerf_volume import NeRFVolumeRenderer
 from studio_dreamfusion.renderers.volume import (
     ray_aabb,
     uniform_samples,
+    visible_uniform,
     weights_from_density_uniform,
 )
 
@@ -96,7 +97,8 @@ def test_weights_match_the_closed_form():
 
 def test_render_of_a_constant_ball_matches_the_analytic_opacity():
     geometry = ConstantSphere({"radius": 1.0}, sigma=4.0, r0=0.5)
-    renderer = renderer_for(geometry, samples=2048).eval()
+    # no pruning: at 2048 samples per ray, alpha at the marching step is below 0.01 (see below)
+    renderer = renderer_for(geometry, samples=2048, grid_prune=False).eval()
     o = torch.tensor([[[[-3.0, 0.0, 0.0], [-3.0, 0.3, 0.0], [-3.0, 0.9, 0.0]]]])
     d = torch.tensor([1.0, 0.0, 0.0]).expand(1, 1, 3, 3)
     with torch.no_grad():
@@ -112,6 +114,46 @@ def test_render_of_a_constant_ball_matches_the_analytic_opacity():
     # the normal facing the camera is -x: comp_normal encodes it as (0, .5, .5) * opacity
     normal = out["comp_normal"][0, 0, 0] / out["opacity"][0, 0, 0]
     assert normal[0] < 0.2 and abs(normal[1] - 0.5) < 0.05
+
+
+def test_visible_samples_follow_nerfacc_alpha_and_early_stop_rules():
+    sigma = torch.tensor([0.05, 0.2, 0.0, 30.0, 30.0, 1.0])
+    starts = torch.arange(6.0) * 0.5
+    step = 0.1  # alpha at the step: 0.005, 0.0198, 0, 0.95, 0.95, 0.095
+    keep = visible_uniform(sigma, starts, starts + 0.5, 1, 6, 0.01, 1e-4, step)
+    # transmittance in front (actual 0.5 intervals): 1, .975, .878, .878, 3e-7, 9e-14
+    assert keep.tolist() == [False, True, False, True, False, False]
+    only_alpha = visible_uniform(sigma, starts, starts + 0.5, 1, 6, 0.01, 0.0, step)
+    assert only_alpha.tolist() == [False, True, False, True, True, True]
+    assert visible_uniform(sigma, starts, starts + 0.5, 1, 6, 0.0, 0.0, step).all()
+
+
+class LearnableBall(ConstantSphere):
+    """:class:`ConstantSphere` whose density inside is a parameter (gradients can be checked)."""
+
+    def configure(self, sigma: float = 5.0, r0: float = 0.5) -> None:
+        super().configure(sigma, r0)
+        self.sigma = torch.nn.Parameter(torch.tensor(sigma))
+
+
+@pytest.mark.parametrize("sigma, visible", [(0.05, False), (0.5, True)])
+def test_torch_path_skips_what_nerfacc_would_skip(sigma, visible):
+    """With ``grid_prune`` a faint ball (alpha below 0.01 at the marching step, 1.732 * 2 / 32 =
+    0.108) renders as empty space and gets no gradient, as on the nerfacc path; without it, or
+    dense enough, it renders and trains."""
+    o = torch.tensor([-3.0, 0.0, 0.0]).expand(1, 2, 2, 3)
+    d = torch.tensor([1.0, 0.0, 0.0]).expand(1, 2, 2, 3)
+    for prune in (True, False):
+        geometry = LearnableBall({"radius": 1.0}, sigma=sigma, r0=0.8)
+        renderer = renderer_for(geometry, samples=32, grid_prune=prune).train()
+        out = renderer(rays_o=o, rays_d=d, light_positions=torch.zeros(1, 3))
+        out["opacity"].sum().backward()
+        seen = visible or not prune
+        expected = 1 - math.exp(-sigma * 1.6)  # chord of the ball: 1.6
+        assert out["opacity"][0, 0, 0, 0].item() == pytest.approx(
+            expected if seen else 0.0, abs=0.02
+        )
+        assert (geometry.sigma.grad.abs() > 0).item() == seen
 
 
 def test_eval_chunking_gives_the_same_image():

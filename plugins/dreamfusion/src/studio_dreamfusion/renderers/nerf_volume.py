@@ -5,7 +5,10 @@ Sampling backends (``backend: auto | nerfacc | torch``):
 * ``nerfacc`` (CUDA): ``OccGridEstimator`` marching with a fixed step ``sqrt(3) * 2r / N``,
   skipping empty cells of an occupancy grid updated every 16 training steps and, with
   ``prune_alpha_threshold``, samples whose alpha is below 0.01;
-* ``torch`` (everywhere): ``N`` stratified samples between the ray's entry and exit of the box.
+* ``torch`` (everywhere): ``N`` stratified samples between the ray's entry and exit of the box;
+  with ``grid_prune`` it drops the samples nerfacc's marching would skip (alpha below 0.01 at
+  the marching step with ``prune_alpha_threshold``, transmittance below 1e-4), so both paths see
+  the same density threshold; the occupancy grid itself, an acceleration structure, is not kept.
 
 Both produce packed samples and share the shading and compositing code. In evaluation the rays are
 processed in chunks so 512x512 renders stay within memory (``eval_chunk_size`` sample points
@@ -26,6 +29,7 @@ from studio_dreamfusion.renderers.volume import (
     RaySamples,
     accumulate,
     uniform_samples,
+    visible_uniform,
     weights_from_density_uniform,
 )
 
@@ -156,8 +160,24 @@ class NeRFVolumeRenderer(BaseRenderer):
 
     def _weights(self, density: torch.Tensor, samples: RaySamples, n_rays: int) -> torch.Tensor:
         if samples.samples_per_ray is not None:
+            n_samples = samples.samples_per_ray
+            if self.cfg.grid_prune:
+                # The torch path drops the samples nerfacc's marching would skip, so both paths
+                # train alike: no gradient reaches near-empty space (without this, SDS on the CPU
+                # could grow density into the whole box; docs/primitives.md).
+                keep = visible_uniform(
+                    density,
+                    samples.t_starts,
+                    samples.t_ends,
+                    n_rays,
+                    n_samples,
+                    min_alpha=0.01 if self.cfg.prune_alpha_threshold else 0.0,
+                    early_stop_eps=1e-4,
+                    step_size=self.render_step_size,
+                )
+                density = density * keep
             return weights_from_density_uniform(
-                density, samples.t_starts, samples.t_ends, n_rays, samples.samples_per_ray
+                density, samples.t_starts, samples.t_ends, n_rays, n_samples
             )
         import nerfacc
 

@@ -80,6 +80,36 @@ def weights_from_density_uniform(
     return (transmittance * alpha).reshape(-1)
 
 
+def visible_uniform(
+    density: torch.Tensor,
+    t_starts: torch.Tensor,
+    t_ends: torch.Tensor,
+    n_rays: int,
+    n_samples: int,
+    min_alpha: float,
+    early_stop_eps: float,
+    step_size: float,
+) -> torch.Tensor:
+    """Which samples nerfacc's ``OccGridEstimator.sampling`` keeps (bool ``[S]``, no gradient).
+
+    A sample is kept when its alpha at the marching step ``step_size``, ``1 - exp(-sigma *
+    step_size)``, is at least ``min_alpha`` (nerfacc's ``alpha_thre``; measured at the fixed step
+    so the density threshold is the nerfacc path's whatever this ray's interval length), and the
+    transmittance in front of it, over the actual intervals, is at least ``early_stop_eps``.
+    ``0`` switches either test off. Rays all have ``n_samples`` consecutive samples.
+    """
+    with torch.no_grad():
+        sigma = density.detach().reshape(n_rays, n_samples)
+        keep = torch.ones_like(sigma, dtype=torch.bool)
+        if min_alpha > 0.0:
+            keep &= 1.0 - torch.exp(-sigma * step_size) >= min_alpha
+        if early_stop_eps > 0.0:
+            sigma_delta = sigma * (t_ends - t_starts).reshape(n_rays, n_samples)
+            in_front = torch.cumsum(sigma_delta, dim=-1) - sigma_delta
+            keep &= torch.exp(-in_front) >= early_stop_eps
+        return keep.reshape(-1)
+
+
 def accumulate(
     values: torch.Tensor, weights: torch.Tensor, ray_indices: torch.Tensor, n_rays: int
 ) -> torch.Tensor:
