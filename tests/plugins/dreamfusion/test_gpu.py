@@ -112,3 +112,39 @@ def test_occupancy_grid_is_refilled_after_loading_weights():
         light_positions=views["light_positions"].cuda(),
     )
     assert out["opacity"].max() > 0.9
+
+
+def test_torch_path_prunes_like_the_nerfacc_path():
+    """A dense core inside a faint haze (alpha 0.005 at the marching step): nerfacc skips the
+    haze, and so does the PyTorch path with ``grid_prune``; without it the haze shows."""
+    from studio_dreamfusion.renderers.nerf_volume import NeRFVolumeRenderer
+    from tests.plugins.dreamfusion.test_renderer import ConstantSphere, renderer_for
+
+    class CoreInHaze(ConstantSphere):
+        def forward_density(self, points):
+            radius = points.reshape(-1, 3).norm(dim=-1, keepdim=True)
+            return torch.where(radius < 0.4, 20.0, torch.where(radius < 0.9, 0.05, 0.0))
+
+    o = torch.tensor([-3.0, 0.0, 0.0]).expand(1, 1, 2, 3).clone()
+    o[0, 0, 1, 1] = 0.6  # this ray crosses the haze only (chord 1.34)
+    d = torch.tensor([1.0, 0.0, 0.0]).expand(1, 1, 2, 3)
+    opacities = {}
+    for name, backend, prune in [
+        ("nerfacc", "nerfacc", True),
+        ("torch", "torch", True),
+        ("torch-unpruned", "torch", False),
+    ]:
+        renderer = renderer_for(
+            CoreInHaze({"radius": 1.0}), samples=32, backend=backend, grid_prune=prune
+        )
+        assert isinstance(renderer, NeRFVolumeRenderer)
+        renderer = renderer.cuda().eval()
+        with torch.no_grad():
+            out = renderer(
+                rays_o=o.cuda(), rays_d=d.cuda(), light_positions=torch.zeros(1, 3).cuda()
+            )
+        opacities[name] = out["opacity"][0, 0, :, 0].cpu()
+    print({k: [round(x, 4) for x in v.tolist()] for k, v in opacities.items()})
+    assert opacities["nerfacc"][0] > 0.99 and opacities["torch"][0] > 0.99  # the core
+    assert opacities["nerfacc"][1] < 1e-3 and opacities["torch"][1] < 1e-3  # haze skipped
+    assert opacities["torch-unpruned"][1] > 0.05  # 1 - exp(-0.05 * 1.34) = 0.065

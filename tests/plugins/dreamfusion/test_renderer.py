@@ -44,7 +44,7 @@ class ConstantSphere(BaseImplicitGeometry):
         density = self.forward_density(points)
         out = {
             "density": density,
-            "features": torch.tensor([1.0, 0.0, 0.0]).expand(density.shape[0], 3),
+            "features": density.new_tensor([1.0, 0.0, 0.0]).expand(density.shape[0], 3),
         }
         if output_normal:
             out["normal"] = torch.nn.functional.normalize(points.reshape(-1, 3), dim=-1)

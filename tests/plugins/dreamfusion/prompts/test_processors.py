@@ -103,11 +103,18 @@ def test_local_model_ids_carry_a_fingerprint_of_the_text_encoder(
         sd_processor(model, prompt="a cat")  # new weights -> encoded again
 
 
-def test_cache_root_from_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_embeddings_live_in_studios_cache_folder(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setenv("STUDIO_CACHE_DIR", str(tmp_path))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert cache.embeddings_dir() == tmp_path / "text_embeddings"
     monkeypatch.delenv("STUDIO_CACHE_DIR")
+    assert cache.embeddings_dir() == tmp_path / "xdg" / "studio" / "text_embeddings"
+    monkeypatch.delenv("XDG_CACHE_HOME")
     assert cache.embeddings_dir() == Path.home() / ".cache" / "studio" / "text_embeddings"
+    monkeypatch.setenv("STUDIO_CACHE_DIR", "~/studio-cache")
+    assert cache.embeddings_dir() == Path.home() / "studio-cache" / "text_embeddings"
 
 
 def test_atomic_write(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

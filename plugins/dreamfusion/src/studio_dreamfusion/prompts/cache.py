@@ -1,6 +1,7 @@
 """On-disk cache of text embeddings: one tensor file per (model, prompt).
 
-Files live in ``$STUDIO_CACHE_DIR/text_embeddings/`` (default ``~/.cache/studio/text_embeddings/``)
+Files live in ``text_embeddings/`` of studio's cache folder (:func:`studio.paths.cache_dir`:
+``$STUDIO_CACHE_DIR``, else ``$XDG_CACHE_HOME/studio``, else ``~/.cache/studio``)
 and are named ``md5(f"{model}-{prompt}").pt`` -- the reference's key, so a prompt encoded once is
 never encoded again by any run with the same model id. A model that is a local folder (or an
 embedded model a plugin ships) can change under the same name -- retrained, reinstalled -- so its
@@ -21,19 +22,12 @@ import torch
 
 from studio.models.embedded import locate
 from studio.models.hub import ModelNotAvailableError
-
-CACHE_ENV = "STUDIO_CACHE_DIR"
-
-
-def cache_root() -> Path:
-    """``$STUDIO_CACHE_DIR`` or ``~/.cache/studio``."""
-    configured = os.environ.get(CACHE_ENV)
-    return Path(configured).expanduser() if configured else Path.home() / ".cache" / "studio"
+from studio.paths import cache_dir
 
 
 def embeddings_dir() -> Path:
     """The folder holding cached text embeddings (not created here)."""
-    return cache_root() / "text_embeddings"
+    return cache_dir() / "text_embeddings"
 
 
 def cache_key(model: str, prompt: str) -> str:
