@@ -138,7 +138,9 @@ def test_torch_path_prunes_like_the_nerfacc_path():
             CoreInHaze({"radius": 1.0}), samples=32, backend=backend, grid_prune=prune
         )
         assert isinstance(renderer, NeRFVolumeRenderer)
-        renderer = renderer.cuda().eval()
+        for module in (renderer, renderer.geometry, renderer.material, renderer.background):
+            module.cuda()
+        renderer.eval()
         with torch.no_grad():
             out = renderer(
                 rays_o=o.cuda(), rays_d=d.cuda(), light_positions=torch.zeros(1, 3).cuda()
