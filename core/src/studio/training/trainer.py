@@ -226,6 +226,7 @@ class Trainer:
 
         progress = self._progress(start)
         system.train()
+        stop_training = False
         try:
             with self.stop:
                 while self.global_step < cfg.trainer.max_steps:
@@ -253,9 +254,10 @@ class Trainer:
                         self._save_last()
                     self._save_periodic()
                     if stop_training:
-                        self.log(f"Training stopped by Ctrl+C after step {self.global_step}.")
                         break
                 self._save_last()
+                if stop_training:  # said once the checkpoint is on disk
+                    self.log(f"Training stopped by Ctrl+C after step {self.global_step}.")
         finally:
             if progress is not None:
                 progress.close()
