@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 
+import pytest
+
 from studio.training.checkpoint import load_checkpoint
+from studio.training.signals import StopRequests
 from tests.conftest import wait_for_step
 
 LONG = ["prompt=x", "trainer.max_steps=100000", "trainer.enable_progress_bar=false"]
@@ -55,3 +59,29 @@ def test_second_ctrl_c_quits_quickly(studio_cli):
     assert "Traceback" not in err
     assert load_checkpoint(run_dir / "ckpts" / "last.ckpt")["global_step"] >= 3
     assert not list((run_dir / "save").glob("*-test.mp4"))
+
+
+@pytest.mark.parametrize(
+    "inherited", [signal.SIG_IGN, signal.default_int_handler], ids=["ignored", "default"]
+)
+def test_after_a_first_ctrl_c_the_next_one_quits_even_if_sigint_was_ignored(inherited):
+    """A process started in the background by a non-interactive shell inherits SIGINT ignored;
+    the first Ctrl+C was still honoured, so the second must quit too, after training."""
+    original = signal.signal(signal.SIGINT, inherited)
+    try:
+        stop = StopRequests()
+        with stop:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.01)  # let the handler run
+            assert stop.stop_training and stop.interrupts == 1
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.01)
+        # without a Ctrl+C during training, the inherited handler comes back
+        signal.signal(signal.SIGINT, inherited)
+        with StopRequests():
+            pass
+        assert signal.getsignal(signal.SIGINT) is inherited
+    finally:
+        signal.signal(signal.SIGINT, original)

@@ -27,7 +27,12 @@ class StopRequests:
         self._previous[signal.SIGTERM] = signal.signal(signal.SIGTERM, self._on_terminate)
 
     def uninstall(self) -> None:
+        """Restore the previous handlers; after a first Ctrl+C, keep the promise that the next one
+        quits (KeyboardInterrupt) even where SIGINT was ignored before, as it is for a process
+        started in the background by a non-interactive shell."""
         for signum, handler in self._previous.items():
+            if signum == signal.SIGINT and self.interrupts:
+                handler = signal.default_int_handler
             signal.signal(signum, handler)
         self._previous.clear()
 
