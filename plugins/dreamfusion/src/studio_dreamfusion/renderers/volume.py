@@ -71,13 +71,20 @@ def weights_from_density_uniform(
 ) -> torch.Tensor:
     """Volume-rendering weights ``w_i = T_i (1 - exp(-sigma_i delta_i))``, ``T_i = exp(-sum_{j<i}
     sigma_j delta_j)`` for rays that all have ``n_samples`` consecutive samples; ``[S]``."""
+    sigma_delta, in_front = _optical_depths(density, t_starts, t_ends, n_rays, n_samples)
+    alpha = 1.0 - torch.exp(-sigma_delta)
+    return (torch.exp(-in_front) * alpha).reshape(-1)
+
+
+def _optical_depths(
+    density: torch.Tensor, t_starts: torch.Tensor, t_ends: torch.Tensor, n_rays: int, n_samples: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``[n_rays, n_samples]`` each: a sample's own optical depth ``sigma_i delta_i`` and the
+    depth in front of it, ``sum_{j<i} sigma_j delta_j`` (exclusive prefix sum)."""
     sigma_delta = density.reshape(n_rays, n_samples) * (t_ends - t_starts).reshape(
         n_rays, n_samples
     )
-    accumulated = torch.cumsum(sigma_delta, dim=-1)
-    transmittance = torch.exp(-(accumulated - sigma_delta))  # exclusive prefix sum
-    alpha = 1.0 - torch.exp(-sigma_delta)
-    return (transmittance * alpha).reshape(-1)
+    return sigma_delta, torch.cumsum(sigma_delta, dim=-1) - sigma_delta
 
 
 def visible_uniform(
@@ -104,8 +111,7 @@ def visible_uniform(
         if min_alpha > 0.0:
             keep &= 1.0 - torch.exp(-sigma * step_size) >= min_alpha
         if early_stop_eps > 0.0:
-            sigma_delta = sigma * (t_ends - t_starts).reshape(n_rays, n_samples)
-            in_front = torch.cumsum(sigma_delta, dim=-1) - sigma_delta
+            _, in_front = _optical_depths(sigma, t_starts, t_ends, n_rays, n_samples)
             keep &= torch.exp(-in_front) >= early_stop_eps
         return keep.reshape(-1)
 
