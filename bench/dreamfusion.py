@@ -26,6 +26,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 from timing import timed_ms
@@ -213,7 +214,8 @@ def bench(
     fused: bool,
     iters: int,
     kind: str = "sd",
-) -> dict:
+    return_step: bool = False,
+) -> Any:
     from studio.training.trainer import to_device
 
     cuda = torch.device("cuda")
@@ -264,6 +266,11 @@ def bench(
         scaler.scale(forward_only()).backward()
         optimizer.zero_grad(set_to_none=True)
 
+    if return_step:  # warmed up, for the profiler
+        for _ in range(iters):
+            full_step()
+        return full_step
+
     warmup = 8 if compile_mode == "none" else 25
     compile_started = time.perf_counter()
     guidance_ms = timed_ms(guidance_only, cuda, warmup, iters)
@@ -279,10 +286,40 @@ def bench(
     return {"guidance": guidance_ms, "full": full_ms, "peak": peak, "warm_s": first, **parts}
 
 
+def profile_step(path: Path, steps: int = 5) -> None:
+    """torch.profiler over eager batch-1 full steps: the ops costing the most host time, and how
+    many CUDA kernels one step launches."""
+    from torch.profiler import ProfilerActivity, profile
+
+    full_step = bench(path, 1, "none", False, False, iters=3, return_step=True)
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        for _ in range(steps):
+            full_step()
+        torch.cuda.synchronize()
+    table = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=30)
+    print(table, file=sys.stderr)
+    kernels = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
+    busy_ms = sum(e.device_time for e in kernels) / 1e3 / steps
+    print(
+        f"profile: {len(kernels) / steps:.0f} CUDA kernels and {busy_ms:.1f} ms of kernel time "
+        f"per step",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="fewer iterations")
     parser.add_argument("--guidance", choices=("sd", "if"), default="sd")
+    parser.add_argument(
+        "--variants",
+        default="eager,compiled,compiled+fused-adam",
+        help="comma-separated subset of eager, compiled, compiled+fused-adam",
+    )
+    parser.add_argument(
+        "--profile", action="store_true", help="also profile 5 eager full steps at batch 1"
+    )
     args = parser.parse_args()
     if not torch.cuda.is_available():
         print("bench/dreamfusion.py: needs CUDA (full-sized UNets); skipped.")
@@ -295,10 +332,14 @@ def main() -> int:
         ("compiled", "reduce-overhead", True, False),
         ("compiled+fused-adam", "reduce-overhead", True, True),
     ]
+    chosen = args.variants.split(",")
+    variants = [v for v in variants if v[0] in chosen]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         path = build_sd21_sized(Path(tmp))
         torch.cuda.empty_cache()
+        if args.profile:
+            profile_step(path)
         for batch in (1, 4):
             for label, mode, channels_last, fused in variants:
                 torch._dynamo.reset()
@@ -321,8 +362,10 @@ def main() -> int:
             f"{r['forward+backward']:.1f} | {r['full']:.1f}"
         )
     for batch in (1, 4):
-        eager = next(r for b, lab, r in rows if b == batch and lab == "eager")
-        fast = next(r for b, lab, r in rows if b == batch and lab == "compiled")
+        eager = next((r for b, lab, r in rows if b == batch and lab == "eager"), None)
+        fast = next((r for b, lab, r in rows if b == batch and lab == "compiled"), None)
+        if eager is None or fast is None:
+            continue
         print(
             f"batch {batch}: compile speed-up guidance x{eager['guidance'] / fast['guidance']:.2f}, "
             f"full step x{eager['full'] / fast['full']:.2f} (compile warm-up {fast['warm_s']:.0f} s)"

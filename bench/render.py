@@ -41,8 +41,21 @@ def hashgrid_row(device: torch.device, n_points: int) -> tuple[str, float, float
     return f"hash grid {n_points} pts", n_points / fwd * 1e3, n_points / fwd_bwd * 1e3
 
 
-def build_renderer(device: torch.device, backend: str, samples: int) -> NeRFVolumeRenderer:
-    geometry = ImplicitVolume({"radius": 2.0, "normal_type": "analytic"})
+def build_renderer(
+    device: torch.device,
+    backend: str,
+    samples: int,
+    grid_backend: str = "auto",
+    explicit_normals: bool = True,
+) -> NeRFVolumeRenderer:
+    geometry = ImplicitVolume(
+        {
+            "radius": 2.0,
+            "normal_type": "analytic",
+            "pos_encoding_config": {**defaults.hash_grid(), "backend": grid_backend},
+        }
+    )
+    geometry.explicit_analytic_normals = explicit_normals
     material = DiffuseWithPointLight({"ambient_only_steps": 0})
     background = NeuralEnvironmentMap({})
     renderer = NeRFVolumeRenderer(
@@ -61,10 +74,16 @@ def build_renderer(device: torch.device, backend: str, samples: int) -> NeRFVolu
 
 
 def render_ms(
-    device: torch.device, backend: str, batch_size: int, samples: int, iters: int
+    device: torch.device,
+    backend: str,
+    batch_size: int,
+    samples: int,
+    iters: int,
+    grid_backend: str = "auto",
+    explicit_normals: bool = True,
 ) -> float:
     torch.manual_seed(0)
-    renderer = build_renderer(device, backend, samples)
+    renderer = build_renderer(device, backend, samples, grid_backend, explicit_normals)
     data = RandomCameraDataModule(
         {
             "batch_size": batch_size,
@@ -91,6 +110,26 @@ def render_ms(
             p.grad = None
 
     return timed_ms(step, device, 3, iters)
+
+
+def normals_table(device: torch.device, samples: int) -> None:
+    """Render + backward with analytic normals: PyTorch grid ops or the fused Triton kernels,
+    normals by autograd's double backward or carried forward explicitly (nerfacc path)."""
+    from studio.backends import CONCERNS, usable
+
+    march = "nerfacc" if usable(CONCERNS["ray-marching"][0], cuda=True) else "torch"
+    grids = ["torch"] + (["triton"] if usable(CONCERNS["hash-grid"][1], cuda=True) else [])
+    print(f"\n| grid kernels | analytic normals | batch | ms/iteration ({march}, {samples}/ray) |")
+    print("|---|---|---|---|")
+    baseline: dict[int, float] = {}
+    for grid in grids:
+        for explicit in (False, True):
+            for batch_size in (1, 4):
+                ms = render_ms(device, march, batch_size, samples, 10, grid, explicit)
+                baseline.setdefault(batch_size, ms)
+                how = "explicit (first order)" if explicit else "double backward"
+                speedup = baseline[batch_size] / ms
+                print(f"| {grid} | {how} | {batch_size} | {ms:.1f} (x{speedup:.2f}) |", flush=True)
 
 
 def main() -> None:
@@ -125,6 +164,8 @@ def main() -> None:
                 )
                 rows.append((device.type, backend, batch_size, ms))
                 print(f"| {device.type} | {backend} | {batch_size} | {samples} | {ms:.1f} |")
+    if torch.cuda.is_available():
+        normals_table(torch.device("cuda"), args.samples)
     cuda_rows = {(b, n): ms for d, b, n, ms in rows if d == "cuda"}
     for batch_size in (1, 4):
         if ("torch", batch_size) in cuda_rows and ("nerfacc", batch_size) in cuda_rows:

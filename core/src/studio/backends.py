@@ -22,7 +22,12 @@ class Backend:
 
 
 CONCERNS: dict[str, tuple[Backend, ...]] = {
-    "hash-grid": (Backend("tinycudann", "tinycudann", True), Backend("torch", None)),
+    # triton: studio's own hash grid with fused Triton kernels on CUDA (PyTorch ops elsewhere).
+    "hash-grid": (
+        Backend("tinycudann", "tinycudann", True),
+        Backend("triton", "triton", True),
+        Backend("torch", None),
+    ),
     "ray-marching": (Backend("nerfacc", "nerfacc", True), Backend("torch", None)),
     "rasterizer": (Backend("nvdiffrast", "nvdiffrast", True), Backend("torch", None)),
     "marching-cubes": (Backend("pymcubes", "mcubes"), Backend("torch", None)),

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from studio.errors import ConfigError
 from studio.registry import get_registry
-from studio_dreamfusion.activations import get_activation, trunc_exp
+from studio_dreamfusion.activations import SLOPES, get_activation, trunc_exp
 from studio_dreamfusion.backgrounds import NeuralEnvironmentMap, SolidColor, Textured
 from studio_dreamfusion.geometry.implicit_volume import ImplicitVolume
 from studio_dreamfusion.geometry.volume_grid import VolumeGrid
@@ -118,6 +118,85 @@ def test_analytic_normals_agree_with_central_differences():
     b = central(points, output_normal=True)["normal"]
     cosine = (a * b).sum(-1)
     assert cosine.median() > 0.999  # trilinear cells: differences agree except at cell borders
+
+
+@pytest.mark.parametrize("bias", ["blob_magic3d", "blob_dreamfusion"])
+@pytest.mark.parametrize("explicit", [True, False], ids=["explicit", "autograd"])
+def test_analytic_normals_of_the_blob_point_outward(bias, explicit):
+    """The blob is part of the density the normals differentiate (the reference's
+    implicit-volume does not detach it), so a fresh field's normals point away from the centre."""
+    geometry = ImplicitVolume(
+        {"pos_encoding_config": GRID, "normal_type": "analytic", "density_bias": bias}
+    )
+    geometry.explicit_analytic_normals = explicit
+    with torch.no_grad():
+        geometry.encoding.params.zero_()
+    points = F.normalize(torch.randn(64, 3), dim=-1) * 0.3
+    out = geometry(points, output_normal=True)
+    cosine = (out["normal"] * F.normalize(points, dim=-1)).sum(-1)
+    assert cosine.min() > 0.999
+
+
+EXPLICIT_CASES = [
+    # density activation, bias, encoding otype, include_xyz
+    ("softplus", "blob_magic3d", "ProgressiveBandHashGrid", False),
+    ("trunc_exp", "blob_dreamfusion", "HashGrid", True),
+    ("exp", 0.5, "HashGrid", False),
+    ("shifted_softplus", "blob_magic3d", "HashGrid", False),
+]
+
+
+@pytest.mark.parametrize(("activation", "bias", "otype", "include_xyz"), EXPLICIT_CASES)
+def test_explicit_analytic_normals_equal_the_double_backward(activation, bias, otype, include_xyz):
+    """Same density, features, normals and parameter gradients of a loss on all three, whether the
+    normal's gradient is carried forward explicitly or taken by autograd's double backward."""
+    torch.manual_seed(0)
+    grid = {**GRID, "otype": otype, "include_xyz": include_xyz}
+    if otype == "ProgressiveBandHashGrid":
+        grid["start_level"] = 2
+    geometry = ImplicitVolume(
+        {
+            "radius": 1.5,
+            "normal_type": "analytic",
+            "density_activation": activation,
+            "density_bias": bias,
+            "pos_encoding_config": grid,
+        }
+    )
+    with torch.no_grad():
+        for param in geometry.parameters():
+            param.uniform_(-0.5, 0.5)
+    points = (torch.rand(400, 3) * 2 - 1) * 1.6  # some outside the box: clamped, no gradient
+    assert geometry._explicit_normals_apply(points)
+    explicit = geometry(points, output_normal=True)
+    geometry.explicit_analytic_normals = False
+    reference = geometry(points, output_normal=True)
+    weights = {k: torch.randn_like(v) for k, v in explicit.items()}
+
+    def gradients(out):
+        loss = sum((out[k] * weights[k]).sum() for k in ("density", "features", "normal"))
+        return torch.autograd.grad(loss, list(geometry.parameters()))
+
+    for key in ("density", "features", "normal"):
+        assert torch.allclose(explicit[key], reference[key], atol=1e-5), key
+    for got, want in zip(gradients(explicit), gradients(reference), strict=True):
+        assert torch.allclose(got, want, rtol=1e-4, atol=1e-4 * want.abs().max())
+
+
+def test_positions_that_require_grad_take_the_autograd_path():
+    geometry = ImplicitVolume({"pos_encoding_config": GRID, "normal_type": "analytic"})
+    points = (torch.rand(16, 3) - 0.5).requires_grad_(True)
+    assert not geometry._explicit_normals_apply(points)
+    out = geometry(points, output_normal=True)
+    (grad,) = torch.autograd.grad(out["normal"].sum(), points)
+    assert grad.abs().sum() > 0
+
+
+def test_activation_slopes_are_the_derivatives():
+    x = torch.linspace(-30.0, 30.0, 601, dtype=torch.float64).requires_grad_(True)
+    for name, slope in SLOPES.items():
+        (want,) = torch.autograd.grad(get_activation(name)(x).sum(), x)
+        assert torch.allclose(slope(x.detach()), want, atol=1e-12), name
 
 
 def test_analytic_normals_keep_the_graph_in_training_and_detach_in_eval():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import math
 
 import numpy as np
@@ -17,9 +18,10 @@ from studio_dreamfusion.networks.encodings import (
     ProgressiveBandHashGrid,
     SphericalHarmonics,
     build_encoding,
+    supports_jacobian,
 )
 from studio_dreamfusion.networks.hashgrid import HashGrid
-from studio_dreamfusion.networks.mlp import VanillaMLP, build_mlp
+from studio_dreamfusion.networks.mlp import ACTIVATIONS, VanillaMLP, build_mlp
 
 GRID = {
     "otype": "HashGrid",
@@ -229,3 +231,59 @@ def test_mlp_output_activation_and_autocast() -> None:
     with torch.autocast("cpu", dtype=torch.bfloat16):
         same = mlp(x)
     assert torch.equal(same, plain)  # computed in float32, autocast off
+
+
+@pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
+def test_vanilla_mlp_jacobian_is_the_chain_rule(activation: str) -> None:
+    """forward_with_jacobian against autograd's Jacobian of the composed map x -> MLP(A x)."""
+    torch.manual_seed(0)
+    mlp = VanillaMLP(5, 2, 7, 2, activation=activation, output_activation=activation)
+    mixing = torch.randn(3, 5)
+    x = torch.randn(6, 3)
+    out, jac = mlp.forward_with_jacobian(x @ mixing, mixing.expand(6, 3, 5))
+    want = torch.func.vmap(torch.func.jacrev(lambda p: mlp(p @ mixing)))(x)  # [N, out, in]
+    assert torch.allclose(out, mlp(x @ mixing))
+    assert torch.allclose(jac, want.transpose(1, 2), rtol=1e-5, atol=1e-5)
+
+
+def test_encodings_give_their_jacobian() -> None:
+    torch.manual_seed(0)
+    config = {**SMALL_GRID, "otype": "ProgressiveBandHashGrid", "start_level": 2}
+    for encoding in (
+        build_encoding(3, config, cuda=False),
+        build_encoding(3, {**SMALL_GRID, "include_xyz": True}, cuda=False),
+    ):
+        assert supports_jacobian(encoding)
+        with torch.no_grad():
+            for param in encoding.parameters():
+                param.uniform_(-1, 1)
+        x = torch.rand(40, 3)
+        encoded, jac = encoding.forward_with_jacobian(x)
+        leaf = x.clone().requires_grad_(True)
+        reference = encoding(leaf)
+        columns = [
+            torch.autograd.grad(reference[:, k].sum(), leaf, retain_graph=True)[0]
+            for k in range(reference.shape[1])
+        ]
+        assert torch.allclose(encoded, reference)
+        assert torch.allclose(jac, torch.stack(columns, dim=-1), atol=1e-4)
+    assert not supports_jacobian(build_encoding(3, {"otype": "Frequency"}, cuda=False))
+
+
+def test_triton_backend_is_the_pytorch_grid_with_fused_kernels() -> None:
+    """`backend: triton` (auto's choice on CUDA without tiny-cuda-nn) builds studio's grid with
+    the fused kernels switched on; off CUDA it encodes with PyTorch ops, same results."""
+    from studio.backends import CONCERNS
+
+    assert [b.name for b in CONCERNS["hash-grid"]] == ["tinycudann", "triton", "torch"]
+    plain = build_encoding(3, {**SMALL_GRID, "backend": "torch"}, cuda=False)
+    assert isinstance(plain, HashGrid) and not plain.fused
+    if importlib.util.find_spec("triton") is None:
+        with pytest.raises(ConfigError, match="triton"):
+            build_encoding(3, {**SMALL_GRID, "backend": "triton"}, cuda=True)
+        return
+    fused = build_encoding(3, {**SMALL_GRID, "backend": "triton"}, cuda=True)
+    assert isinstance(fused, HashGrid) and fused.fused
+    fused.load_state_dict(plain.state_dict())
+    x = torch.rand(30, 3)
+    assert torch.equal(fused(x), plain(x))  # CPU input: the PyTorch ops

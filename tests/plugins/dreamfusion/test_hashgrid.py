@@ -125,6 +125,49 @@ def test_matches_reference_values_and_gradients(
     assert rel_err(g_x, r_x) < 1e-5
 
 
+@pytest.mark.parametrize(("d", "levels", "feats", "log2", "base", "pls"), CONFIGS)
+def test_explicit_jacobian_matches_the_reference(
+    d: int, levels: int, feats: int, log2: int, base: int, pls: float
+) -> None:
+    """forward_with_jacobian: the encoding, d encoding / dx against the float64 reference's
+    autograd, and the table gradient of a loss on both outputs against the reference's."""
+    torch.manual_seed(0)
+    grid = HashGrid(d, levels, feats, log2, base, pls)
+    with torch.no_grad():
+        grid.params.uniform_(-1.0, 1.0)
+    x = make_points(d, 500, seed=2)
+    encoded, jac = grid.forward_with_jacobian(x)
+    assert jac.shape == (x.shape[0], d, levels * feats)
+
+    x64 = x.double().requires_grad_(True)
+    table64 = grid.params.detach().double().requires_grad_(True)
+    ref = reference_hashgrid(x64, table64, levels, feats, log2, base, pls)
+    columns = [
+        torch.autograd.grad(ref[:, k].sum(), x64, create_graph=True)[0] for k in range(ref.shape[1])
+    ]
+    ref_jac = torch.stack(columns, dim=-1)  # [N, d, out]
+    assert rel_err(encoded, ref) < 1e-5
+    assert rel_err(jac, ref_jac) < 1e-5
+
+    up_enc, up_jac = torch.randn_like(encoded), torch.randn_like(jac)
+    (g_table,) = torch.autograd.grad((encoded * up_enc).sum() + (jac * up_jac).sum(), grid.params)
+    ref_loss = (ref * up_enc.double()).sum() + (ref_jac * up_jac.double()).sum()
+    (r_table,) = torch.autograd.grad(ref_loss, table64)
+    assert rel_err(g_table, r_table) < 1e-5
+
+
+def test_explicit_jacobian_refuses_inputs_that_need_grad() -> None:
+    grid = HashGrid(3, 4, 2, 10, 4, 2.0)
+    with pytest.raises(ValueError, match="no gradient to its input"):
+        grid.forward_with_jacobian(torch.rand(5, 3, requires_grad=True))
+    with torch.no_grad():  # no gradient is asked for: fine
+        assert grid.forward_with_jacobian(torch.rand(5, 3, requires_grad=True))[1].shape == (
+            5,
+            3,
+            8,
+        )
+
+
 def test_default_layout_matches_tcnn() -> None:
     """The levels tcnn builds for threestudio's default grid (16 levels, base 16, log2 19)."""
     layout = grid_layout(3, 16, 2, 19, 16, 1.447269237440378)
@@ -202,3 +245,46 @@ def test_autocast_and_empty_input() -> None:
     assert grid(torch.zeros(0, 3)).shape == (0, 8)
     with pytest.raises(ValueError, match="expects input"):
         grid(torch.zeros(4, 2))
+
+
+FUSED_CONFIGS = [
+    pytest.param(3, 8, 2, 12, 2, 2.0, id="base2-boundaries"),
+    pytest.param(3, 16, 2, 19, 16, 1.447269237440378, id="threestudio-default"),
+    pytest.param(3, 6, 4, 10, 8, 1.7, id="4features"),
+    pytest.param(3, 5, 1, 9, 3, 1.9, id="1feature"),
+]
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize(("d", "levels", "feats", "log2", "base", "pls"), FUSED_CONFIGS)
+def test_fused_triton_kernels_match_the_pytorch_ops(
+    d: int, levels: int, feats: int, log2: int, base: int, pls: float
+) -> None:
+    """On CUDA: the fused kernels' encoding, Jacobian and table gradient (of a loss on both)
+    equal the PyTorch ops' (float32 rounding; the gradient is summed by atomics)."""
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA")
+    torch.manual_seed(0)
+    plain = HashGrid(d, levels, feats, log2, base, pls).cuda()
+    fused = HashGrid(d, levels, feats, log2, base, pls, fused=True).cuda()
+    with torch.no_grad():
+        plain.params.uniform_(-1.0, 1.0)
+        fused.params.copy_(plain.params)
+    x = torch.cat([make_points(d, 20000, seed=3), torch.rand(50000, 3)]).cuda()
+    assert fused._fused_kernel_applies(x) and not plain._fused_kernel_applies(x)
+    outputs = []
+    for grid in (plain, fused):
+        encoded, jac = grid.forward_with_jacobian(x)
+        torch.manual_seed(1)
+        up_enc, up_jac = torch.randn_like(encoded), torch.randn_like(jac)
+        loss = (encoded * up_enc).sum() + (jac * up_jac).sum()
+        (g_table,) = torch.autograd.grad(loss, grid.params)
+        (g_forward,) = torch.autograd.grad((grid(x) * up_enc).sum(), grid.params)
+        outputs.append((encoded, jac, g_table, g_forward))
+    for name, want, got in zip(
+        ("encoding", "jacobian", "grad", "grad of forward"), *outputs, strict=True
+    ):
+        # gradients are summed by atomics in any order: float32 rounding of long sums
+        assert rel_err(got, want) < (1e-4 if name.startswith("grad") else 1e-5), name
+    empty = fused.forward_with_jacobian(torch.zeros(0, 3, device="cuda"))
+    assert empty[0].shape == (0, levels * feats) and empty[1].shape == (0, 3, levels * feats)

@@ -65,3 +65,35 @@ def get_activation(
         f"{path}: unknown activation {name!r}; use one of {', '.join(ACTIVATIONS)} or a "
         f"torch.nn.functional name."
     )
+
+
+def _softplus_slope(x: torch.Tensor) -> torch.Tensor:
+    # F.softplus is linear above its threshold (20): slope 1 there, sigmoid(x) below.
+    return torch.where(x > 20.0, torch.ones_like(x), torch.sigmoid(x))
+
+
+def _sigmoid_slope(x: torch.Tensor) -> torch.Tensor:
+    y = torch.sigmoid(x)
+    return y * (1.0 - y)
+
+
+#: d activation(x) / dx, differentiable, for the activations a density may use. ``trunc_exp``
+#: takes the slope its backward uses (exp of x clamped at 15), as autograd would.
+SLOPES: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "none": torch.ones_like,
+    "exp": torch.exp,
+    "shifted_exp": lambda x: torch.exp(x - 1.0),
+    "trunc_exp": lambda x: torch.exp(x.clamp(max=15.0)),
+    "shifted_trunc_exp": lambda x: torch.exp((x - 1.0).clamp(max=15.0)),
+    "sigmoid": _sigmoid_slope,
+    "tanh": lambda x: 1.0 - torch.tanh(x) ** 2,
+    "shifted_softplus": lambda x: _softplus_slope(x - 1.0),
+    "scale_-11_01": lambda x: torch.full_like(x, 0.5),
+    "softplus": _softplus_slope,
+    "relu": lambda x: (x > 0).to(x.dtype),
+}
+
+
+def get_activation_slope(name: str | None) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """The derivative of the activation ``name`` (see :data:`SLOPES`), or None if not known."""
+    return SLOPES["none"] if name is None else SLOPES.get(name)

@@ -18,14 +18,35 @@ def density_bias(points: torch.Tensor, kind: DensityBias, scale: float, std: flo
 
     ``blob_dreamfusion``: ``scale * exp(-|x|^2 / (2 std^2))``; ``blob_magic3d`` (alias ``blob``):
     ``scale * (1 - |x| / std)``; a number: constant.
+    Differentiable in ``points`` (so analytic normals see the blob, as in the reference's
+    implicit-volume); pass detached points for a bias without gradient.
     """
+    return _bias_and_gradient(points, kind, scale, std, with_gradient=False)[0]
+
+
+def density_bias_with_gradient(
+    points: torch.Tensor, kind: DensityBias, scale: float, std: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`density_bias` ``[N, 1]`` and its gradient in ``points`` ``[N, 3]``, written out."""
+    bias, gradient = _bias_and_gradient(points, kind, scale, std, with_gradient=True)
+    assert gradient is not None
+    return bias, gradient
+
+
+def _bias_and_gradient(
+    points: torch.Tensor, kind: DensityBias, scale: float, std: float, with_gradient: bool
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     if isinstance(kind, (int, float)):
-        return torch.full_like(points[..., :1], float(kind))
-    norm2 = (points.detach() ** 2).sum(-1, keepdim=True)
+        constant = torch.full_like(points[..., :1], float(kind))
+        return constant, torch.zeros_like(points) if with_gradient else None
+    norm2 = (points**2).sum(-1, keepdim=True)
     if kind == "blob_dreamfusion":
-        return scale * torch.exp(-0.5 * norm2 / std**2)
+        bias = scale * torch.exp(-0.5 * norm2 / std**2)
+        return bias, -bias * points / std**2 if with_gradient else None
     if kind in ("blob_magic3d", "blob"):
-        return scale * (1.0 - torch.sqrt(norm2 + 1e-20) / std)
+        norm = torch.sqrt(norm2 + 1e-20)
+        bias = scale * (1.0 - norm / std)
+        return bias, -scale / std * points / norm if with_gradient else None
     raise ConfigError(
         f"system.geometry.density_bias: unknown value {kind!r}; use blob_magic3d, "
         f"blob_dreamfusion or a number."

@@ -10,15 +10,16 @@ import torch
 import torch.nn.functional as F
 
 from studio.geometry.base import BaseImplicitGeometry, contract_to_unit_cube
-from studio_dreamfusion.activations import get_activation
+from studio_dreamfusion.activations import get_activation, get_activation_slope
 from studio_dreamfusion.geometry.density import (
     analytic_normal,
     density_bias,
+    density_bias_with_gradient,
     finite_difference_normal,
 )
 from studio_dreamfusion.networks import defaults
-from studio_dreamfusion.networks.encodings import build_encoding
-from studio_dreamfusion.networks.mlp import build_mlp
+from studio_dreamfusion.networks.encodings import build_encoding, supports_jacobian
+from studio_dreamfusion.networks.mlp import VanillaMLP, build_mlp
 
 NormalType = Literal[
     "analytic",
@@ -30,9 +31,17 @@ NormalType = Literal[
 
 
 class ImplicitVolume(BaseImplicitGeometry):
-    """Normals: ``analytic`` (autograd of the density), ``finite_difference`` (central, as the
-    reference's original), ``finite_difference_forward`` (the reference's later default),
+    """Normals: ``analytic`` (the gradient of the density), ``finite_difference`` (central, as
+    the reference's original), ``finite_difference_forward`` (the reference's later default),
     ``finite_difference_laplacian`` (alias of central), ``pred`` (a third MLP head), or none.
+
+    Analytic normals are computed in one of two equivalent ways. When the encoding gives its
+    spatial Jacobian (studio's hash grid), the density MLP is a ``VanillaMLP`` and the density
+    activation's derivative is known, the gradient is carried forward through the encoding, the
+    MLP, the blob and the activation explicitly: losses on the normals then need first-order
+    autograd only, which is several times faster than a double backward (docs/performance.md).
+    Otherwise (tiny-cuda-nn, or positions that require grad) autograd differentiates the density
+    with ``create_graph=True``, as the reference does.
     """
 
     @attrs.define(kw_only=True)
@@ -72,6 +81,10 @@ class ImplicitVolume(BaseImplicitGeometry):
             else None
         )
         self._activation = get_activation(cfg.density_activation, f"{path}.density_activation")
+        self._activation_slope = get_activation_slope(cfg.density_activation)
+        #: Carry analytic normals forward explicitly when possible (False: always autograd's
+        #: double backward, e.g. to compare the two; both give the same normals and gradients).
+        self.explicit_analytic_normals = True
         density_bias(torch.zeros(1, 3), cfg.density_bias, 1.0, 1.0)  # validates the bias kind early
 
     def _encode(self, points: torch.Tensor) -> torch.Tensor:
@@ -89,9 +102,46 @@ class ImplicitVolume(BaseImplicitGeometry):
         points = points.reshape(-1, 3)
         return self._density(points, self._encode(points))
 
+    def _explicit_normals_apply(self, points: torch.Tensor) -> bool:
+        return (
+            self.explicit_analytic_normals
+            and self.cfg.normal_type == "analytic"
+            and self._activation_slope is not None
+            and isinstance(self.density_network, VanillaMLP)
+            and supports_jacobian(self.encoding)
+            and not (points.requires_grad and torch.is_grad_enabled())
+        )
+
+    def _forward_explicit_normal(self, points: torch.Tensor) -> dict[str, Any]:
+        """Density, features and analytic normals with the gradient carried forward (no
+        double backward); see the class docstring."""
+        cfg = self.cfg
+        unit = contract_to_unit_cube(points, cfg.radius)
+        # d unit / d x = 1 / (2r) inside the box; clamp passes no gradient outside (autograd's
+        # clamp keeps it on the boundary itself, and so does this mask).
+        inside = ((unit >= 0.0) & (unit <= 1.0)).to(points.dtype) / (2.0 * cfg.radius)
+        encoded, jacobian = self.encoding.forward_with_jacobian(unit.clamp(0.0, 1.0))
+        jacobian = jacobian * inside.unsqueeze(-1)
+        raw, raw_jacobian = self.density_network.forward_with_jacobian(encoded, jacobian)
+        bias, bias_gradient = density_bias_with_gradient(
+            points, cfg.density_bias, cfg.density_blob_scale, cfg.density_blob_std
+        )
+        pre = raw.reshape(-1, 1) + bias
+        assert self._activation_slope is not None
+        gradient = self._activation_slope(pre) * (raw_jacobian.reshape(-1, 3) + bias_gradient)
+        out: dict[str, Any] = {"density": self._activation(pre)}
+        if self.feature_network is not None:
+            out["features"] = self.feature_network(encoded)
+        normal = F.normalize(-gradient, dim=-1)
+        out["normal"] = normal
+        out["shading_normal"] = normal
+        return out
+
     def forward(self, points: torch.Tensor, output_normal: bool = False) -> dict[str, Any]:
         cfg = self.cfg
         points = points.reshape(-1, 3)
+        if output_normal and self._explicit_normals_apply(points):
+            return self._forward_explicit_normal(points)
         analytic = output_normal and cfg.normal_type == "analytic"
         grad_enabled = torch.is_grad_enabled()
         with torch.enable_grad() if analytic else contextlib.nullcontext():

@@ -54,7 +54,10 @@ class VolumeGrid(BaseImplicitGeometry):
 
     def _density(self, points: torch.Tensor, raw: torch.Tensor) -> torch.Tensor:
         cfg = self.cfg
-        bias = density_bias(points, cfg.density_bias, cfg.density_blob_scale, cfg.density_blob_std)
+        # the reference's volume-grid takes the blob of detached points
+        bias = density_bias(
+            points.detach(), cfg.density_bias, cfg.density_blob_scale, cfg.density_blob_std
+        )
         return self._activation(raw * torch.exp(self.density_scale) + bias)
 
     def forward_density(self, points: torch.Tensor) -> torch.Tensor:

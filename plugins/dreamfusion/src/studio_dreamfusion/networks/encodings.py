@@ -36,7 +36,9 @@ from studio.config.convert import structure
 from studio.errors import ConfigError
 from studio_dreamfusion.networks.hashgrid import HashGrid
 
-Backend = Literal["auto", "torch", "tinycudann"]
+#: ``triton`` is studio's PyTorch hash grid with fused Triton kernels on CUDA; it changes hash
+#: grids only (other encodings have no fused form and run as ``torch``).
+Backend = Literal["auto", "torch", "triton", "tinycudann"]
 
 
 # -- configs -------------------------------------------------------------------------------------
@@ -239,6 +241,11 @@ class ProgressiveBandHashGrid(nn.Module, Updateable):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.encoding(x).float() * self.mask
 
+    def forward_with_jacobian(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Masked encoding ``[N, n_out]`` and spatial Jacobian ``[N, n_input_dims, n_out]``."""
+        encoded, jacobian = self.encoding.forward_with_jacobian(x)
+        return encoded * self.mask, jacobian * self.mask
+
 
 class CompositeEncoding(nn.Module):
     """``[2x - 1, encoding(x)]`` (threestudio's ``include_xyz``): ``n_input_dims`` more outputs."""
@@ -252,6 +259,24 @@ class CompositeEncoding(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         encoded = self.encoding(x)
         return torch.cat([x.to(encoded.dtype) * 2.0 - 1.0, encoded], dim=-1)
+
+    def forward_with_jacobian(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``[2x - 1, encoding(x)]`` and its spatial Jacobian ``[N, n_input_dims, n_out]``."""
+        encoded, jacobian = self.encoding.forward_with_jacobian(x)
+        d = self.n_input_dims
+        xyz_jacobian = 2.0 * torch.eye(d, device=x.device, dtype=jacobian.dtype)
+        xyz_jacobian = xyz_jacobian.expand(x.shape[0], d, d)
+        return (
+            torch.cat([x.to(encoded.dtype) * 2.0 - 1.0, encoded], dim=-1),
+            torch.cat([xyz_jacobian, jacobian], dim=-1),
+        )
+
+
+def supports_jacobian(module: nn.Module) -> bool:
+    """Whether ``module`` gives its spatial Jacobian explicitly (``forward_with_jacobian``)."""
+    if isinstance(module, (ProgressiveBandHashGrid, CompositeEncoding)):
+        return supports_jacobian(module.encoding)
+    return isinstance(module, HashGrid)
 
 
 # -- tiny-cuda-nn ---------------------------------------------------------------------------------
@@ -330,7 +355,7 @@ def build_encoding(
             tcnn_otype = {"otype": "Grid", "type": "Hash"}  # tcnn's name for the same grid
             grid: nn.Module = tcnn_encoding(n_input_dims, {**tcnn_otype, **grid_keys})
         else:
-            grid = HashGrid(n_input_dims, **grid_keys)
+            grid = HashGrid(n_input_dims, **grid_keys, fused=backend == "triton")
         if isinstance(cfg, ProgressiveBandHashGridConfig):
             if cfg.update_steps < 1:
                 raise _fail(path, "update_steps", f"must be at least 1, got {cfg.update_steps}")

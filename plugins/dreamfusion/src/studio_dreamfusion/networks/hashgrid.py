@@ -129,6 +129,9 @@ class HashGrid(nn.Module):
     tcnn would, with uint32 wraparound); returns float32 ``[N, n_levels * n_features_per_level]``.
     Gradients flow to :attr:`params` and to ``x`` (through the interpolation weights), and the
     graph supports double backward (analytic normals with losses on them).
+    :meth:`forward_with_jacobian` gives the spatial Jacobian explicitly instead (first-order
+    autograd only). With ``fused=True``, CUDA inputs that need no gradient are encoded by fused
+    Triton kernels (:mod:`studio_dreamfusion.networks.hashgrid_triton`), same results.
     """
 
     def __init__(
@@ -139,6 +142,7 @@ class HashGrid(nn.Module):
         log2_hashmap_size: int = 19,
         base_resolution: int = 16,
         per_level_scale: float = 2.0,
+        fused: bool = False,
     ) -> None:
         super().__init__()
         if not 1 <= n_input_dims <= len(PRIMES):
@@ -154,6 +158,8 @@ class HashGrid(nn.Module):
         self.base_resolution = base_resolution
         self.per_level_scale = per_level_scale
         self.n_output_dims = n_levels * n_features_per_level
+        #: Use the fused Triton kernels for CUDA inputs that need no gradient (3D only).
+        self.fused = fused
         self.layout = grid_layout(
             n_input_dims,
             n_levels,
@@ -216,24 +222,82 @@ class HashGrid(nn.Module):
             f"per_level_scale={self.per_level_scale}, n_params={self.layout.n_params}"
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _check_input(self, x: torch.Tensor) -> None:
         if x.ndim != 2 or x.shape[1] != self.n_input_dims:
             raise ValueError(
                 f"HashGrid expects input [N, {self.n_input_dims}], got {tuple(x.shape)}"
             )
+
+    def _fused_kernel_applies(self, x: torch.Tensor) -> bool:
+        """The Triton kernels serve CUDA inputs that need no gradient (sample positions)."""
+        return (
+            self.fused
+            and x.is_cuda
+            and self.n_input_dims == 3
+            and not (x.requires_grad and torch.is_grad_enabled())
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._check_input(x)
+        if self._fused_kernel_applies(x):
+            from studio_dreamfusion.networks.hashgrid_triton import fused_encode
+
+            return fused_encode(self, x, with_jacobian=False)[0]
         # Float32 throughout: autocast would run the corner-weighting matmul in half precision.
         with torch.autocast(device_type=x.device.type, enabled=False):
             x = x.float()
             table = self.params.view(-1, self.n_features_per_level)
             # At most two groups (dense levels, hashed levels): not a loop over levels.
-            parts = [self._encode_group(x, table, dense) for dense, _ in self._groups]
-            out = parts[0] if len(parts) == 1 else torch.cat(parts, dim=0)  # [L, N, F]
-            if self._reorder:
-                out = out[self._inverse_order]
-            return out.permute(1, 0, 2).reshape(x.shape[0], self.n_output_dims)
+            parts = [self._encode_group(x, table, dense)[0] for dense, _ in self._groups]
+            return self._level_major_to_points(parts)
 
-    def _encode_group(self, x: torch.Tensor, table: torch.Tensor, dense: bool) -> torch.Tensor:
-        """Encode ``x`` at every level of one group: ``[n_group_levels, N, F]``.
+    def forward_with_jacobian(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The encoding and its spatial Jacobian: ``[N, n_out]`` and ``[N, n_input_dims, n_out]``.
+
+        ``jacobian[n, i, k] = d encoding[n, k] / d x[n, i]`` (zero gradient of the cell index, as
+        autograd gives). Both outputs are differentiable with respect to :attr:`params` (first
+        order only), not to ``x``: this is the explicit form of analytic normals, with no double
+        backward. On CUDA it runs fused Triton kernels when they are enabled.
+        """
+        self._check_input(x)
+        if x.requires_grad and torch.is_grad_enabled():
+            raise ValueError(
+                "HashGrid.forward_with_jacobian gives no gradient to its input; pass positions "
+                "that do not require grad (use forward() and autograd for input gradients)."
+            )
+        if self._fused_kernel_applies(x):
+            from studio_dreamfusion.networks.hashgrid_triton import fused_encode
+
+            encoded, jacobian = fused_encode(self, x, with_jacobian=True)
+            assert jacobian is not None
+            return encoded, jacobian
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            x = x.float()
+            table = self.params.view(-1, self.n_features_per_level)
+            parts = [
+                self._encode_group(x, table, dense, jacobian=True) for dense, _ in self._groups
+            ]
+            encoded = self._level_major_to_points([value for value, _ in parts])
+            # [Lg, N, d, F] per group -> [N, d, L * F], level-major like the encoding.
+            per_level = [jac for _, jac in parts]
+            jac = per_level[0] if len(per_level) == 1 else torch.cat(per_level, dim=0)
+            if self._reorder:
+                jac = jac[self._inverse_order]
+            jac = jac.permute(1, 2, 0, 3).reshape(x.shape[0], self.n_input_dims, self.n_output_dims)
+            return encoded, jac
+
+    def _level_major_to_points(self, parts: list[torch.Tensor]) -> torch.Tensor:
+        """``[L_group, N, F]`` blocks (group order) -> ``[N, L * F]`` in level order."""
+        out = parts[0] if len(parts) == 1 else torch.cat(parts, dim=0)  # [L, N, F]
+        if self._reorder:
+            out = out[self._inverse_order]
+        return out.permute(1, 0, 2).reshape(out.shape[1], self.n_output_dims)
+
+    def _encode_group(
+        self, x: torch.Tensor, table: torch.Tensor, dense: bool, jacobian: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Encode ``x`` at every level of one group: ``[n_group_levels, N, F]``, and with
+        ``jacobian`` its derivative in ``x``, ``[n_group_levels, N, d, F]`` (else None).
 
         Level-major order keeps one level's table hot in the cache at a time (as tcnn's kernel
         does with one level per block); it was 1.3-1.5x faster than point-major on CPU.
@@ -249,9 +313,13 @@ class HashGrid(nn.Module):
         floor = torch.floor(pos)
         frac = pos - floor  # d frac / d x = scale (floor has zero gradient)
         cell = floor.to(torch.int64)
+        # d weight / d x per dimension: (-scale, +scale) for the (lower, upper) corner.
+        slope = self._weight_sign * scales.float().view(shape) if jacobian else None
 
         index: torch.Tensor | None = None  # [Lg, N, 2**k] after k dimensions
         weight: torch.Tensor | None = None
+        # d weight / d x_i for the dimensions i seen so far, each [Lg, N, 2**k]
+        weight_slopes: list[torch.Tensor] = []
         for dim in range(self.n_input_dims):  # the (3) input dimensions, not levels or points
             corners = cell[..., dim, None] + self._bit  # [Lg, N, 2]: lower, upper coordinate
             if dense:
@@ -264,6 +332,8 @@ class HashGrid(nn.Module):
             w = torch.addcmul(self._lower_weight, frac[..., dim, None], self._weight_sign)
             if index is None or weight is None:
                 index, weight = term, w
+                if slope is not None:
+                    weight_slopes = [slope.expand_as(w)]
             else:
                 # The new dimension is the slower axis: corner c has bit `dim` set iff c >= 2**dim.
                 if dense:
@@ -271,6 +341,11 @@ class HashGrid(nn.Module):
                 else:
                     index = torch.bitwise_xor(term.unsqueeze(-1), index.unsqueeze(-2))
                 index = index.flatten(-2)
+                if slope is not None:  # product rule: one factor differentiated at a time
+                    weight_slopes = [
+                        (w.unsqueeze(-1) * s.unsqueeze(-2)).flatten(-2) for s in weight_slopes
+                    ]
+                    weight_slopes.append((slope.unsqueeze(-1) * weight.unsqueeze(-2)).flatten(-2))
                 weight = (w.unsqueeze(-1) * weight.unsqueeze(-2)).flatten(-2)
         assert index is not None and weight is not None
         if dense:  # uint32 wraparound, then tcnn's `% hashmap_size`
@@ -284,8 +359,12 @@ class HashGrid(nn.Module):
         # One gather for all levels and corners of the group; its backward is a scatter-add.
         values = table.index_select(0, index.reshape(-1)).view(*index.shape, table.shape[1])
         values = values.to(weight.dtype)  # no-op for the float32 table
+        jac = None
+        if weight_slopes:  # [Lg, N, d, C] x [Lg, N, C, F] -> [Lg, N, d, F]
+            slopes = torch.stack(weight_slopes, dim=2)
+            jac = (slopes.unsqueeze(-1) * values.unsqueeze(2)).sum(dim=3)
         if values.device.type == "cpu":
             # [Lg, N, 1, C] @ [Lg, N, C, F]: 4x faster on CPU than multiply-and-sum ...
-            return torch.matmul(weight.unsqueeze(-2), values).squeeze(-2)
+            return torch.matmul(weight.unsqueeze(-2), values).squeeze(-2), jac
         # ... but 13x slower on an H100 (batched tiny matrix products), where this is fast.
-        return (values * weight.unsqueeze(-1)).sum(dim=2)
+        return (values * weight.unsqueeze(-1)).sum(dim=2), jac

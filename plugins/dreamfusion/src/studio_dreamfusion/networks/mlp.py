@@ -42,6 +42,31 @@ ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
 }
 
 
+def _softplus_slope(x: torch.Tensor) -> torch.Tensor:
+    # nn.Softplus(beta=10) is linear where beta * x > 20 (its threshold).
+    u = x * _K_ACT
+    return torch.where(u > 20.0, torch.ones_like(x), torch.sigmoid(u))
+
+
+def _squareplus_slope(x: torch.Tensor) -> torch.Tensor:
+    u = x * _K_ACT
+    return 0.5 * (1.0 + u / torch.sqrt(u * u + 4.0))
+
+
+#: d activation(x) / dx of each of :data:`ACTIVATIONS`, written differentiably (``None``: 1).
+SLOPES: dict[str, Callable[[torch.Tensor], torch.Tensor] | None] = {
+    "none": None,
+    "relu": lambda x: (x > 0).to(x.dtype),
+    "leakyrelu": lambda x: torch.where(x > 0, 1.0, 0.01).to(x.dtype),
+    "exponential": torch.exp,
+    "sine": torch.cos,
+    "sigmoid": lambda x: torch.sigmoid(x) * (1.0 - torch.sigmoid(x)),
+    "squareplus": _squareplus_slope,
+    "softplus": _softplus_slope,
+    "tanh": lambda x: 1.0 - torch.tanh(x) ** 2,
+}
+
+
 class _Lambda(nn.Module):
     def __init__(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> None:
         super().__init__()
@@ -101,6 +126,9 @@ class VanillaMLP(nn.Module):
         self.n_output_dims = n_out
         layers: list[nn.Module] = []
         width = n_in
+        # the activation after each Linear (the output activation last), for the Jacobian
+        self._slopes = [SLOPES[activation.lower()]] * n_hidden_layers
+        self._slopes.append(SLOPES[output_activation.lower()])
         for _ in range(n_hidden_layers):
             layers += [
                 nn.Linear(width, n_neurons, bias=False),
@@ -114,6 +142,25 @@ class VanillaMLP(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         with torch.autocast(device_type=x.device.type, enabled=False):
             return self.output_activation(self.layers(x.float()))
+
+    def forward_with_jacobian(
+        self, x: torch.Tensor, jacobian: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The output ``[N, n_out]`` and its Jacobian ``[N, d, n_out]`` by the chain rule, given
+        the input's Jacobian ``[N, d, n_in]`` with respect to some ``d`` variables (forward mode,
+        written out, so the result is differentiable by ordinary first-order autograd)."""
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            hidden, tangent = x.float(), jacobian.float()
+            linears = [m for m in self.layers if isinstance(m, nn.Linear)]
+            activations = [m for m in self.layers if not isinstance(m, nn.Linear)]
+            activations.append(self.output_activation)
+            for linear, activation, slope in zip(linears, activations, self._slopes, strict=True):
+                pre = linear(hidden)
+                tangent = linear(tangent)  # [N, d, width]: the same linear map, no bias
+                if slope is not None:
+                    tangent = tangent * slope(pre).unsqueeze(-2)
+                hidden = activation(pre)
+            return hidden, tangent
 
 
 def _as_float32(_module: nn.Module, _inputs: Any, output: torch.Tensor) -> torch.Tensor:
