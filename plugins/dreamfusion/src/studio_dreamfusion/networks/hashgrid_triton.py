@@ -202,41 +202,42 @@ def _backward_kernel(
     resolution = tl.load(resolutions_ptr + level)
     dense = tl.load(dense_ptr + level)
     cx, cy, cz, fx, fy, fz = _cells(x_ptr, rows, valid, scale)
-    feats = tl.arange(0, F)
-    mask2 = valid[:, None]
-    column = level * F + feats[None, :]
-    g_out = tl.zeros([BLOCK, F], dtype=tl.float32)
-    gx = tl.zeros([BLOCK, F], dtype=tl.float32)
-    gy = tl.zeros([BLOCK, F], dtype=tl.float32)
-    gz = tl.zeros([BLOCK, F], dtype=tl.float32)
-    if WITH_OUT:
-        g_out = tl.load(grad_out_ptr + rows[:, None] * N_OUT + column, mask=mask2, other=0.0)
-    if WITH_JACOBIAN:
-        base = grad_jac_ptr + rows[:, None] * (3 * N_OUT) + column
-        gx = tl.load(base, mask=mask2, other=0.0)
-        gy = tl.load(base + N_OUT, mask=mask2, other=0.0)
-        gz = tl.load(base + 2 * N_OUT, mask=mask2, other=0.0)
-    for corner in tl.static_range(8):
-        row, w, dwx, dwy, dwz = _corner(
-            cx,
-            cy,
-            cz,
-            fx,
-            fy,
-            fz,
-            scale,
-            offset,
-            size,
-            resolution,
-            dense,
-            corner,
-            PRIME_Y,
-            PRIME_Z,
-        )
-        grad = w[:, None] * g_out
+    # One feature at a time, with 1D tensors: atomics on [BLOCK, F] blocks gave wrong sums on
+    # an H200 for F = 1 (a block with a size-1 dimension), where the 1D form is exact.
+    for feature in tl.static_range(F):
+        column = level * F + feature
+        g_out = tl.zeros([BLOCK], dtype=tl.float32)
+        gx = tl.zeros([BLOCK], dtype=tl.float32)
+        gy = tl.zeros([BLOCK], dtype=tl.float32)
+        gz = tl.zeros([BLOCK], dtype=tl.float32)
+        if WITH_OUT:
+            g_out = tl.load(grad_out_ptr + rows * N_OUT + column, mask=valid, other=0.0)
         if WITH_JACOBIAN:
-            grad += dwx[:, None] * gx + dwy[:, None] * gy + dwz[:, None] * gz
-        tl.atomic_add(grad_table_ptr + row[:, None] * F + feats[None, :], grad, mask=mask2)
+            base = grad_jac_ptr + rows * (3 * N_OUT) + column
+            gx = tl.load(base, mask=valid, other=0.0)
+            gy = tl.load(base + N_OUT, mask=valid, other=0.0)
+            gz = tl.load(base + 2 * N_OUT, mask=valid, other=0.0)
+        for corner in tl.static_range(8):
+            row, w, dwx, dwy, dwz = _corner(
+                cx,
+                cy,
+                cz,
+                fx,
+                fy,
+                fz,
+                scale,
+                offset,
+                size,
+                resolution,
+                dense,
+                corner,
+                PRIME_Y,
+                PRIME_Z,
+            )
+            grad = w * g_out
+            if WITH_JACOBIAN:
+                grad += dwx * gx + dwy * gy + dwz * gz
+            tl.atomic_add(grad_table_ptr + row * F + feature, grad, mask=valid)
 
 
 def _level_tables(grid: HashGrid, device: torch.device) -> tuple[torch.Tensor, ...]:
