@@ -24,3 +24,24 @@ def timed_ms(fn: Callable[[], object], device: torch.device, warmup: int, iters:
             torch.cuda.synchronize(device)
         samples.append((time.perf_counter() - start) * 1000.0)
     return statistics.median(samples)
+
+
+def interleaved_ms(
+    fns: dict[str, Callable[[], object]], device: torch.device, warmup: int, iters: int
+) -> dict[str, float]:
+    """Median ms per call of each of ``fns``, timed in turn within each round (A, B, A, B, ...),
+    so that a drift of the machine's speed during the run affects all of them alike."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    samples: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(iters):
+        for name, fn in fns.items():
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            start = time.perf_counter()
+            fn()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            samples[name].append((time.perf_counter() - start) * 1000.0)
+    return {name: statistics.median(values) for name, values in samples.items()}
