@@ -125,7 +125,10 @@ def test_matches_reference_values_and_gradients(
     assert rel_err(g_x, r_x) < 1e-5
 
 
-@pytest.mark.parametrize(("d", "levels", "feats", "log2", "base", "pls"), CONFIGS)
+@pytest.mark.parametrize(
+    ("d", "levels", "feats", "log2", "base", "pls"),
+    [*CONFIGS, pytest.param(3, 5, 1, 9, 3, 1.9, id="3d-1feature")],
+)
 def test_explicit_jacobian_matches_the_reference(
     d: int, levels: int, feats: int, log2: int, base: int, pls: float
 ) -> None:
@@ -276,7 +279,10 @@ def test_fused_triton_kernels_match_the_pytorch_ops(
     for grid in (plain, fused):
         encoded, jac = grid.forward_with_jacobian(x)
         torch.manual_seed(1)
-        up_enc, up_jac = torch.randn_like(encoded), torch.randn_like(jac)
+        # randn, not randn_like: the PyTorch path's Jacobian may be a strided view (F = 1), and
+        # randn_like would lay the same random stream out in another order.
+        up_enc = torch.randn(encoded.shape, device=x.device)
+        up_jac = torch.randn(jac.shape, device=x.device)
         loss = (encoded * up_enc).sum() + (jac * up_jac).sum()
         (g_table,) = torch.autograd.grad(loss, grid.params)
         (g_forward,) = torch.autograd.grad((grid(x) * up_enc).sum(), grid.params)

@@ -202,8 +202,8 @@ def _backward_kernel(
     resolution = tl.load(resolutions_ptr + level)
     dense = tl.load(dense_ptr + level)
     cx, cy, cz, fx, fy, fz = _cells(x_ptr, rows, valid, scale)
-    # One feature at a time, with 1D tensors: atomics on [BLOCK, F] blocks gave wrong sums on
-    # an H200 for F = 1 (a block with a size-1 dimension), where the 1D form is exact.
+    # One feature at a time, as 1D vectors: the upstream gradients are read once per feature
+    # and each corner's contribution is added to the table with one atomic per point.
     for feature in tl.static_range(F):
         column = level * F + feature
         g_out = tl.zeros([BLOCK], dtype=tl.float32)
