@@ -106,32 +106,6 @@ def _cells(x_ptr, rows, valid, scale):
 
 
 @triton.jit
-def _program(
-    x_ptr,
-    scales_ptr,
-    offsets_ptr,
-    sizes_ptr,
-    resolutions_ptr,
-    dense_ptr,
-    n_points,
-    BLOCK: tl.constexpr,
-):
-    """This program's level and points (int64 rows, validity) and the level's constants, with
-    every point's cell and fraction there (grid: point blocks x levels)."""
-    level = tl.program_id(1)
-    rows = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    valid = rows < n_points
-    rows = rows.to(tl.int64)
-    scale = tl.load(scales_ptr + level)
-    offset = tl.load(offsets_ptr + level)
-    size = tl.load(sizes_ptr + level)
-    resolution = tl.load(resolutions_ptr + level)
-    dense = tl.load(dense_ptr + level)
-    cx, cy, cz, fx, fy, fz = _cells(x_ptr, rows, valid, scale)
-    return level, rows, valid, scale, offset, size, resolution, dense, cx, cy, cz, fx, fy, fz
-
-
-@triton.jit
 def _encode_kernel(
     x_ptr,
     table_ptr,
@@ -150,9 +124,16 @@ def _encode_kernel(
     PRIME_Y: tl.constexpr,
     PRIME_Z: tl.constexpr,
 ):
-    level, rows, valid, scale, offset, size, resolution, dense, cx, cy, cz, fx, fy, fz = _program(
-        x_ptr, scales_ptr, offsets_ptr, sizes_ptr, resolutions_ptr, dense_ptr, n_points, BLOCK
-    )
+    level = tl.program_id(1)
+    rows = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    valid = rows < n_points
+    rows = rows.to(tl.int64)
+    scale = tl.load(scales_ptr + level)
+    offset = tl.load(offsets_ptr + level)
+    size = tl.load(sizes_ptr + level)
+    resolution = tl.load(resolutions_ptr + level)
+    dense = tl.load(dense_ptr + level)
+    cx, cy, cz, fx, fy, fz = _cells(x_ptr, rows, valid, scale)
     feats = tl.arange(0, F)
     mask2 = valid[:, None]
     acc = tl.zeros([BLOCK, F], dtype=tl.float32)
@@ -211,9 +192,16 @@ def _backward_kernel(
     PRIME_Y: tl.constexpr,
     PRIME_Z: tl.constexpr,
 ):
-    level, rows, valid, scale, offset, size, resolution, dense, cx, cy, cz, fx, fy, fz = _program(
-        x_ptr, scales_ptr, offsets_ptr, sizes_ptr, resolutions_ptr, dense_ptr, n_points, BLOCK
-    )
+    level = tl.program_id(1)
+    rows = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    valid = rows < n_points
+    rows = rows.to(tl.int64)
+    scale = tl.load(scales_ptr + level)
+    offset = tl.load(offsets_ptr + level)
+    size = tl.load(sizes_ptr + level)
+    resolution = tl.load(resolutions_ptr + level)
+    dense = tl.load(dense_ptr + level)
+    cx, cy, cz, fx, fy, fz = _cells(x_ptr, rows, valid, scale)
     # One feature at a time, as 1D vectors: the upstream gradients are read once per feature
     # and each corner's contribution is added to the table with one atomic per point.
     for feature in tl.static_range(F):
