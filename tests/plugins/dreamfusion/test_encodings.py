@@ -246,6 +246,14 @@ def test_vanilla_mlp_jacobian_is_the_chain_rule(activation: str) -> None:
     assert torch.allclose(jac, want.transpose(1, 2), rtol=1e-5, atol=1e-5)
 
 
+def test_vanilla_mlp_names_a_bad_activation() -> None:
+    with pytest.raises(ConfigError, match="Relu6"):
+        VanillaMLP(3, 1, 8, 1, activation="Relu6")
+    with pytest.raises(ConfigError, match="Tanhh"):
+        VanillaMLP(3, 1, 8, 0, output_activation="Tanhh")
+    VanillaMLP(3, 1, 8, 0, activation="unused")  # no hidden layer: the name is never used
+
+
 def test_encodings_give_their_jacobian() -> None:
     torch.manual_seed(0)
     config = {**SMALL_GRID, "otype": "ProgressiveBandHashGrid", "start_level": 2}

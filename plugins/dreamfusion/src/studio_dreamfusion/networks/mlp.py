@@ -126,9 +126,6 @@ class VanillaMLP(nn.Module):
         self.n_output_dims = n_out
         layers: list[nn.Module] = []
         width = n_in
-        # the activation after each Linear (the output activation last), for the Jacobian
-        self._slopes = [SLOPES[activation.lower()]] * n_hidden_layers
-        self._slopes.append(SLOPES[output_activation.lower()])
         for _ in range(n_hidden_layers):
             layers += [
                 nn.Linear(width, n_neurons, bias=False),
@@ -138,6 +135,10 @@ class VanillaMLP(nn.Module):
         layers.append(nn.Linear(width, n_out, bias=False))
         self.layers = nn.Sequential(*layers)
         self.output_activation = _activation(output_activation, "output_activation")
+        # the slope of the activation after each Linear (the output's last), for the Jacobian;
+        # read once the names are known to be valid
+        self._slopes = [SLOPES[activation.lower()] for _ in range(n_hidden_layers)]
+        self._slopes.append(SLOPES[output_activation.lower()])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         with torch.autocast(device_type=x.device.type, enabled=False):
