@@ -278,20 +278,16 @@ class HashGrid(nn.Module):
                 self._encode_group(x, table, dense, jacobian=True) for dense, _ in self._groups
             ]
             encoded = self._level_major_to_points([value for value, _ in parts])
-            # [Lg, N, d, F] per group -> [N, d, L * F], level-major like the encoding.
-            per_level = [jac for _, jac in parts]
-            jac = per_level[0] if len(per_level) == 1 else torch.cat(per_level, dim=0)
-            if self._reorder:
-                jac = jac[self._inverse_order]
-            jac = jac.permute(1, 2, 0, 3).reshape(x.shape[0], self.n_input_dims, self.n_output_dims)
-            return encoded, jac
+            jacobian = self._level_major_to_points([jac for _, jac in parts])  # [N, d, L * F]
+            return encoded, jacobian
 
     def _level_major_to_points(self, parts: list[torch.Tensor]) -> torch.Tensor:
-        """``[L_group, N, F]`` blocks (group order) -> ``[N, L * F]`` in level order."""
-        out = parts[0] if len(parts) == 1 else torch.cat(parts, dim=0)  # [L, N, F]
+        """``[L_group, N, ..., F]`` blocks (group order) -> ``[N, ..., L * F]`` in level order."""
+        out = parts[0] if len(parts) == 1 else torch.cat(parts, dim=0)  # [L, N, ..., F]
         if self._reorder:
             out = out[self._inverse_order]
-        return out.permute(1, 0, 2).reshape(out.shape[1], self.n_output_dims)
+        # the level axis goes just before the features: [N, ..., L, F] -> [N, ..., L * F]
+        return out.movedim(0, -2).reshape(*out.shape[1:-1], self.n_output_dims)
 
     def _encode_group(
         self, x: torch.Tensor, table: torch.Tensor, dense: bool, jacobian: bool = False
