@@ -25,6 +25,7 @@ import torch.nn.functional as F
 
 from studio.backends import choose
 from studio.renderers.base import BaseRenderer
+from studio_dreamfusion.renderers.occupancy_marching import march
 from studio_dreamfusion.renderers.volume import (
     RaySamples,
     accumulate,
@@ -73,6 +74,9 @@ class NeRFVolumeRenderer(BaseRenderer):
         # The occupancy grid is a cache, not a model: checkpoints stay loadable across backends,
         # and it is refilled from the geometry on first use after construction or loading.
         self._grid_filled = False
+        # nerfacc's marching through `occupancy_marching.march` (one host sync per call);
+        # False: through `OccGridEstimator.sampling` (same samples, six syncs; for comparison)
+        self.single_sync_marching = True
         self.register_load_state_dict_post_hook(_ignore_estimator_keys)
 
     def _fill_grid(self) -> None:
@@ -135,19 +139,32 @@ class NeRFVolumeRenderer(BaseRenderer):
             points = rays_o[ray_indices] + rays_d[ray_indices] * t_mid
             return self._chunked(self.geometry.forward_density, points)[..., 0]
 
+        options = dict(
+            near_plane=cfg.near_plane,
+            far_plane=cfg.far_plane,
+            stratified=stratified,
+            sigma_fn=sigma_fn if prune else None,
+            alpha_threshold=0.01 if prune else 0.0,
+            early_stop_eps=1e-4 if cfg.grid_prune else 0.0,
+        )
         with torch.no_grad():
-            ray_indices, t_starts, t_ends = self.estimator.sampling(
-                rays_o,
-                rays_d,
-                sigma_fn=sigma_fn if prune else None,
-                near_plane=cfg.near_plane,
-                far_plane=cfg.far_plane,
-                render_step_size=self.render_step_size,
-                alpha_thre=0.01 if prune else 0.0,
-                early_stop_eps=1e-4 if cfg.grid_prune else 0.0,
-                stratified=stratified,
-                cone_angle=0.0,
-            )
+            if self.single_sync_marching:
+                ray_indices, t_starts, t_ends = march(
+                    self.estimator, rays_o, rays_d, step_size=self.render_step_size, **options
+                )
+            else:  # nerfacc's own wrapper (six host syncs), kept for comparison
+                ray_indices, t_starts, t_ends = self.estimator.sampling(
+                    rays_o,
+                    rays_d,
+                    sigma_fn=options["sigma_fn"],
+                    near_plane=cfg.near_plane,
+                    far_plane=cfg.far_plane,
+                    render_step_size=self.render_step_size,
+                    alpha_thre=options["alpha_threshold"],
+                    early_stop_eps=options["early_stop_eps"],
+                    stratified=stratified,
+                    cone_angle=0.0,
+                )
         return RaySamples(ray_indices.long(), t_starts, t_ends, (t_starts + t_ends) / 2.0)
 
     def _chunked(self, fn, points: torch.Tensor) -> Any:
