@@ -78,6 +78,37 @@ def test_children_update_before_parents():
     assert order == ["leaf", "root"]
 
 
+def test_update_order_is_a_depth_first_post_order_over_shared_children():
+    """Children in attribute order, each object once, at its first reach (the order the
+    recursive definition gives)."""
+    order: list[str] = []
+
+    class Node(Updateable):
+        def __init__(self, name: str, *children: Updateable):
+            self.name, self.children = name, list(children)
+
+        def update_step(self, epoch, global_step, on_load_weights=False):
+            order.append(self.name)
+
+    shared = Node("shared", Node("deep"))
+    left = Node("left", Node("a"), shared)
+    right = Node("right", shared, Node("b"))
+    root = Node("root", left, right, shared)
+    root.back = root  # a cycle
+    root.do_update_step(0, 1)
+    assert order == ["a", "deep", "shared", "left", "b", "right", "root"]
+
+
+def test_updateables_inside_torch_containers_are_updated():
+    """torch's own modules are walked through their sub-modules only (their other attributes
+    are parameters, hooks and sizes), so an Updateable in a ModuleList or Sequential counts."""
+    listed, sequenced = Counter(), Counter()
+    holder = Holder(shared=Counter())
+    holder.stack = torch.nn.ModuleList([listed, torch.nn.Sequential(torch.nn.ReLU(), sequenced)])
+    holder.do_update_step(0, 3)
+    assert listed.calls == [3] and sequenced.calls == [3]
+
+
 def test_module_config_is_strict():
     with pytest.raises(ConfigError, match="siz: unknown key"):
         Counter({"siz": 3})

@@ -34,10 +34,20 @@ class Updateable:
             obj.update_step(epoch, global_step, on_load_weights=on_load_weights)
 
 
+#: What every ``nn.Module`` keeps in its ``__dict__`` (parameters, buffers, hooks, ``_modules``):
+#: never an Updateable, so not walked (sub-modules are reached through ``_modules`` directly).
+_MODULE_INTERNALS = frozenset(vars(nn.Module()))
+
+
 def _children(obj: object) -> Iterator[object]:
     if isinstance(obj, nn.Module):
         yield from obj._modules.values()
-    for value in vars(obj).values():
+        if type(obj).__module__.startswith("torch."):  # Linear, Sequential, ...: nothing else
+            return
+        attributes = [v for k, v in vars(obj).items() if k not in _MODULE_INTERNALS]
+    else:
+        attributes = list(vars(obj).values())
+    for value in attributes:
         if isinstance(value, (list, tuple)):
             yield from value
         elif isinstance(value, dict) and not isinstance(value, nn.Module):
