@@ -44,6 +44,19 @@ def test_gradient_accumulation_counts_optimizer_steps(toy_plugin, tmp_path):
     assert recorded["steps"] == [0, 0, 1, 1, 2, 2]
 
 
+def test_each_metrics_row_holds_its_own_steps_values(toy_plugin, tmp_path):
+    """Logs are read back from the device one step late; each row still gets its step's values,
+    and the last step's row is written (validation at 4 and the end at 7 flush the pending)."""
+    import csv
+
+    result, (run_dir,) = run(tmp_path, "trainer.max_steps=7", "trainer.val_check_interval=4")
+    assert result.exit_code == 0, result.output
+    with (run_dir / "metrics.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [int(r["step"]) for r in rows] == list(range(1, 8))
+    assert [float(r["train/computed_at"]) for r in rows] == [float(s) for s in range(7)]
+
+
 def test_bf16_autocast_runs(toy_plugin, tmp_path):
     result, (run_dir,) = run(tmp_path, "trainer.max_steps=3", "trainer.precision=bf16-mixed")
     assert result.exit_code == 0, result.output

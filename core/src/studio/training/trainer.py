@@ -36,6 +36,7 @@ from studio.training.checkpoint import (
 from studio.training.metrics import MetricsWriter
 from studio.training.optim import build_optimizer, build_scheduler
 from studio.training.signals import StopRequests
+from studio.training.step_logs import StepLogs
 
 
 class TrainingTerminated(StudioError):
@@ -60,9 +61,10 @@ def to_device(batch: Any, device: torch.device) -> Any:
     return batch
 
 
-def _scalar(value: Any) -> float | None:
+def _loggable(value: Any) -> torch.Tensor | float | None:
+    """A loggable scalar: a detached one-element tensor (left on its device) or a number."""
     if isinstance(value, torch.Tensor) and value.numel() == 1:
-        return float(value.detach().float().item())
+        return value.detach().float().reshape(())
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
     return None
@@ -159,9 +161,12 @@ class Trainer:
         if self.cfg.checkpoint.save_last:
             self.save_checkpoint(self.run.last_ckpt)
 
-    def _save_periodic(self) -> None:
+    def _periodic_due(self) -> bool:
         every = self.cfg.checkpoint.every_n_train_steps
-        if not every or self.global_step % every:
+        return bool(every) and self.global_step % every == 0
+
+    def _save_periodic(self) -> None:
+        if not self._periodic_due():
             return
         self.save_checkpoint(self.run.ckpts / f"epoch=0-step={self.global_step}.ckpt")
         keep = self.cfg.checkpoint.save_top_k
@@ -229,32 +234,36 @@ class Trainer:
         stop_training = False
         try:
             with self.stop:
+                pending: StepLogs | None = None  # logs are read back one step late
                 while self.global_step < cfg.trainer.max_steps:
                     logs = self._train_step(params)
                     self._set_step(self.global_step + 1)
-                    if (
-                        metrics is not None
-                        and self.global_step % cfg.trainer.log_every_n_steps == 0
-                    ):
-                        metrics.log(self.global_step, logs)
+                    if pending is not None:
+                        self._report(pending, metrics, progress)
+                    pending = StepLogs(self.global_step, logs)
                     if progress is not None:
                         progress.update(1)
-                        progress.set_postfix(_short(logs), refresh=False)
                     stop_training, terminate = D.any_rank(
                         [self.stop.stop_training, self.stop.terminate], self.ctx, self.device
                     )
+                    validate = self.global_step % cfg.trainer.val_check_interval == 0
+                    if terminate or validate or self._periodic_due():  # rows before checkpoints
+                        self._report(pending, metrics, progress)
+                        pending = None
                     if terminate:
                         self.save_checkpoint(self.run.last_ckpt)
                         raise TrainingTerminated(
                             f"Stopped by SIGTERM after step {self.global_step}; the checkpoint is "
                             f"{self.run.last_ckpt}. Continue with: studio resume {self.run.root}"
                         )
-                    if self.global_step % cfg.trainer.val_check_interval == 0:
+                    if validate:
                         self.validate()
                         self._save_last()
                     self._save_periodic()
                     if stop_training:
                         break
+                if pending is not None:
+                    self._report(pending, metrics, progress)
                 self._save_last()
                 if stop_training:  # said once the checkpoint is on disk
                     self.log(f"Training stopped by Ctrl+C after step {self.global_step}.")
@@ -263,6 +272,14 @@ class Trainer:
                 progress.close()
             if metrics is not None:
                 metrics.close()
+
+    def _report(self, logs: StepLogs, metrics: MetricsWriter | None, progress: Any) -> None:
+        """Write a finished step's scalars to the metrics file and the progress bar."""
+        values = logs.values()
+        if metrics is not None and logs.step % self.cfg.trainer.log_every_n_steps == 0:
+            metrics.log(logs.step, values)
+        if progress is not None:
+            progress.set_postfix(_short(values), refresh=False)
 
     def _progress(self, start: int):
         if not (self.ctx.is_main and self.cfg.trainer.enable_progress_bar):
@@ -284,10 +301,11 @@ class Trainer:
         self.data.do_update_step(0, self.global_step)
         return to_device(self.data.train_batch(), self.device)
 
-    def _train_step(self, params: list[torch.nn.Parameter]) -> dict[str, float]:
+    def _train_step(self, params: list[torch.nn.Parameter]) -> dict[str, Any]:
+        """One optimizer step; returns its logged scalars (tensors stay on the device: no wait)."""
         system, optimizer = self.system, self.optimizer
         accumulate = self.cfg.trainer.accumulate_grad_batches
-        logs: dict[str, float] = {}
+        logs: dict[str, Any] = {}
         for _ in range(accumulate):
             batch = self._next_batch()
             system.do_update_step(0, self.global_step)
@@ -299,10 +317,12 @@ class Trainer:
                 )
             self.scaler.scale(out["loss"] / accumulate).backward()
             for key, value in out.items():
-                scalar = _scalar(value)
+                scalar = _loggable(value)
                 if scalar is not None:
                     name = f"train/{key}"
-                    logs[name] = logs.get(name, 0.0) + scalar / accumulate
+                    logs[name] = (
+                        logs[name] + scalar / accumulate if name in logs else scalar / accumulate
+                    )
         D.average_gradients(params, self.ctx)
         if self.cfg.trainer.gradient_clip_val:
             self.scaler.unscale_(optimizer)

@@ -1,0 +1,51 @@
+"""A training step's logged scalars, read back from the GPU without stalling the next step.
+
+Calling ``.item()`` on each loss right after ``backward()`` makes the host wait for the GPU to
+finish the whole backward pass before it can issue the optimizer step and the next batch; in a
+launch-bound loop (a DreamFusion step) that wait is pure loss. :class:`StepLogs` instead queues
+one device-to-host copy of all the step's scalar tensors at the end of the step and reads it when
+the *next* step has been issued, by which time the copy is long done. Logs and the progress bar
+therefore trail the training by one step; :meth:`values` returns exact values.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+
+class StepLogs:
+    """The scalars logged at one step: plain numbers, and one-element tensors copied to the host
+    asynchronously (``values()`` waits for that copy only, not for later work on the device)."""
+
+    def __init__(self, step: int, logs: dict[str, Any]):
+        self.step = step
+        self._numbers: dict[str, float] = {}
+        self._names: list[str] = []
+        tensors: list[torch.Tensor] = []
+        for name, value in logs.items():
+            if isinstance(value, torch.Tensor):
+                if value.numel() == 1:
+                    self._names.append(name)
+                    tensors.append(value.detach().reshape(()).float())
+            elif isinstance(value, (int, float)) and not isinstance(value, bool):
+                self._numbers[name] = float(value)
+        self._host: torch.Tensor | None = None
+        self._copied: torch.cuda.Event | None = None
+        if tensors:
+            stacked = torch.stack(tensors)
+            if stacked.is_cuda:
+                self._host = torch.empty(stacked.shape, dtype=stacked.dtype, pin_memory=True)
+                self._host.copy_(stacked, non_blocking=True)
+                self._copied = torch.cuda.Event()
+                self._copied.record()
+            else:
+                self._host = stacked
+
+    def values(self) -> dict[str, float]:
+        """Every logged name -> float, in the order they were logged (tensors first)."""
+        if self._copied is not None:
+            self._copied.synchronize()
+        read = self._host.tolist() if self._host is not None else []
+        return {**dict(zip(self._names, read, strict=True)), **self._numbers}
