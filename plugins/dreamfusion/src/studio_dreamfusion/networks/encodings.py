@@ -129,6 +129,18 @@ class SphericalHarmonics(nn.Module):
                 q = polynomial.polyder(p_l, k) * ((-1.0) ** k) if k else np.asarray(p_l)
                 self._terms.append((m, [float(c) * norm for c in np.atleast_1d(q)]))
 
+        # Evaluated as K*Q(z) (Horner, one row of coefficients per power of z) times the A_m
+        # column picked from [1, Re (x+iy)^1.., Im (x+iy)^1..]: a fixed number of tensor ops
+        # for any degree (the background encodes every ray of every step).
+        coefficients = torch.zeros(degree, self.n_output_dims)
+        pick = []
+        for column, (m, zs) in enumerate(self._terms):
+            coefficients[: len(zs), column] = torch.tensor(zs)
+            pick.append(0 if m == 0 else (m if m > 0 else degree - 1 - m))
+        # Rows from the highest power of z down, as Horner's scheme consumes them.
+        self.register_buffer("_horner", coefficients.flip(0).contiguous(), persistent=False)
+        self.register_buffer("_a_index", torch.tensor(pick), persistent=False)
+
     def extra_repr(self) -> str:
         return f"degree={self.degree}"
 
@@ -136,28 +148,18 @@ class SphericalHarmonics(nn.Module):
         with torch.autocast(device_type=d.device.type, enabled=False):
             v = d.float() * 2.0 - 1.0
             x, y, z = v.unbind(-1)
-            # Re/Im of (x + iy)^m by the complex recurrence.
-            re, im = [torch.ones_like(x)], [torch.zeros_like(x)]
-            for _ in range(1, self.degree):
-                r, i = re[-1], im[-1]
-                re.append(r * x - i * y)
-                im.append(r * y + i * x)
-            z_powers = [torch.ones_like(z)]
-            for _ in range(1, self.degree):
-                z_powers.append(z_powers[-1] * z)
-            columns = []
-            for m, coefficients in self._terms:
-                q: torch.Tensor | None = None  # K * Q(z), evaluated term by term
-                for power, c in enumerate(coefficients):
-                    if c != 0.0:
-                        q = c * z_powers[power] if q is None else q + c * z_powers[power]
-                assert q is not None
-                if m > 0:
-                    q = q * re[m]
-                elif m < 0:
-                    q = q * im[-m]
-                columns.append(q)
-            return torch.stack(columns, dim=-1)
+            z = z.unsqueeze(-1)
+            q = self._horner[0].expand(*z.shape[:-1], -1)
+            for row in self._horner[1:]:
+                q = torch.addcmul(row, q, z)
+            if self.degree == 1:
+                return q
+            # (x + iy)^m for m = 1..degree-1 by one cumulative product.
+            powers = torch.cumprod(
+                torch.complex(x, y).unsqueeze(-1).expand(*x.shape, self.degree - 1), dim=-1
+            )
+            a = torch.cat([torch.ones_like(z), powers.real, powers.imag], dim=-1)
+            return q * a[..., self._a_index]
 
 
 class Frequency(nn.Module):
