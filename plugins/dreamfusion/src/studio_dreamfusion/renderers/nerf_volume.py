@@ -231,17 +231,21 @@ class NeRFVolumeRenderer(BaseRenderer):
         rgb = self._chunked_material(material_inputs, t_dirs, positions, lights[idx], kwargs)
         weights = self._weights(geo["density"].reshape(-1), samples, n_rays)
 
-        opacity = accumulate(torch.ones_like(weights)[:, None], weights, idx, n_rays)
-        depth = accumulate(samples.t_points[:, None], weights, idx, n_rays)
-        fg = accumulate(rgb, weights, idx, n_rays)
+        # One weighted sum per ray for opacity, depth, colour and normal together (fewer kernels
+        # in a launch-bound step): columns [1 | t | rgb | normal].
+        t_points = samples.t_points[:, None]
+        columns = [torch.ones_like(t_points), t_points, rgb]
+        if "normal" in geo:
+            columns.append(geo["normal"])
+        sums = accumulate(torch.cat(columns, dim=-1), weights, idx, n_rays)
+        channels = rgb.shape[-1]
+        opacity, depth, fg = sums[:, :1], sums[:, 1:2], sums[:, 2 : 2 + channels]
         normalized = weights / opacity[idx, 0].clamp(min=1e-10)
-        z_mean = accumulate(samples.t_points[:, None], normalized, idx, n_rays)
-        z_variance = accumulate(
-            (samples.t_points[:, None] - z_mean[idx]) ** 2, normalized, idx, n_rays
-        )
+        z_mean = depth / opacity.clamp(min=1e-10)
+        z_variance = accumulate((t_points - z_mean[idx]) ** 2, normalized, idx, n_rays)
         per_ray = {"opacity": opacity, "depth": depth, "comp_rgb_fg": fg, "z_variance": z_variance}
         if "normal" in geo:
-            summed = accumulate(geo["normal"], weights, idx, n_rays)
+            summed = sums[:, 2 + channels :]
             per_ray["comp_normal"] = (F.normalize(summed, dim=-1) + 1.0) / 2.0 * opacity
         per_sample = {
             "weights": weights[:, None],
