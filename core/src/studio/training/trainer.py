@@ -37,6 +37,7 @@ from studio.training.metrics import MetricsWriter
 from studio.training.optim import build_optimizer, build_scheduler
 from studio.training.signals import StopRequests
 from studio.training.step_logs import StepLogs
+from studio.training.transfer import to_device
 
 
 class TrainingTerminated(StudioError):
@@ -49,16 +50,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def to_device(batch: Any, device: torch.device) -> Any:
-    if isinstance(batch, torch.Tensor):
-        return batch.to(device, non_blocking=True)
-    if isinstance(batch, dict):
-        return {k: to_device(v, device) for k, v in batch.items()}
-    if isinstance(batch, (list, tuple)):
-        return type(batch)(to_device(v, device) for v in batch)
-    return batch
 
 
 def _loggable(value: Any) -> torch.Tensor | float | None:
