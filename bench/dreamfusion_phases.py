@@ -16,6 +16,7 @@ one loop, as in ``bench/dreamfusion.py``.
 from __future__ import annotations
 
 import argparse
+import gc
 import itertools
 import statistics
 import sys
@@ -25,7 +26,7 @@ from pathlib import Path
 
 import torch
 from dreamfusion import build_sd21_sized, make_guidance, make_system, random_prompt_output
-from timing import interleaved_ms
+from timing import interleaved_loop_ms, interleaved_ms
 
 PHASES = ("data", "update", "render", "guidance", "losses", "backward", "optimizer", "drain")
 
@@ -98,11 +99,27 @@ def run(path: Path, batch: int, iters: int) -> None:
     def guidance_only() -> None:
         guidance(image, prompt_utils, **cams)["loss_sds"].backward()
 
-    for marching in ("single-sync", "nerfacc"):
+    gc_ms: list[float] = []
+    gc_started: list[float] = []
+
+    def gc_timer(phase: str, info: dict) -> None:
+        if phase == "start":
+            gc_started[:] = [time.perf_counter()]
+        elif gc_started:
+            gc_ms.append((time.perf_counter() - gc_started[0]) * 1000.0)
+
+    gc.callbacks.append(gc_timer)
+    for marching, freeze in (("single-sync", False), ("nerfacc", False), ("single-sync", True)):
         renderer.single_sync_marching = marching == "single-sync"
+        if freeze:  # everything built so far leaves the collector's generations
+            gc.collect()
+            gc.freeze()
+            marching += " + gc.freeze"
+        gc_ms.clear()
         for _ in range(8):
             full_step()
         timed = interleaved_ms({"guidance": guidance_only, "full": full_step}, cuda, 2, iters)
+        loop = interleaved_loop_ms({"guidance": guidance_only, "full": full_step}, cuda, 6)
         rows = {}
         for sync in (False, True):
             torch.cuda.synchronize()
@@ -114,24 +131,54 @@ def run(path: Path, batch: int, iters: int) -> None:
         ratio = timed["full"] / timed["guidance"]
         print(
             f"\nbatch {batch}, {marching} marching: guidance alone {timed['guidance']:.1f} ms, "
-            f"full step {timed['full']:.1f} ms, ratio {ratio:.3f}"
+            f"full step {timed['full']:.1f} ms, ratio {ratio:.3f}; back to back (a training "
+            f"loop): guidance {loop['guidance']:.1f} ms, full {loop['full']:.1f} ms, ratio "
+            f"{loop['full'] / loop['guidance']:.3f}; garbage collection {sum(gc_ms):.0f} ms in "
+            f"{len(gc_ms)} passes (longest {max(gc_ms, default=0.0):.1f} ms)"
         )
         print("| | " + " | ".join(PHASES) + " | of which sampling | step |")
         print("|---" * (len(PHASES) + 3) + "|")
         for sync, label in ((False, "host"), (True, "synced")):
             print(f"| {label} | " + " | ".join(f"{v:.2f}" for v in rows[sync]) + " |")
         sys.stdout.flush()
+    gc.callbacks.remove(gc_timer)
+    gc.unfreeze()
+
+
+def kernel_profile(path: Path, steps: int = 3) -> None:
+    """The CUDA kernels of eager batch-1 full steps by device time (top 15) and their total."""
+    from dreamfusion import bench
+    from torch.profiler import ProfilerActivity, profile
+
+    full_step = bench(path, 1, "none", False, False, iters=3, return_step=True)
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(steps):
+            full_step()
+        torch.cuda.synchronize()
+    totals: dict[str, list[float]] = {}
+    for event in prof.events():
+        if event.device_type == torch.autograd.DeviceType.CUDA:
+            entry = totals.setdefault(event.name[:90], [0.0, 0])
+            entry[0] += event.device_time / 1e3 / steps
+            entry[1] += 1 / steps
+    busy = sum(v[0] for v in totals.values())
+    print(f"\nkernels per step: {sum(v[1] for v in totals.values()):.0f}, busy {busy:.1f} ms")
+    for name, (ms, count) in sorted(totals.items(), key=lambda kv: -kv[1][0])[:15]:
+        print(f"  {ms:6.2f} ms  {count:5.0f}x  {name}")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--iters", type=int, default=20)
+    parser.add_argument("--kernels", action="store_true", help="also list the top CUDA kernels")
     args = parser.parse_args()
     if not torch.cuda.is_available():
         print("bench/dreamfusion_phases.py: needs CUDA; skipped.")
         return 0
     with tempfile.TemporaryDirectory() as tmp:
         path = build_sd21_sized(Path(tmp))
+        if args.kernels:
+            kernel_profile(path)
         for batch in (1, 4):
             run(path, batch, args.iters)
             torch.cuda.empty_cache()
