@@ -34,3 +34,23 @@ def interleaved_ms(
                 torch.cuda.synchronize(device)
             samples[name].append((time.perf_counter() - start) * 1000.0)
     return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def interleaved_loop_ms(
+    fns: dict[str, Callable[[], object]], device: torch.device, rounds: int, block: int = 5
+) -> dict[str, float]:
+    """Median ms per call of each of ``fns`` run ``block`` times back to back with no sync in
+    between (a training loop: the host issues the next call while the device finishes the last),
+    blocks of the functions alternating for ``rounds`` rounds."""
+    samples: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            start = time.perf_counter()
+            for _ in range(block):
+                fn()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            samples[name].append((time.perf_counter() - start) * 1000.0 / block)
+    return {name: statistics.median(values) for name, values in samples.items()}
