@@ -23,17 +23,7 @@ def interleaved_ms(
     for fn in fns.values():
         for _ in range(warmup):
             fn()
-    samples: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(iters):
-        for name, fn in fns.items():
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            start = time.perf_counter()
-            fn()
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            samples[name].append((time.perf_counter() - start) * 1000.0)
-    return {name: statistics.median(values) for name, values in samples.items()}
+    return interleaved_loop_ms(fns, device, iters, block=1)
 
 
 def interleaved_loop_ms(
