@@ -32,10 +32,12 @@ def test_values_do_not_change_when_the_tensor_does():
 @pytest.mark.gpu
 def test_cuda_values_are_read_through_one_pinned_copy():
     loss = torch.tensor(2.5, device="cuda")
-    logs = StepLogs(3, {"train/loss": loss, "train/reg": loss * 2, "lr": 1e-3})
+    logs = StepLogs(
+        3, {"train/loss": loss, "train/reg": loss * 2, "lr": 1e-3, "guidance/t": torch.tensor(0.5)}
+    )
     torch.cuda._sleep(1_000_000_000)  # ~0.5 s of later work: values() must not wait for it
     started = time.perf_counter()
     values = logs.values()
     assert time.perf_counter() - started < 0.1
-    assert values == {"train/loss": 2.5, "train/reg": 5.0, "lr": 1e-3}
+    assert values == {"train/loss": 2.5, "train/reg": 5.0, "lr": 1e-3, "guidance/t": 0.5}
     assert logs._host is not None and logs._host.is_pinned()

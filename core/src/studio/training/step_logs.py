@@ -26,15 +26,19 @@ class StepLogs:
         tensors: list[torch.Tensor] = []
         for name, value in logs.items():
             if isinstance(value, torch.Tensor):
-                if value.numel() == 1:
-                    self._names.append(name)
-                    tensors.append(value.detach().reshape(()).float())
+                if value.numel() != 1:
+                    continue
+                if value.device.type == "cpu":  # read now: no device to wait for
+                    self._numbers[name] = float(value.detach().float().item())
+                    continue
+                self._names.append(name)
+                tensors.append(value.detach().reshape(()).float())
             elif isinstance(value, (int, float)) and not isinstance(value, bool):
                 self._numbers[name] = float(value)
         self._host: torch.Tensor | None = None
         self._copied: torch.cuda.Event | None = None
         if tensors:
-            stacked = torch.stack(tensors)
+            stacked = torch.stack([t.to(tensors[0].device) for t in tensors])
             if stacked.is_cuda:
                 self._host = torch.empty(stacked.shape, dtype=stacked.dtype, pin_memory=True)
                 self._host.copy_(stacked, non_blocking=True)
@@ -44,7 +48,7 @@ class StepLogs:
                 self._host = stacked
 
     def values(self) -> dict[str, float]:
-        """Every logged name -> float, in the order they were logged (tensors first)."""
+        """Every logged name -> float (device tensors first, then numbers and CPU tensors)."""
         if self._copied is not None:
             self._copied.synchronize()
         read = self._host.tolist() if self._host is not None else []
