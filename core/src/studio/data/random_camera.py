@@ -12,6 +12,7 @@ switch happens on exactly the step named (the trainer updates the module before 
 from __future__ import annotations
 
 import bisect
+import functools
 import itertools
 import math
 from collections.abc import Sequence
@@ -182,7 +183,7 @@ class RandomCameraDataModule(DataModule):
     ) -> dict[str, Any]:
         c2w = cam.look_at(positions, center, up)
         focal = cam.focal_from_fovy(h, fovy)
-        directions = cam.ray_directions(h, w, 1.0)[None].repeat(positions.shape[0], 1, 1, 1)
+        directions = _unit_directions(h, w)[None].repeat(positions.shape[0], 1, 1, 1)
         directions[..., :2] = directions[..., :2] / focal[:, None, None, None]
         rays_o, rays_d = cam.world_rays(directions, c2w, self.cfg.rays_d_normalize)
         proj = cam.projection_matrix(fovy, w / h)
@@ -232,3 +233,10 @@ class RandomCameraDataModule(DataModule):
         n = self.cfg.n_test_views
         azimuths = torch.linspace(0, 360, n).tolist()
         return LazySequence(n, lambda i: self._orbit_view(i, azimuths[i]))
+
+
+@functools.lru_cache(maxsize=8)
+def _unit_directions(height: int, width: int) -> torch.Tensor:
+    """The pixel grid's unit-focal directions, the same every step: built once per resolution
+    (callers copy before scaling it)."""
+    return cam.ray_directions(height, width, 1.0)
