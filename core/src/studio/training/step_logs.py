@@ -15,6 +15,16 @@ from typing import Any
 import torch
 
 
+def loggable(value: Any) -> torch.Tensor | float | None:
+    """A loggable scalar: a detached one-element float tensor (left on its device) or a number;
+    ``None`` for anything else (images, flags, strings)."""
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        return value.detach().float().reshape(())
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    return None
+
+
 class StepLogs:
     """The scalars logged at one step: plain numbers, and one-element tensors copied to the host
     asynchronously (``values()`` waits for that copy only, not for later work on the device)."""
@@ -25,16 +35,14 @@ class StepLogs:
         self._names: list[str] = []
         tensors: list[torch.Tensor] = []
         for name, value in logs.items():
-            if isinstance(value, torch.Tensor):
-                if value.numel() != 1:
-                    continue
-                if value.device.type == "cpu":  # read now: no device to wait for
-                    self._numbers[name] = float(value.detach().float().item())
-                    continue
+            scalar = loggable(value)
+            if scalar is None:
+                continue
+            if isinstance(scalar, torch.Tensor) and scalar.device.type != "cpu":
                 self._names.append(name)
-                tensors.append(value.detach().reshape(()).float())
-            elif isinstance(value, (int, float)) and not isinstance(value, bool):
-                self._numbers[name] = float(value)
+                tensors.append(scalar)
+            else:  # a number, or a CPU tensor: read now, there is no device to wait for
+                self._numbers[name] = float(scalar)
         self._host: torch.Tensor | None = None
         self._copied: torch.cuda.Event | None = None
         if tensors:

@@ -36,7 +36,7 @@ from studio.training.checkpoint import (
 from studio.training.metrics import MetricsWriter
 from studio.training.optim import build_optimizer, build_scheduler
 from studio.training.signals import StopRequests
-from studio.training.step_logs import StepLogs
+from studio.training.step_logs import StepLogs, loggable
 from studio.training.transfer import to_device
 
 
@@ -50,15 +50,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def _loggable(value: Any) -> torch.Tensor | float | None:
-    """A loggable scalar: a detached one-element tensor (left on its device) or a number."""
-    if isinstance(value, torch.Tensor) and value.numel() == 1:
-        return value.detach().float().reshape(())
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    return None
 
 
 def _cleanup(device: torch.device) -> None:
@@ -308,7 +299,7 @@ class Trainer:
                 )
             self.scaler.scale(out["loss"] / accumulate).backward()
             for key, value in out.items():
-                scalar = _loggable(value)
+                scalar = loggable(value)
                 if scalar is not None:
                     name = f"train/{key}"
                     logs[name] = (

@@ -36,7 +36,7 @@ def to_device(batch: Any, device: torch.device) -> Any:
             parts = on_device.split([f.numel() for f in flat])
             for i, part in zip(indices, parts, strict=True):
                 moved[i] = part.view(leaves[i].shape)
-    for i, leaf in enumerate(moved):
-        if isinstance(leaf, torch.Tensor) and leaf.device != device:
+    for i, leaf in enumerate(leaves):
+        if isinstance(leaf, torch.Tensor) and moved[i] is leaf:  # not packed above
             moved[i] = leaf.to(device, non_blocking=True)
     return tree_unflatten(moved, spec)
