@@ -113,7 +113,7 @@ class SphericalHarmonics(nn.Module):
         # Y_l^m = K_lm * A_m(x, y) * Q_l^|m|(z): A_m = Re (x + iy)^m for m > 0, Im (x + iy)^|m|
         # for m < 0, 1 for m = 0; Q_l^m(z) = (-1)^m d^m/dz^m P_l(z) (P_l: Legendre polynomial);
         # K_lm = sqrt((2l+1)/(4 pi) (l-|m|)!/(l+|m|)!), times sqrt(2) for m != 0.
-        self._terms: list[tuple[int, list[float]]] = []  # per output: (m, z-coefficients * K)
+        terms: list[tuple[int, list[float]]] = []  # per output: (m, z-coefficients * K)
         for band in range(degree):
             p_l = legendre.leg2poly([0.0] * band + [1.0])
             for m in range(-band, band + 1):
@@ -127,14 +127,14 @@ class SphericalHarmonics(nn.Module):
                 if m != 0:
                     norm *= math.sqrt(2.0)
                 q = polynomial.polyder(p_l, k) * ((-1.0) ** k) if k else np.asarray(p_l)
-                self._terms.append((m, [float(c) * norm for c in np.atleast_1d(q)]))
+                terms.append((m, [float(c) * norm for c in np.atleast_1d(q)]))
 
         # Evaluated as K*Q(z) (Horner, one row of coefficients per power of z) times the A_m
         # column picked from [1, Re (x+iy)^1.., Im (x+iy)^1..]: a fixed number of tensor ops
         # for any degree (the background encodes every ray of every step).
         coefficients = torch.zeros(degree, self.n_output_dims)
         pick = []
-        for column, (m, zs) in enumerate(self._terms):
+        for column, (m, zs) in enumerate(terms):
             coefficients[: len(zs), column] = torch.tensor(zs)
             pick.append(0 if m == 0 else (m if m > 0 else degree - 1 - m))
         # Rows from the highest power of z down, as Horner's scheme consumes them.

@@ -240,8 +240,9 @@ class NeRFVolumeRenderer(BaseRenderer):
         sums = accumulate(torch.cat(columns, dim=-1), weights, idx, n_rays)
         channels = rgb.shape[-1]
         opacity, depth, fg = sums[:, :1], sums[:, 1:2], sums[:, 2 : 2 + channels]
-        normalized = weights / opacity[idx, 0].clamp(min=1e-10)
-        z_mean = depth / opacity.clamp(min=1e-10)
+        safe_opacity = opacity.clamp(min=1e-10)
+        normalized = weights / safe_opacity[idx, 0]
+        z_mean = depth / safe_opacity
         z_variance = accumulate((t_points - z_mean[idx]) ** 2, normalized, idx, n_rays)
         per_ray = {"opacity": opacity, "depth": depth, "comp_rgb_fg": fg, "z_variance": z_variance}
         if "normal" in geo:
