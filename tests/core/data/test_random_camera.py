@@ -233,9 +233,8 @@ def test_center_and_up_perturbations_are_normal(monkeypatch):
     torch.manual_seed(2)
     data = RandomCameraDataModule({"batch_size": STAT_BATCH_SIZE, "height": 1, "width": 1})
     batches = [data.train_batch() for _ in range(STAT_BATCHES)]
-    position = torch.cat([c[0] for c in calls])
-    center = torch.cat([c[1] for c in calls])
-    up = torch.cat([c[2] for c in calls])
+    handed_out = STAT_BATCHES * STAT_BATCH_SIZE  # look_at also saw the rest of the last draw
+    position, center, up = (torch.cat([c[i] for c in calls])[:handed_out] for i in range(3))
     assert torch.equal(position, torch.cat([b["camera_positions"] for b in batches]))
     for axis in range(3):
         assert_normal(center[:, axis], 0.2)
@@ -646,3 +645,77 @@ def test_top_down_views_are_valid_cameras():
 def test_non_positive_sizes_are_a_config_error(key):
     with pytest.raises(ConfigError, match=rf"data\.{key}"):
         RandomCameraDataModule({key: 0})
+
+
+# -- 7. drawing ahead --------------------------------------------------------------------------------
+def _equal_batches(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(
+        torch.equal(v, b[k]) if isinstance(v, torch.Tensor) else v == b[k] for k, v in a.items()
+    )
+
+
+@pytest.mark.parametrize("handed_out", [0, 3, 16, 21])
+def test_state_dict_resumes_the_stream_exactly(handed_out):
+    cfg = {"batch_size": 2, "height": 3, "width": 4, "batches_per_draw": 8}
+    torch.manual_seed(5)
+    straight = RandomCameraDataModule(cfg)
+    for _ in range(handed_out):
+        straight.train_batch()
+    state, rng = straight.state_dict(), torch.get_rng_state()
+    expected = [straight.train_batch() for _ in range(12)]  # crosses a draw boundary
+
+    torch.manual_seed(99)  # the resumed process has drawn something else meanwhile
+    resumed = RandomCameraDataModule(cfg)
+    resumed.train_batch()
+    resumed.load_state_dict(state)
+    torch.set_rng_state(rng)
+    assert all(_equal_batches(resumed.train_batch(), e) for e in expected)
+    assert (state == {}) == (handed_out % 8 == 0)  # nothing pending right after a full draw
+
+
+def test_load_state_dict_leaves_the_global_rng_alone():
+    data = RandomCameraDataModule({"height": 2, "width": 2})
+    data.train_batch()
+    state = data.state_dict()
+    before = torch.get_rng_state()
+    RandomCameraDataModule({"height": 2, "width": 2}).load_state_dict(state)
+    assert torch.equal(torch.get_rng_state(), before)
+
+
+def test_a_draw_is_capped_in_pixels(monkeypatch):
+    import studio.data.random_camera as module
+
+    calls = _capture_look_at(monkeypatch)
+    monkeypatch.setattr(module, "PIXELS_PER_DRAW", 3 * 2 * 4 * 4)
+    data = RandomCameraDataModule({"batch_size": 2, "height": 4, "width": 4})
+    for _ in range(7):
+        data.train_batch()
+    assert [len(c[0]) for c in calls] == [6, 6, 6]  # three batches of two cameras per draw
+
+
+def test_one_batch_per_draw_draws_on_every_call():
+    data = RandomCameraDataModule({"height": 2, "width": 2, "batches_per_draw": 1})
+    torch.manual_seed(4)
+    first = data.train_batch()
+    torch.manual_seed(4)
+    assert _equal_batches(data.train_batch(), first)
+    assert data.state_dict() == {}
+
+
+def test_non_positive_batches_per_draw_is_a_config_error():
+    with pytest.raises(ConfigError, match=r"data\.batches_per_draw"):
+        RandomCameraDataModule({"batches_per_draw": 0})
+
+
+@pytest.mark.gpu
+def test_drawn_batches_live_on_the_module_device():
+    cuda = torch.device("cuda")
+    torch.manual_seed(6)
+    on_cpu = RandomCameraDataModule({"batch_size": 2, "height": 4, "width": 4}).train_batch()
+    torch.manual_seed(6)
+    data = RandomCameraDataModule({"batch_size": 2, "height": 4, "width": 4}, device=cuda)
+    on_gpu = data.train_batch()
+    for key, value in on_cpu.items():
+        if isinstance(value, torch.Tensor):
+            assert on_gpu[key].is_cuda, key
+            assert torch.equal(on_gpu[key].cpu(), value), key

@@ -30,6 +30,15 @@ class DataModule(BaseObject):
         """Test batches (e.g. the 360-degree orbit), indexable."""
         raise NotImplementedError
 
+    def state_dict(self) -> dict[str, Any]:
+        """What a checkpoint must keep to resume the training stream exactly where it was (plain
+        values and CPU tensors); the default, for modules that draw from the global RNG on every
+        call, is nothing."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue the training stream from a :meth:`state_dict`."""
+
 
 class LazySequence(Sequence):
     """A fixed-length sequence whose items are built on access (big eval batches stay unbuilt)."""

@@ -3,7 +3,8 @@
 A checkpoint is a dict of tensors and plain Python values only (no pickled classes):
 
 ``format``, ``version``, ``global_step``, ``state_dict`` (system parameters and buffers),
-``optimizer``, ``scheduler``, ``scaler``, ``rng`` (one entry per rank), ``world_size``.
+``optimizer``, ``scheduler``, ``scaler``, ``rng`` and ``data`` (the data module's training-stream
+state; one entry per rank each), ``world_size``.
 """
 
 from __future__ import annotations

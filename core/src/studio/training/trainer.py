@@ -121,8 +121,9 @@ class Trainer:
 
     # -- checkpoints -----------------------------------------------------------------------------
     def save_checkpoint(self, path: Path) -> None:
-        """Gather every rank's RNG state, then write on rank 0 (atomically)."""
+        """Gather every rank's RNG and data-stream state, then write on rank 0 (atomically)."""
         rng = D.gather_objects(capture_rng_state(), self.ctx)
+        data = D.gather_objects(self.data.state_dict(), self.ctx)
         if self.ctx.is_main:
             payload = {
                 "global_step": self.global_step,
@@ -135,6 +136,7 @@ class Trainer:
                 if self.scaler and self.scaler.is_enabled()
                 else None,
                 "rng": rng,
+                "data": data,
             }
             save_checkpoint(path, payload)
         D.barrier(self.ctx)
@@ -190,6 +192,9 @@ class Trainer:
             states = checkpoint.get("rng") or []
             if len(states) == self.ctx.world_size:
                 rng_state = states[self.ctx.rank]
+                data_states = checkpoint.get("data") or []
+                if len(data_states) == self.ctx.world_size:
+                    self.data.load_state_dict(data_states[self.ctx.rank])
             elif self.ctx.is_main:
                 self.log(
                     f"The checkpoint was written by {len(states)} process(es), this run has "

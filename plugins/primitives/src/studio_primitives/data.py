@@ -169,8 +169,11 @@ def render_sample(
 
 
 def camera_sampler(size: int) -> RandomCameraDataModule:
-    """core's ``random-camera`` module with :data:`CAMERA_CONFIG` at ``size x size``."""
-    return RandomCameraDataModule({**CAMERA_CONFIG, "height": size, "width": size})
+    """core's ``random-camera`` module with :data:`CAMERA_CONFIG` at ``size x size``, drawing on
+    every call (a sample's camera comes from its own seed, whatever was drawn before)."""
+    return RandomCameraDataModule(
+        {**CAMERA_CONFIG, "height": size, "width": size, "batches_per_draw": 1}
+    )
 
 
 def random_background(albedo: torch.Tensor) -> torch.Tensor:
