@@ -202,7 +202,9 @@ def make_system(
         }
     system = DreamFusionSystem(system_cfg).cuda()
     system.guidance, system.prompt_utils = guidance, prompt_utils
-    data = RandomCameraDataModule({**experiment.data, "batch_size": batch_size})
+    data = RandomCameraDataModule(
+        {**experiment.data, "batch_size": batch_size}, device=torch.device("cuda")
+    )
     optimizer = build_optimizer(system, system.cfg.optimizer)
     return system, data, optimizer
 

@@ -167,16 +167,79 @@ def kernel_profile(path: Path, steps: int = 3) -> None:
         print(f"  {ms:6.2f} ms  {count:5.0f}x  {name}")
 
 
+def op_sources(path: Path, steps: int = 3) -> None:
+    """Per phase of an eager batch-1 full step: how many ops it dispatches (each costs host time
+    in a launch-bound step) and the source lines issuing most of them (ops without a studio
+    line, e.g. backward, are listed by name)."""
+    import collections
+    import traceback
+
+    from dreamfusion import bench
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Sources(TorchDispatchMode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.phase = ""
+            self.counts: dict[str, collections.Counter] = {}
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            where = f"<{func.overloadpacket}>"
+            for frame in reversed(traceback.extract_stack(limit=30)[:-1]):
+                if "studio" in frame.filename or "bench/" in frame.filename:
+                    where = f"{Path(frame.filename).name}:{frame.lineno}"
+                    break
+            self.counts.setdefault(self.phase, collections.Counter())[where] += 1
+            return func(*args, **(kwargs or {}))
+
+    full_step = bench(path, 1, "none", False, False, iters=3, return_step=True)
+    import studio_dreamfusion.system as system_module
+
+    sources = Sources()
+    original = system_module.DreamFusionSystem.training_step
+
+    def phased(self, batch):
+        sources.phase = "render"
+        out = self.renderer(**batch)
+        sources.phase = "guidance"
+        guided = self.guidance(out["comp_rgb"], self.prompt_utils, **batch, rgb_as_latents=False)
+        sources.phase = "losses"
+        loss, _ = system_module.weighted_guidance_losses(guided, self.C, self.cfg.loss)
+        for name, value in self.regularisers(out).items():
+            loss = loss + value * self.C(self.cfg.loss[f"lambda_{name}"])
+        sources.phase = "backward+optimizer"
+        return {"loss": loss}
+
+    system_module.DreamFusionSystem.training_step = phased
+    with sources:
+        for _ in range(steps):
+            sources.phase = "data+update"
+            full_step()
+    system_module.DreamFusionSystem.training_step = original
+    for phase, counter in sources.counts.items():
+        total = sum(counter.values()) / steps
+        print(f"\n{phase}: {total:.0f} ops per step; top sources:")
+        for where, n in counter.most_common(25 if phase != "guidance" else 5):
+            print(f"  {n / steps:6.1f}  {where}")
+    sys.stdout.flush()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--iters", type=int, default=20)
     parser.add_argument("--kernels", action="store_true", help="also list the top CUDA kernels")
+    parser.add_argument(
+        "--ops", action="store_true", help="only count each phase's ops by source line"
+    )
     args = parser.parse_args()
     if not torch.cuda.is_available():
         print("bench/dreamfusion_phases.py: needs CUDA; skipped.")
         return 0
     with tempfile.TemporaryDirectory() as tmp:
         path = build_sd21_sized(Path(tmp))
+        if args.ops:
+            op_sources(path)
+            return 0
         if args.kernels:
             kernel_profile(path)
         for batch in (1, 4):
