@@ -26,6 +26,7 @@ import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -209,6 +210,47 @@ def make_system(
     return system, data, optimizer
 
 
+#: The step the benches start at: past the warm-ups (all hash-grid levels on, diffuse shading).
+FIRST_STEP = 5000
+
+
+def guidance_only_of(guidance, prompt_utils, batch: int) -> Callable[[], None]:
+    """The guidance alone: forward + backward on a fixed random ``[batch, 64, 64, 3]`` render."""
+    cams = {
+        "elevation": torch.full((batch,), 10.0, device="cuda"),
+        "azimuth": torch.zeros(batch, device="cuda"),
+        "camera_distances": torch.full((batch,), 1.8, device="cuda"),
+    }
+    render = torch.rand(batch, 64, 64, 3, device="cuda", requires_grad=True)
+
+    def guidance_only() -> None:
+        guidance(render, prompt_utils, **cams)["loss_sds"].backward()
+
+    return guidance_only
+
+
+def full_step_of(system, data, optimizer, scaler, step: list[int]) -> Callable[[], None]:
+    """The full training step as the trainer runs it (batch to the GPU, update step, 16-mixed
+    autocast forward, scaled backward, optimizer); each call advances ``step[0]``."""
+    from studio.training.trainer import to_device
+
+    cuda = torch.device("cuda")
+
+    def full_step() -> None:
+        batch_data = to_device(data.train_batch(), cuda)
+        system.do_update_step(0, step[0])
+        system.global_step = step[0]
+        with torch.autocast("cuda", dtype=torch.float16):
+            loss = system.training_step(batch_data)["loss"]
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        optimizer.zero_grad(set_to_none=True)
+        step[0] += 1
+
+    return full_step
+
+
 def bench(
     path: Path,
     batch: int,
@@ -225,32 +267,12 @@ def bench(
 
     guidance = make_guidance(path, compile_mode, channels_last, kind)
     prompt_utils = random_prompt_output(cuda, 1024 if kind == "sd" else 4096)
-    cams = {
-        "elevation": torch.full((batch,), 10.0, device="cuda"),
-        "azimuth": torch.zeros(batch, device="cuda"),
-        "camera_distances": torch.full((batch,), 1.8, device="cuda"),
-    }
-    render = torch.rand(batch, 64, 64, 3, device="cuda", requires_grad=True)
-
-    def guidance_only():
-        guidance(render, prompt_utils, **cams)["loss_sds"].backward()
-
+    guidance_only = guidance_only_of(guidance, prompt_utils, batch)
     preset = "dreamfusion-sd" if kind == "sd" else "dreamfusion-if"
     system, data, optimizer = make_system(guidance, prompt_utils, batch, foreach_adam, preset)
     scaler = torch.amp.GradScaler("cuda")
-    step = [5000]  # past the warm-ups: all hash-grid levels on, diffuse shading
-
-    def full_step():
-        batch_data = to_device(data.train_batch(), cuda)
-        system.do_update_step(0, step[0])
-        system.global_step = step[0]
-        with torch.autocast("cuda", dtype=torch.float16):
-            loss = system.training_step(batch_data)["loss"]
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-        optimizer.zero_grad(set_to_none=True)
-        step[0] += 1
+    step = [FIRST_STEP]
+    full_step = full_step_of(system, data, optimizer, scaler, step)
 
     def render_only():
         batch_data = to_device(data.train_batch(), cuda)

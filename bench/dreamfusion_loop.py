@@ -14,52 +14,21 @@ from __future__ import annotations
 
 import sys
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from dreamfusion import build_sd21_sized, make_guidance, make_system, random_prompt_output
+from dreamfusion import (
+    FIRST_STEP,
+    build_sd21_sized,
+    full_step_of,
+    guidance_only_of,
+    make_guidance,
+    make_system,
+    random_prompt_output,
+)
 from timing import interleaved_loop_ms, interleaved_ms
 
 DRAWS = (16, 1, 16, 1)
-
-
-def full_step_of(system, data, optimizer) -> Callable[[], None]:
-    """One eager training step of ``system`` (16-mixed autocast, GradScaler), from step 5000."""
-    from studio.training.trainer import to_device
-
-    cuda = torch.device("cuda")
-    scaler = torch.amp.GradScaler("cuda")
-    step = [5000]
-
-    def full_step() -> None:
-        batch_data = to_device(data.train_batch(), cuda)
-        system.do_update_step(0, step[0])
-        system.global_step = step[0]
-        with torch.autocast("cuda", dtype=torch.float16):
-            loss = system.training_step(batch_data)["loss"]
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-        optimizer.zero_grad(set_to_none=True)
-        step[0] += 1
-
-    return full_step
-
-
-def guidance_only_of(guidance, prompt_utils, batch: int) -> Callable[[], None]:
-    """One guidance forward + backward on a fixed random ``[batch, 64, 64, 3]`` image."""
-    image = torch.rand(batch, 64, 64, 3, device="cuda", requires_grad=True)
-    cams = {
-        "elevation": torch.full((batch,), 10.0, device="cuda"),
-        "azimuth": torch.zeros(batch, device="cuda"),
-        "camera_distances": torch.full((batch,), 1.8, device="cuda"),
-    }
-
-    def guidance_only() -> None:
-        guidance(image, prompt_utils, **cams)["loss_sds"].backward()
-
-    return guidance_only
 
 
 def compare(path: Path) -> None:
@@ -71,7 +40,8 @@ def compare(path: Path) -> None:
         for draw in DRAWS:
             system, data, optimizer = make_system(guidance, prompt_utils, batch)
             data.cfg.batches_per_draw = draw
-            full_step = full_step_of(system, data, optimizer)
+            scaler = torch.amp.GradScaler("cuda")
+            full_step = full_step_of(system, data, optimizer, scaler, [FIRST_STEP])
             for _ in range(10):
                 full_step()
                 guidance_only()

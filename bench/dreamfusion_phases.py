@@ -25,7 +25,14 @@ import time
 from pathlib import Path
 
 import torch
-from dreamfusion import build_sd21_sized, make_guidance, make_system, random_prompt_output
+from dreamfusion import (
+    FIRST_STEP,
+    build_sd21_sized,
+    guidance_only_of,
+    make_guidance,
+    make_system,
+    random_prompt_output,
+)
 from timing import interleaved_loop_ms, interleaved_ms
 
 PHASES = ("data", "update", "render", "guidance", "losses", "backward", "optimizer", "drain")
@@ -51,7 +58,7 @@ def run(path: Path, batch: int, iters: int) -> None:
         return result
 
     renderer._sample = timed_sample
-    step = [5000]
+    step = [FIRST_STEP]
 
     def marked_step(sync: bool) -> list[float]:
         marks = [time.perf_counter()]
@@ -89,15 +96,7 @@ def run(path: Path, batch: int, iters: int) -> None:
     def full_step() -> None:
         marked_step(False)
 
-    cams = {
-        "elevation": torch.full((batch,), 10.0, device="cuda"),
-        "azimuth": torch.zeros(batch, device="cuda"),
-        "camera_distances": torch.full((batch,), 1.8, device="cuda"),
-    }
-    image = torch.rand(batch, 64, 64, 3, device="cuda", requires_grad=True)
-
-    def guidance_only() -> None:
-        guidance(image, prompt_utils, **cams)["loss_sds"].backward()
+    guidance_only = guidance_only_of(guidance, prompt_utils, batch)
 
     gc_ms: list[float] = []
     gc_started: list[float] = []
