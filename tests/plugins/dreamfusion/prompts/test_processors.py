@@ -216,18 +216,73 @@ def test_deep_floyd_embeddings_respect_attention_mask(
     assert (out.text_embeddings - unmasked).abs().max() > 1e-3  # the mask matters
 
 
-def test_deep_floyd_8bit_without_bitsandbytes_is_a_clear_error(
-    tiny_if_model: Path, studio_cache_dir: Path
+@pytest.mark.parametrize("missing", ["bitsandbytes", "accelerate"])
+def test_deep_floyd_8bit_without_its_packages_is_a_clear_error(
+    tiny_if_model: Path, studio_cache_dir: Path, monkeypatch: pytest.MonkeyPatch, missing: str
 ) -> None:
-    import importlib.util
+    from studio_dreamfusion.prompts import deep_floyd
 
-    if importlib.util.find_spec("bitsandbytes") and importlib.util.find_spec("accelerate"):
-        pytest.skip("bitsandbytes and accelerate are installed")
-    with pytest.raises(ConfigError, match=r"load_in_8bit.*bitsandbytes"):
+    monkeypatch.setattr(deep_floyd, "importable", lambda name: name != missing)
+    with pytest.raises(ConfigError, match=rf"load_in_8bit=true needs the package\(s\) {missing}"):
         DeepFloydPromptProcessor(
             {"pretrained_model_name_or_path": str(tiny_if_model), "load_in_8bit": True},
             device=CPU,
         )
+
+
+def test_deep_floyd_8bit_encoder_has_int8_layers_and_close_embeddings(
+    tiny_if_model: Path, studio_cache_dir: Path
+) -> None:
+    bnb = pytest.importorskip("bitsandbytes")  # `make test` installs it
+    pytest.importorskip("accelerate")
+    prompts = ["a cat", "a small red fox on a hill"]
+
+    def processor(load_in_8bit: bool) -> DeepFloydPromptProcessor:
+        return DeepFloydPromptProcessor(
+            {
+                "pretrained_model_name_or_path": str(tiny_if_model),
+                "prompt": "a cat",
+                "load_in_8bit": load_in_8bit,
+                "use_cache": False,
+            },
+            device=CPU,
+        )
+
+    int8, full = processor(True), processor(False)
+    encoder = int8.load_text_encoder()
+    linears = {n: m for n, m in encoder.model.named_modules() if isinstance(m, torch.nn.Linear)}
+    # transformers keeps T5's feed-forward output projections (`wo`) unquantised, as IF does
+    quantised_layers = {n: m for n, m in linears.items() if not n.endswith(".wo")}
+    assert len(quantised_layers) > len(linears) // 2
+    assert all(isinstance(m, bnb.nn.Linear8bitLt) for m in quantised_layers.values())
+    assert all(m.weight.dtype == torch.int8 for m in quantised_layers.values())
+    with torch.no_grad():
+        quantised = int8.encode_prompts(encoder, prompts).float()
+        reference = full.encode_prompts(full.load_text_encoder(), prompts)
+    relative = (quantised - reference).norm() / reference.norm()
+    assert 0 < relative < 0.05, relative  # quantised, and still the same embeddings
+    assert int8().text_embeddings.shape == (77, 32)  # the whole processor runs on it
+
+
+def test_deep_floyd_8bit_quantisation_failure_is_a_clear_error(
+    tiny_if_model: Path, studio_cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("bitsandbytes")
+    pytest.importorskip("accelerate")
+    from transformers import T5EncoderModel
+
+    def no_gpu(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("No GPU found. A GPU is needed for quantization.")
+
+    monkeypatch.setattr(T5EncoderModel, "from_pretrained", no_gpu)
+    with pytest.raises(ConfigError) as caught:  # the processor encodes when it is built
+        DeepFloydPromptProcessor(
+            {"pretrained_model_name_or_path": str(tiny_if_model), "load_in_8bit": True},
+            device=CPU,
+        )
+    message = str(caught.value)
+    assert "could not quantise the T5 encoder on cpu" in message
+    assert "No GPU found" in message and "load_in_8bit=false" in message
 
 
 def test_default_model_ids_and_spawn_accepted() -> None:

@@ -1,18 +1,23 @@
 """``deep-floyd`` prompt processor: T5-XXL text embeddings ``[77, 4096]`` for DeepFloyd IF.
 
-The encoder loads in fp16 on CUDA (fp32 on CPU). ``load_in_8bit: true`` quantises it with
-bitsandbytes (about 15 GB less to hold; the reference's default); it needs bitsandbytes (and accelerate)
-and a CUDA device, and fails with a clear message otherwise.
+The encoder loads in fp16 on CUDA (fp32 on CPU). ``load_in_8bit: true`` quantises its linear
+layers to int8 with bitsandbytes (LLM.int8; T5-XXL then holds about 5 GB instead of 10 GB in fp16
+or 19 GB in fp32). It needs bitsandbytes and accelerate (``pip install studio-dreamfusion[int8]``)
+and fails with a clear message without them, or when the installed bitsandbytes cannot quantise
+on the processor's device (releases before CPU support).
 """
 
 from __future__ import annotations
 
-import importlib.util
+import contextlib
+import logging
+from collections.abc import Iterator
 from typing import Any
 
 import attrs
 import torch
 
+from studio.backends import importable
 from studio.errors import ConfigError
 from studio_dreamfusion.pretrained import (
     pick_variant,
@@ -39,18 +44,13 @@ class DeepFloydPromptProcessor(PromptProcessor):
         super().configure()
 
     def _check_8bit_possible(self) -> None:
-        missing = [p for p in ("bitsandbytes", "accelerate") if importlib.util.find_spec(p) is None]
+        missing = [p for p in ("bitsandbytes", "accelerate") if not importable(p)]
         if missing:
             raise ConfigError(
                 f"{self.config_path}.load_in_8bit=true needs the package(s) {', '.join(missing)}, "
                 f"which are not installed; install them (pip install {' '.join(missing)}) or set "
-                f"{self.config_path}.load_in_8bit=false (the fp16 T5 encoder then needs about 10 GB "
-                f"more GPU memory, and only while encoding)."
-            )
-        if self.device.type != "cuda":
-            raise ConfigError(
-                f"{self.config_path}.load_in_8bit=true needs a CUDA device (bitsandbytes), but the "
-                f"prompt processor runs on {self.device}; set {self.config_path}.load_in_8bit=false."
+                f"{self.config_path}.load_in_8bit=false (the fp16 T5 encoder then needs about 5 GB "
+                f"more memory, and only while encoding)."
             )
 
     def load_text_encoder(self) -> TextEncoder:
@@ -68,15 +68,35 @@ class DeepFloydPromptProcessor(PromptProcessor):
         if variant:
             kwargs["variant"] = variant
         if self.cfg.load_in_8bit:
-            from transformers import BitsAndBytesConfig
-
-            kwargs["quantization_config"] = BitsAndBytesConfig(load_in_8bit=True)
-            kwargs["device_map"] = {"": str(self.device)}
-        model = T5EncoderModel.from_pretrained(path, subfolder="text_encoder", **kwargs)
-        if not self.cfg.load_in_8bit:
+            model = self._load_8bit(T5EncoderModel, path, kwargs)
+        else:
+            model = T5EncoderModel.from_pretrained(path, subfolder="text_encoder", **kwargs)
             model.to(self.device)
         model.eval().requires_grad_(False)
         return TextEncoder(tokenizer=tokenizer, model=model)
+
+    def _load_8bit(self, model_class: Any, path: Any, kwargs: dict[str, Any]) -> torch.nn.Module:
+        """The encoder with int8 linear layers on ``self.device``; a failure of bitsandbytes to
+        quantise there becomes one ConfigError (its own message included)."""
+        import bitsandbytes
+        from transformers import BitsAndBytesConfig
+
+        kwargs = {
+            **kwargs,
+            "quantization_config": BitsAndBytesConfig(load_in_8bit=True),
+            "device_map": {"": str(self.device)},
+        }
+        try:
+            return model_class.from_pretrained(path, subfolder="text_encoder", **kwargs)
+        except (RuntimeError, ValueError, ImportError, NotImplementedError) as err:
+            raise ConfigError(
+                f"{self.config_path}.load_in_8bit=true: bitsandbytes "
+                f"{getattr(bitsandbytes, '__version__', '?')} could not quantise the T5 encoder "
+                f"on {self.device} ({type(err).__name__}: {str(err).splitlines()[0][:300]}). "
+                f"Upgrade bitsandbytes (pip install -U bitsandbytes; CPU support needs a recent "
+                f"release), run the prompt processor on CUDA, or set "
+                f"{self.config_path}.load_in_8bit=false."
+            ) from err
 
     def encode_prompts(self, encoder: TextEncoder, prompts: list[str]) -> torch.Tensor:
         tokens = encoder.tokenizer(
@@ -87,8 +107,22 @@ class DeepFloydPromptProcessor(PromptProcessor):
             add_special_tokens=True,
             return_tensors="pt",
         )
-        out = encoder.model(
-            input_ids=tokens.input_ids.to(self.device),
-            attention_mask=tokens.attention_mask.to(self.device),
-        )
+        with _quiet_int8_casts():
+            out = encoder.model(
+                input_ids=tokens.input_ids.to(self.device),
+                attention_mask=tokens.attention_mask.to(self.device),
+            )
         return out[0]
+
+
+@contextlib.contextmanager
+def _quiet_int8_casts() -> Iterator[None]:
+    """Silence bitsandbytes' per-call notice that int8 layers cast fp32 activations (the CPU
+    encoder's) to fp16: expected there, and it would print once per layer and prompt."""
+    logger = logging.getLogger("bitsandbytes.autograd._functions")
+    previous = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(previous)
