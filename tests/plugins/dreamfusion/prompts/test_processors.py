@@ -264,15 +264,16 @@ def test_deep_floyd_8bit_encoder_has_int8_layers_and_close_embeddings(
     assert int8().text_embeddings.shape == (77, 32)  # the whole processor runs on it
 
 
+@pytest.mark.parametrize("cause", ["No GPU found. A GPU is needed for quantization.", ""])
 def test_deep_floyd_8bit_quantisation_failure_is_a_clear_error(
-    tiny_if_model: Path, studio_cache_dir: Path, monkeypatch: pytest.MonkeyPatch
+    tiny_if_model: Path, studio_cache_dir: Path, monkeypatch: pytest.MonkeyPatch, cause: str
 ) -> None:
     pytest.importorskip("bitsandbytes")
     pytest.importorskip("accelerate")
     from transformers import T5EncoderModel
 
     def no_gpu(*args: object, **kwargs: object) -> None:
-        raise RuntimeError("No GPU found. A GPU is needed for quantization.")
+        raise RuntimeError(cause)
 
     monkeypatch.setattr(T5EncoderModel, "from_pretrained", no_gpu)
     with pytest.raises(ConfigError) as caught:  # the processor encodes when it is built
@@ -282,7 +283,7 @@ def test_deep_floyd_8bit_quantisation_failure_is_a_clear_error(
         )
     message = str(caught.value)
     assert "could not quantise the T5 encoder on cpu" in message
-    assert "No GPU found" in message and "load_in_8bit=false" in message
+    assert f"(RuntimeError: {cause})" in message and "load_in_8bit=false" in message
 
 
 def test_default_model_ids_and_spawn_accepted() -> None:

@@ -1,10 +1,11 @@
 """``deep-floyd`` prompt processor: T5-XXL text embeddings ``[77, 4096]`` for DeepFloyd IF.
 
 The encoder loads in fp16 on CUDA (fp32 on CPU). ``load_in_8bit: true`` quantises its linear
-layers to int8 with bitsandbytes (LLM.int8; T5-XXL then holds about 5 GB instead of 10 GB in fp16
-or 19 GB in fp32). It needs bitsandbytes and accelerate (``pip install studio-dreamfusion[int8]``)
-and fails with a clear message without them, or when the installed bitsandbytes cannot quantise
-on the processor's device (releases before CPU support).
+layers to int8 with bitsandbytes (LLM.int8), all but the feed-forward output projections ``wo``,
+which transformers keeps unquantised: for T5-XXL 3.6B of its 4.8B weights, about 3.6 GB less than
+in fp16 (11 GB less than in fp32). It needs bitsandbytes and accelerate (``pip install
+studio-dreamfusion[int8]``) and fails with a clear message without them, or when the installed
+bitsandbytes cannot quantise on the processor's device (releases before CPU support).
 """
 
 from __future__ import annotations
@@ -49,8 +50,8 @@ class DeepFloydPromptProcessor(PromptProcessor):
             raise ConfigError(
                 f"{self.config_path}.load_in_8bit=true needs the package(s) {', '.join(missing)}, "
                 f"which are not installed; install them (pip install {' '.join(missing)}) or set "
-                f"{self.config_path}.load_in_8bit=false (the fp16 T5 encoder then needs about 5 GB "
-                f"more memory, and only while encoding)."
+                f"{self.config_path}.load_in_8bit=false (the unquantised T5-XXL encoder then needs "
+                f"about 3.6 GB more memory in fp16, and only while encoding)."
             )
 
     def load_text_encoder(self) -> TextEncoder:
@@ -92,7 +93,7 @@ class DeepFloydPromptProcessor(PromptProcessor):
             raise ConfigError(
                 f"{self.config_path}.load_in_8bit=true: bitsandbytes "
                 f"{getattr(bitsandbytes, '__version__', '?')} could not quantise the T5 encoder "
-                f"on {self.device} ({type(err).__name__}: {str(err).splitlines()[0][:300]}). "
+                f"on {self.device} ({type(err).__name__}: {_first_line(err)}). "
                 f"Upgrade bitsandbytes (pip install -U bitsandbytes; CPU support needs a recent "
                 f"release), run the prompt processor on CUDA, or set "
                 f"{self.config_path}.load_in_8bit=false."
@@ -113,6 +114,11 @@ class DeepFloydPromptProcessor(PromptProcessor):
                 attention_mask=tokens.attention_mask.to(self.device),
             )
         return out[0]
+
+
+def _first_line(err: BaseException) -> str:
+    """The first line of an exception's message, at most 300 characters ("" when it has none)."""
+    return (str(err).splitlines() or [""])[0][:300]
 
 
 @contextlib.contextmanager
