@@ -7,6 +7,13 @@ paragraph (no traceback) and exits with :attr:`StudioError.exit_code`.
 from __future__ import annotations
 
 
+def one_line(text: object, limit: int = 300) -> str:
+    """``text`` (e.g. a library's exception) as one line for a message: whitespace runs and line
+    breaks collapsed to single spaces, cut to ``limit`` characters with "..." when longer."""
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 class StudioError(Exception):
     """An error caused by input the user controls; its message says what to change."""
 

@@ -35,7 +35,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple, Optional
 
-from studio.errors import StudioError
+from studio.errors import StudioError, one_line
 
 PROBE_TIMEOUT_S = 1.5
 OFFLINE_VARIABLES = ("STUDIO_OFFLINE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
@@ -146,11 +146,6 @@ def hub_reachable(repo_id: str, timeout: float = PROBE_TIMEOUT_S) -> bool:
     thread.start()
     thread.join(timeout)
     return bool(answered) and answered[0]
-
-
-def _one_line(text: str, limit: int = 300) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _licence_steps(repo_id: str) -> str:
@@ -394,7 +389,7 @@ def download_failure_message(repo_id: str, exc: BaseException, config_key: str) 
     from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
 
     status = getattr(getattr(exc, "response", None), "status_code", None)
-    detail = _one_line(f"{type(exc).__name__}: {exc}")
+    detail = one_line(f"{type(exc).__name__}: {exc}")
     if (
         isinstance(exc, GatedRepoError)
         or status == 403

@@ -26,7 +26,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from studio.errors import StudioError
+from studio.errors import StudioError, one_line
 
 MODEL_VARIABLE = "STUDIO_CLIP_MODEL"
 DEFAULT_MODEL = "openai/clip-vit-base-patch32"
@@ -192,7 +192,7 @@ class ClipScorer:
             model = CLIPModel.from_pretrained(str(folder), local_files_only=True)
             tokenizer = CLIPTokenizer.from_pretrained(str(folder), local_files_only=True)
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            detail = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+            detail = one_line(f"{type(exc).__name__}: {exc}")
             raise StudioError(
                 f"{folder} ({MODEL_VARIABLE}) could not be loaded as a CLIP model and tokenizer "
                 f"({detail}). Point {MODEL_VARIABLE} at a folder saved with CLIPModel and "

@@ -19,7 +19,7 @@ import attrs
 import torch
 
 from studio.backends import importable
-from studio.errors import ConfigError
+from studio.errors import ConfigError, one_line
 from studio_dreamfusion.pretrained import (
     pick_variant,
     resolve_pretrained,
@@ -69,18 +69,18 @@ class DeepFloydPromptProcessor(PromptProcessor):
         if variant:
             kwargs["variant"] = variant
         if self.cfg.load_in_8bit:
-            model = self._load_8bit(T5EncoderModel, path, kwargs)
+            model = self._load_8bit(path, kwargs)
         else:
             model = T5EncoderModel.from_pretrained(path, subfolder="text_encoder", **kwargs)
             model.to(self.device)
         model.eval().requires_grad_(False)
         return TextEncoder(tokenizer=tokenizer, model=model)
 
-    def _load_8bit(self, model_class: Any, path: Any, kwargs: dict[str, Any]) -> torch.nn.Module:
+    def _load_8bit(self, path: Any, kwargs: dict[str, Any]) -> torch.nn.Module:
         """The encoder with int8 linear layers on ``self.device``; a failure of bitsandbytes to
         quantise there becomes one ConfigError (its own message included)."""
         import bitsandbytes
-        from transformers import BitsAndBytesConfig
+        from transformers import BitsAndBytesConfig, T5EncoderModel
 
         kwargs = {
             **kwargs,
@@ -88,12 +88,12 @@ class DeepFloydPromptProcessor(PromptProcessor):
             "device_map": {"": str(self.device)},
         }
         try:
-            return model_class.from_pretrained(path, subfolder="text_encoder", **kwargs)
+            return T5EncoderModel.from_pretrained(path, subfolder="text_encoder", **kwargs)
         except (RuntimeError, ValueError, ImportError, NotImplementedError) as err:
             raise ConfigError(
                 f"{self.config_path}.load_in_8bit=true: bitsandbytes "
                 f"{getattr(bitsandbytes, '__version__', '?')} could not quantise the T5 encoder "
-                f"on {self.device} ({type(err).__name__}: {_first_line(err)}). "
+                f"on {self.device} ({type(err).__name__}: {one_line(err)}). "
                 f"Upgrade bitsandbytes (pip install -U bitsandbytes; CPU support needs a recent "
                 f"release), run the prompt processor on CUDA, or set "
                 f"{self.config_path}.load_in_8bit=false."
@@ -114,11 +114,6 @@ class DeepFloydPromptProcessor(PromptProcessor):
                 attention_mask=tokens.attention_mask.to(self.device),
             )
         return out[0]
-
-
-def _first_line(err: BaseException) -> str:
-    """The first line of an exception's message, at most 300 characters ("" when it has none)."""
-    return (str(err).splitlines() or [""])[0][:300]
 
 
 @contextlib.contextmanager
