@@ -14,7 +14,7 @@ $(STAMP): core/pyproject.toml $(wildcard plugins/*/pyproject.toml) Makefile
 	$(PIP) install -q --upgrade pip
 	# torch first and pinned: the local CPU wheel (an unpinned torch pulls GBs of CUDA packages)
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q "setuptools>=68" wheel pytest ruff
+	$(PIP) install -q "setuptools>=68" wheel pytest ruff import-linter
 	# optional libraries whose code paths the tests exercise (int8 T5 encoder)
 	$(PIP) install -q bitsandbytes accelerate
 	$(PIP) install -q -e core $(addprefix -e ,$(PLUGINS))
@@ -24,6 +24,9 @@ install: $(STAMP)
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
+	# the layering (pyproject.toml [tool.importlinter]): core never imports a plugin, plugins use
+	# studio.api only, no import cycles
+	$(VENV)/bin/lint-imports --no-cache
 
 test: $(STAMP) lint
 	$(PY) -m pytest -q

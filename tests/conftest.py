@@ -123,14 +123,17 @@ def logged_steps(run_dir: Path) -> int:
     return max((int(r["step"]) for r in rows), default=0)
 
 
-def wait_for_step(studio: Studio, step: int, proc: subprocess.Popen, timeout: float = 120) -> Path:
-    """Wait until the (only) run of ``studio`` has logged ``step``; returns its run directory."""
+def wait_for_step(
+    studio: Studio, step: int, proc: subprocess.Popen, timeout: float = 120, name: str = "toy"
+) -> Path:
+    """Wait until the (only) run of ``studio`` named ``name`` has logged ``step``; returns its
+    run directory."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             out, err = proc.communicate()
             raise AssertionError(f"process ended early ({proc.returncode}):\n{out}\n{err}")
-        dirs = studio.run_dirs()
+        dirs = studio.run_dirs(name)
         if dirs and logged_steps(dirs[0]) >= step:
             return dirs[0]
         time.sleep(0.05)

@@ -35,7 +35,7 @@ CASES = [
     ),
     (
         ["run", "toy-fitt", "prompt=x"],
-        ["No method named 'toy-fitt' is registered. Did you mean 'toy-fit'?"],
+        ["No method named 'toy-fitt' is registered. Did you mean 'toy-fit'"],
     ),
     (
         ["run", "toy-fit", "prompt=x", "system.background_type=toy-direction"],

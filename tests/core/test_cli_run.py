@@ -16,7 +16,7 @@ def test_run_writes_the_documented_run_directory(studio_cli):
     listed = studio_cli.run("plugins", "list", "--json")
     toy = next(p for p in json.loads(listed.stdout)["plugins"] if p["name"] == "toy")
     assert toy["distribution"] == "studio-toy" and toy["version"] == "0.3.0"
-    assert toy["registers"]["method"] == ["toy-fit"]
+    assert "toy-fit" in toy["registers"]["method"]
 
     result = studio_cli.run("run", "toy-fit", "prompt=a red cube", "trainer.max_steps=12")
     assert result.returncode == 0, result.stderr
@@ -42,7 +42,9 @@ def test_run_writes_the_documented_run_directory(studio_cli):
 
     ckpt = load_checkpoint(run_dir / "ckpts" / "last.ckpt")
     assert ckpt["global_step"] == 12
-    assert (run_dir / "ckpts" / "epoch=0-step=12.ckpt").is_file()
+    assert (run_dir / "ckpts" / "step=12.ckpt").is_file()
+    assert (run_dir / "finished.yaml").is_file()  # trained to max_steps and tested
+    assert "epoch" not in ckpt
     assert ckpt["optimizer"]["param_groups"][0]["name"] == "field"
 
     with (run_dir / "metrics.csv").open() as handle:

@@ -40,11 +40,20 @@ class EvaluatorPlugin:
         for name, target in self.targets.items():
             register(name, target)
 
+    @hookimpl
+    def studio_register_methods(self, register) -> None:
+        """The runs' method: it tells where the prompt evaluators see lives."""
+        register(
+            "eval-method",
+            system="tests.core.test_eval:mean_red",
+            prompt_key="system.prompt_processor.prompt",
+        )
+
 
 def write_run(root: Path, steps: dict[int, int], columns: int = 3, size: int = 8) -> Path:
     """Test grids per step: the rgb column is pure red times ``steps[step] / 255``."""
     (root / "configs").mkdir(parents=True)
-    config = {"system": {"prompt_processor": {"prompt": "a red cube"}}}
+    config = {"method": "eval-method", "system": {"prompt_processor": {"prompt": "a red cube"}}}
     (root / "configs" / "parsed.yaml").write_text(yaml.safe_dump(config))
     for step, red in steps.items():
         folder = root / "save" / f"it{step}-test"

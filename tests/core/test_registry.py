@@ -180,6 +180,7 @@ def test_installed_broken_plugin_is_listed_and_cli_keeps_working(entry_point_sit
         "distribution": "studio-one",
         "version": "1.2.3",
         "registers": {"material": ["shiny"], "model": ["studio_one-sd"]},
+        "pipelines": {},
     }
     assert [d["distribution"] for d in report["disabled"]] == ["studio-two"]
     methods = subprocess.run(
@@ -197,3 +198,85 @@ def test_installed_duplicates_are_reported_with_both_distributions(entry_point_s
     (conflict,) = report["conflicts"]
     assert conflict["kind"] == "material" and conflict["name"] == "shiny"
     assert sorted(conflict["distributions"]) == ["studio-one", "studio-two"]
+
+
+# -- typed registrations -------------------------------------------------------------------------
+
+
+def _broken(name: str) -> str:
+    (broken,) = [b for b in get_registry().broken if b.plugin.name == name]
+    return broken.error
+
+
+def test_kinds_are_derived_from_the_hook_specs():
+    from studio import hookspecs
+    from studio.registry import KIND_HOOKS, KIND_SPECS
+    from studio.specs import GuidanceSpec, MethodSpec, ModelSpec
+
+    declared = {name for name in dir(hookspecs) if name.startswith("studio_register_")}
+    assert set(KIND_HOOKS.values()) == declared - {"studio_register_commands"}
+    assert KIND_SPECS["method"] is MethodSpec and KIND_SPECS["guidance"] is GuidanceSpec
+    assert KIND_SPECS["model"] is ModelSpec
+
+
+def test_a_misspelt_hook_is_refused_naming_the_plugin(studio_plugin):
+    class Typo:
+        @hookimpl
+        def studio_register_geometrys(self, register):
+            register("never", "studio.base:BaseModule")
+
+    studio_plugin(Typo(), name="typo-plugin", distribution="studio-typo")
+    message = _broken("typo-plugin")
+    assert "plugin 'typo-plugin' (distribution studio-typo)" in message
+    assert "studio_register_geometrys" in message and "studio_register_geometries" in message
+    assert "never" not in get_registry().names("geometry")
+
+
+@pytest.mark.parametrize(
+    ("kind_hook", "args", "kwargs", "expected"),
+    [
+        (
+            "methods",
+            ("m", "pkg.sys:S"),
+            {"promt_key": "x"},
+            "'promt_key' (did you mean 'prompt_key'?)",
+        ),
+        ("guidances", ("g", "pkg.g:G"), {"suffix": "-sd"}, "'suffix'"),
+        ("geometries", ("g", "pkg.g:G"), {"model_suffix": "-sd"}, "'model_suffix'"),
+        ("geometries", ("g", "not a path"), {}, "'package.module:Attribute'"),
+        ("methods", ("m",), {}, "needs system="),
+    ],
+)
+def test_an_invalid_registration_is_refused_naming_the_plugin_and_the_field(
+    studio_plugin, kind_hook, args, kwargs, expected
+):
+    class Bad:
+        pass
+
+    def hook(self, register):
+        register(*args, **kwargs)
+
+    hook.__name__ = f"studio_register_{kind_hook}"
+    setattr(Bad, hook.__name__, hookimpl(hook))
+    studio_plugin(Bad(), name="bad-fields", distribution="studio-bad")
+    message = _broken("bad-fields")
+    assert "plugin 'bad-fields' (distribution studio-bad)" in message
+    assert expected in message
+
+
+def test_specs_carry_what_core_reads(studio_plugin):
+    from studio.specs import MethodSpec
+
+    class Good:
+        @hookimpl
+        def studio_register_methods(self, register):
+            register(MethodSpec(name="spec-method", system="pkg.s:S", prompt_key="system.prompt"))
+            register("kw-method", system="pkg.s:S", model_keys="system.model")
+            register("pipe", stages=[{"name": "a", "method": "spec-method"}])
+
+    studio_plugin(Good(), name="good")
+    registry = get_registry()
+    assert registry.get("method", "spec-method").spec.prompt_key == "system.prompt"
+    assert registry.get("method", "kw-method").spec.model_keys == ("system.model",)
+    pipe = registry.get("method", "pipe").spec
+    assert pipe.is_pipeline and pipe.stages[0].method == "spec-method" and pipe.target == ""

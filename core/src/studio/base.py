@@ -4,22 +4,29 @@
   object's attributes and sub-modules and calls ``update_step`` exactly once per object per call,
   children before parents (the reference could call it twice through properties; we do not).
 * :class:`BaseObject` -- a configurable plain object (guidance, prompt processors, exporters, data).
+  It may own trainable modules (:meth:`BaseObject.trainable_modules`): the trainer optimizes and
+  checkpoints their trainable parameters (ProlificDreamer's LoRA); frozen weights are never saved.
 * :class:`BaseModule` -- a configurable ``nn.Module`` (geometry, materials, backgrounds, renderers).
 
 Each subclass declares a nested attrs class ``Config`` (``@attrs.define(kw_only=True)``); the
-constructor accepts a mapping (structured strictly) or a ``Config`` instance.
+constructor accepts a mapping (structured strictly) or a ``Config`` instance, and the dotted path
+of that config (``config_path="system.geometry"``, used in every error message; the class's
+``config_path`` is the default). ``validate_config(cfg, path)`` is called on the structured config
+when a run's config is resolved, before anything is created: override it to check what the types
+cannot say (free-form sub-configs such as encodings, paths that must exist).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any, ClassVar, Optional
+from typing import Any, Optional
 
 import attrs
 import torch
 from torch import nn
 
 from studio.config.convert import structure
+from studio.errors import StudioError
 
 
 class Updateable:
@@ -72,6 +79,12 @@ def iter_updateables(root: object) -> Iterator[Updateable]:
     yield from visit(root)
 
 
+def check_sub_configs(cls: Any, cfg: Any, path: str) -> None:
+    """Structure each of ``cls.sub_configs(cfg)`` strictly (a ``ConfigError`` names its path)."""
+    for name, sub_cls in cls.sub_configs(cfg).items():
+        structure(getattr(cfg, name), sub_cls, f"{path}.{name}")
+
+
 def parse_config(cls: type, cfg: Any, path: str = "") -> Any:
     """``cfg`` as an instance of ``cls.Config`` (a mapping is structured strictly)."""
     config_cls = cls.Config
@@ -81,22 +94,96 @@ def parse_config(cls: type, cfg: Any, path: str = "") -> Any:
 
 
 class BaseObject(Updateable):
-    """A configurable object that is not an ``nn.Module`` (not checkpointed, not synced)."""
+    """A configurable object that is not an ``nn.Module``.
+
+    Its state is not checkpointed or synced across ranks, except the trainable parameters of
+    :meth:`trainable_modules`."""
 
     @attrs.define(kw_only=True)
     class Config:
         pass
 
     cfg: Any
-    config_path: ClassVar[str] = ""
+    config_path: str = ""
 
-    def __init__(self, cfg: Any = None, *, device: Optional[torch.device] = None, **kwargs: Any):
+    def __init__(
+        self,
+        cfg: Any = None,
+        *,
+        device: Optional[torch.device] = None,
+        config_path: Optional[str] = None,
+        **kwargs: Any,
+    ):
+        if config_path is not None:
+            self.config_path = config_path
         self.cfg = parse_config(type(self), cfg, self.config_path)
         self.device = device if device is not None else torch.device("cpu")
         self.configure(**kwargs)
 
+    @classmethod
+    def sub_configs(cls, cfg: Any) -> dict[str, type]:
+        """Free-form mapping fields of ``cfg`` whose content is an attrs config of its own (an
+        encoding chosen by its ``otype``): field name -> that attrs class. They are structured
+        strictly by :meth:`validate_config` and documented by ``studio config show``."""
+        return {}
+
+    @classmethod
+    def validate_config(cls, cfg: Any, path: str) -> None:
+        """Check a structured config beyond its types (raise ``ConfigError`` naming ``path``).
+
+        Called when a run's config is resolved, before anything is created. The default
+        structures every :meth:`sub_configs` mapping strictly; override to check more (call
+        ``super().validate_config(cfg, path)``)."""
+        check_sub_configs(cls, cfg, path)
+
     def configure(self, **kwargs: Any) -> None:
         """Build state from ``self.cfg``; called once by the constructor."""
+
+    def trainable_modules(self) -> dict[str, nn.Module]:
+        """Modules holding parameters this object trains (name -> module; default none).
+
+        Only their parameters with ``requires_grad`` are optimized (optimizer group named after
+        the object's attribute in the system, e.g. ``guidance``) and saved in checkpoints, so a
+        frozen pretrained network inside one of them is never written."""
+        return {}
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        """The parameters of :meth:`trainable_modules` that require gradients."""
+        return [p for _, p in self.trainable_named_parameters()]
+
+    def trainable_named_parameters(self) -> list[tuple[str, nn.Parameter]]:
+        return [
+            (f"{name}.{key}", param)
+            for name, module in self.trainable_modules().items()
+            for key, param in module.named_parameters()
+            if param.requires_grad
+        ]
+
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        """The trainable parameters' values (detached), keyed ``<module name>.<parameter>``."""
+        return {name: param.detach() for name, param in self.trainable_named_parameters()}
+
+    def load_trainable_state_dict(self, state: dict[str, torch.Tensor], where: str = "") -> None:
+        """Restore :meth:`trainable_state_dict` exactly; a missing, extra or misshapen entry is a
+        ``StudioError`` naming it (``where`` says whose state it is)."""
+        own = dict(self.trainable_named_parameters())
+        missing = sorted(set(own) - set(state))
+        extra = sorted(set(state) - set(own))
+        if missing or extra:
+            raise StudioError(
+                f"{where or type(self).__name__}: the saved trainable state does not match this "
+                f"object's (missing {missing or 'none'}, unexpected {extra or 'none'}). Was the "
+                "checkpoint written with another configuration?"
+            )
+        with torch.no_grad():
+            for name, param in own.items():
+                value = state[name]
+                if tuple(value.shape) != tuple(param.shape):
+                    raise StudioError(
+                        f"{where or type(self).__name__}: {name} has shape {tuple(param.shape)} "
+                        f"here but {tuple(value.shape)} in the checkpoint."
+                    )
+                param.copy_(value.to(param.device, param.dtype))
 
 
 class BaseModule(nn.Module, Updateable):
@@ -109,21 +196,43 @@ class BaseModule(nn.Module, Updateable):
     @attrs.define(kw_only=True)
     class Config:
         weights: Optional[str] = None
+        """Initial weights from a studio checkpoint file or run directory, ``PATH:prefix`` for a
+        component (its entries under ``prefix.``, e.g. ``geometry``); None starts fresh."""
 
     cfg: Any
-    config_path: ClassVar[str] = ""
+    config_path: str = ""
 
-    def __init__(self, cfg: Any = None, **kwargs: Any):
+    def __init__(self, cfg: Any = None, *, config_path: Optional[str] = None, **kwargs: Any):
         super().__init__()
+        if config_path is not None:
+            self.config_path = config_path
         self.cfg = parse_config(type(self), cfg, self.config_path)
         self.configure(**kwargs)
         if getattr(self.cfg, "weights", None):
             self.load_weights_from(self.cfg.weights)
 
+    @classmethod
+    def sub_configs(cls, cfg: Any) -> dict[str, type]:
+        """Free-form mapping fields of ``cfg`` whose content is an attrs config of its own (an
+        encoding chosen by its ``otype``): field name -> that attrs class. They are structured
+        strictly by :meth:`validate_config` and documented by ``studio config show``."""
+        return {}
+
+    @classmethod
+    def validate_config(cls, cfg: Any, path: str) -> None:
+        """Check a structured config beyond its types (raise ``ConfigError`` naming ``path``).
+
+        Called when a run's config is resolved, before anything is created. The default
+        structures every :meth:`sub_configs` mapping strictly; override to check more (call
+        ``super().validate_config(cfg, path)``)."""
+        check_sub_configs(cls, cfg, path)
+
     def configure(self, **kwargs: Any) -> None:
         """Build sub-modules and parameters from ``self.cfg``; called once by the constructor."""
 
     def load_weights_from(self, spec: str) -> None:
+        """Load ``weights: "PATH:prefix"``: the checkpoint entries under ``prefix.`` (PATH is a
+        checkpoint file or a run directory)."""
         from studio.training.checkpoint import load_module_weights
 
         path, _, prefix = spec.rpartition(":") if ":" in spec else (spec, "", "")

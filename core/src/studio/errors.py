@@ -30,3 +30,7 @@ class PluginError(StudioError):
 
 class RunDirError(StudioError):
     """A run directory is missing, incomplete or not a studio run."""
+
+
+class ModelNotAvailableError(StudioError):
+    """A pretrained model is neither a local folder nor cached, and cannot be downloaded now."""

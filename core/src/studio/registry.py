@@ -14,10 +14,11 @@ import difflib
 import importlib
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
 
+import attrs
 import pluggy
 
 from studio import hookspecs
@@ -26,21 +27,11 @@ from studio.errors import PluginError
 ENTRY_POINT_GROUP = "studio.plugins"
 DISABLE_ENV = "STUDIO_DISABLE_PLUGINS"
 
-#: kind -> hook name. The order is the order of ``studio plugins list``.
-KIND_HOOKS: dict[str, str] = {
-    "method": "studio_register_methods",
-    "data": "studio_register_data_modules",
-    "geometry": "studio_register_geometries",
-    "material": "studio_register_materials",
-    "background": "studio_register_backgrounds",
-    "renderer": "studio_register_renderers",
-    "guidance": "studio_register_guidances",
-    "prompt_processor": "studio_register_prompt_processors",
-    "exporter": "studio_register_exporters",
-    "evaluator": "studio_register_evaluators",
-    "model": "studio_register_models",
-}
+#: kind -> hook name, derived from the hook specs (the order of ``studio plugins list``).
+KIND_HOOKS: dict[str, str] = {kind: hook for kind, (hook, _) in hookspecs.KIND_HOOKS.items()}
 KINDS = tuple(KIND_HOOKS)
+#: kind -> the attrs spec class its ``register`` builds.
+KIND_SPECS: dict[str, type] = {kind: spec for kind, (_, spec) in hookspecs.KIND_HOOKS.items()}
 
 
 @dataclass(frozen=True)
@@ -54,13 +45,24 @@ class PluginInfo:
 
 @dataclass(frozen=True)
 class Registration:
-    """A registered name: ``kind``/``name`` -> ``target`` (``"module:attr"``) plus details."""
+    """A registered name: its kind, its typed spec (:mod:`studio.specs`) and the plugin."""
 
     kind: str
-    name: str
-    target: str
+    spec: Any
     plugin: PluginInfo
-    details: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+
+    @property
+    def name(self) -> str:
+        return str(self.spec.name)
+
+    @property
+    def target(self) -> str:
+        """``"module:attr"`` to import (a method's system; ``""`` for a pipeline)."""
+        return str(self.spec.target)
+
+    @property
+    def description(self) -> str:
+        return str(getattr(self.spec, "description", "") or "")
 
 
 @dataclass(frozen=True)
@@ -98,6 +100,8 @@ class Registry:
         self.broken: list[BrokenPlugin] = []
         self.disabled: list[PluginInfo] = []
         self.conflicts: list[Conflict] = []
+        #: The plugin modules that registered without error (for ``studio_register_commands``).
+        self.modules: list[tuple[object, PluginInfo]] = []
         self._entries: dict[str, dict[str, Registration]] = {kind: {} for kind in KINDS}
 
     # -- filling -------------------------------------------------------------------------------
@@ -204,24 +208,73 @@ def _core_plugin() -> tuple[object, PluginInfo]:
     return core_plugin, PluginInfo("studio", "studio-core", __version__)
 
 
-def _collect(registry: Registry, module: object, info: PluginInfo) -> None:
-    """Run every hook ``module`` implements and add what it registers to ``registry``."""
+def build_spec(kind: str, args: tuple[Any, ...], fields: dict[str, Any], where: str) -> Any:
+    """The ``kind``'s spec from ``register``'s arguments: a spec instance, or ``name[, target]``
+    plus keyword fields. Raises :class:`PluginError` naming ``where`` (the plugin) and the field."""
+    spec_cls = KIND_SPECS[kind]
+    if len(args) == 1 and not fields and isinstance(args[0], spec_cls):
+        return args[0]
+    valid = [f.name for f in attrs.fields(spec_cls)]
+    primary = "system" if "system" in valid else "target"
+    if len(args) > 2:
+        raise PluginError(
+            f"{where}: register() for a {kind} takes a name and an import path, then keyword "
+            f"fields; got {len(args)} positional arguments {args!r}. Fields: {', '.join(valid)}."
+        )
+    named = dict(zip(("name", primary), args, strict=False))
+    for key in set(named) & set(fields):
+        raise PluginError(f"{where}: register() got {key!r} both by position and by keyword.")
+    named.update(fields)
+    unknown = [key for key in named if key not in valid]
+    if unknown:
+        hints = []
+        for key in unknown:
+            close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
+            hints.append(f"{key!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        raise PluginError(
+            f"{where}: register() for {kind} {named.get('name')!r} got the unknown field(s) "
+            f"{', '.join(hints)}. A {kind} registration has the fields {', '.join(valid)} "
+            f"(studio.specs.{spec_cls.__name__})."
+        )
+    try:
+        return spec_cls(**named)
+    except (TypeError, ValueError) as exc:
+        raise PluginError(
+            f"{where}: register() for {kind} {named.get('name')!r} is invalid: {exc}."
+        ) from None
+
+
+def _plugin_manager() -> pluggy.PluginManager:
     pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
     pm.add_hookspecs(hookspecs)
+    return pm
+
+
+def _collect(registry: Registry, module: object, info: PluginInfo) -> None:
+    """Run every hook ``module`` implements and add what it registers to ``registry``.
+
+    A hook implementation whose name matches no hook spec (a typo) is refused."""
+    where = f"plugin {info.name!r} (distribution {info.distribution})"
+    pm = _plugin_manager()
     pm.register(module, name=info.name)
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        hooks = ", ".join(name for name in dir(hookspecs) if name.startswith("studio_register_"))
+        raise PluginError(
+            f"{where} implements a hook studio does not know ({exc}). Check its spelling; the "
+            f"hooks are: {hooks}."
+        ) from None
     pending: list[Registration] = []
     for kind, hook_name in KIND_HOOKS.items():
 
-        def register(name: str, target: str, _kind: str = kind, **details: Any) -> None:
-            if not isinstance(name, str) or not isinstance(target, str) or ":" not in target:
-                raise TypeError(
-                    f"register() needs a name and a 'module:attr' target, got {name!r}, {target!r}"
-                )
-            pending.append(Registration(_kind, name, target, info, details))
+        def register(*args: Any, _kind: str = kind, **fields: Any) -> None:
+            pending.append(Registration(_kind, build_spec(_kind, args, fields, where), info))
 
         getattr(pm.hook, hook_name)(register=register)
     for registration in pending:
         registry.add(registration)
+    registry.modules.append((module, info))
 
 
 def discover() -> Registry:
@@ -274,3 +327,20 @@ def remove_plugin(name: str) -> None:
     """Undo :func:`add_plugin`."""
     _extra_plugins[:] = [(o, i) for o, i in _extra_plugins if i.name != name]
     invalidate()
+
+
+def add_commands(cli: Any, registry: Registry | None = None) -> None:
+    """Let every working plugin add its subcommands to the ``studio`` app ``cli``.
+
+    A plugin whose ``studio_register_commands`` raises is recorded as broken; the CLI keeps
+    working without its commands."""
+    registry = registry or get_registry()
+    for module, info in list(registry.modules):
+        pm = _plugin_manager()
+        pm.register(module, name=info.name)
+        try:
+            pm.hook.studio_register_commands(cli=cli)
+        except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the CLI
+            registry.broken.append(
+                BrokenPlugin(info, f"studio_register_commands: {type(exc).__name__}: {exc}")
+            )

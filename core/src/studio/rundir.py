@@ -4,24 +4,60 @@
 
     configs/raw.yaml      what was asked for (preset + YAML + overrides, unresolved)
     configs/parsed.yaml   the fully resolved config (``studio resume`` needs only this)
+    configs/conversion.yaml  where a converted geometry came from (parent run, step, threshold)
     ckpts/last.ckpt       latest checkpoint (+ step=<N>.ckpt periodic ones)
     save/                 it<step>-<i>.png validation grids, it<step>-test/ frames, it<step>-test.mp4,
                           it<step>-export/ exports
     metrics.csv           per-step scalars
+    finished.yaml         written when training and the test stage completed (the final step)
     cmd.txt               the command line that created (or resumed) the run
+
+A pipeline's run directory (:mod:`studio.pipeline`) holds ``pipeline.yaml`` and one complete run
+directory per stage under ``stages/<n>-<stage>/``.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import os
+import re
 import shlex
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from studio.config.loading import dump_yaml, load_yaml_file
 from studio.errors import RunDirError
+
+LAST = "last.ckpt"
+FINISHED = "finished.yaml"
+#: Checkpoint file names: ``last.ckpt``, periodic ``step=N.ckpt`` (and the older ``epoch=0-step=N.ckpt``).
+_CKPT = re.compile(r"^(last|(epoch=\d+-)?step=(\d+))\.ckpt$")
+
+
+def periodic_name(step: int) -> str:
+    return f"step={int(step)}.ckpt"
+
+
+def periodic_step(path: Path) -> Optional[int]:
+    """The step in a periodic checkpoint's name (None for ``last.ckpt`` and other names)."""
+    match = _CKPT.match(path.name)
+    return int(match.group(3)) if match and match.group(3) else None
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 @dataclass(frozen=True)
@@ -60,6 +96,33 @@ class RunDir:
     def cmd(self) -> Path:
         return self.root / "cmd.txt"
 
+    @property
+    def conversion_record(self) -> Path:
+        return self.configs / "conversion.yaml"
+
+    @property
+    def finished_marker(self) -> Path:
+        return self.root / FINISHED
+
+    def is_finished(self) -> bool:
+        """Whether training and the test stage completed (see :meth:`mark_finished`)."""
+        return self.finished_marker.is_file()
+
+    def mark_finished(self, step: int) -> None:
+        write_text_atomic(self.finished_marker, dump_yaml({"step": int(step)}))
+
+    def checkpoints(self) -> list[Path]:
+        """Complete checkpoints (``last.ckpt`` and periodic ``step=N.ckpt``), newest first.
+
+        Checkpoints are written to a temporary name and renamed, so every file found under a
+        checkpoint name is complete; the newest is the one written last."""
+        found = [p for p in self.ckpts.glob("*.ckpt") if p.is_file() and _CKPT.match(p.name)]
+        return sorted(found, key=lambda p: (p.stat().st_mtime_ns, p.name == LAST), reverse=True)
+
+    def newest_checkpoint(self) -> Optional[Path]:
+        found = self.checkpoints()
+        return found[0] if found else None
+
     def load_parsed(self) -> dict[str, Any]:
         return load_yaml_file(self.parsed_config)
 
@@ -74,8 +137,9 @@ def new_timestamp() -> str:
     return _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
 
 
-def create(parsed: dict[str, Any], raw: dict[str, Any]) -> RunDir:
-    """Make a new run directory for ``parsed`` (fills in ``timestamp``) and write its configs."""
+def new_root(parsed: dict[str, Any]) -> Path:
+    """``<exp_root_dir>/<name>/<tag>@<timestamp>`` for ``parsed`` (fills in ``timestamp``); a
+    ``-<n>`` suffix keeps it from an existing folder when timestamps are on."""
     base = Path(parsed["exp_root_dir"]) / parsed["name"]
     tag = parsed["tag"]
     if parsed.get("use_timestamp", True):
@@ -89,12 +153,22 @@ def create(parsed: dict[str, Any], raw: dict[str, Any]) -> RunDir:
     while parsed.get("use_timestamp", True) and root.exists():
         root = base / f"{leaf}-{suffix}"
         suffix += 1
+    return root
+
+
+def create_at(root: Path, parsed: dict[str, Any], raw: dict[str, Any]) -> RunDir:
+    """Make the run directory ``root`` and write its configs."""
     run = RunDir(root)
     for folder in (run.configs, run.ckpts, run.save):
         folder.mkdir(parents=True, exist_ok=True)
-    run.raw_config.write_text(dump_yaml(raw), encoding="utf-8")
-    run.parsed_config.write_text(dump_yaml(parsed), encoding="utf-8")
+    write_text_atomic(run.raw_config, dump_yaml(raw))
+    write_text_atomic(run.parsed_config, dump_yaml(parsed))
     return run
+
+
+def create(parsed: dict[str, Any], raw: dict[str, Any]) -> RunDir:
+    """Make a new run directory for ``parsed`` (fills in ``timestamp``) and write its configs."""
+    return create_at(new_root(parsed), parsed, raw)
 
 
 def open_existing(path: str | Path) -> RunDir:
@@ -110,3 +184,126 @@ def open_existing(path: str | Path) -> RunDir:
             f"{str(path)!r} is not a studio run directory: configs/parsed.yaml is missing."
         )
     return run
+
+
+# -- pipelines: one run directory holding a run directory per stage ----------------------------
+
+PIPELINE_FILE = "pipeline.yaml"
+STAGES_DIR = "stages"
+
+
+@dataclass(frozen=True)
+class StageRun:
+    """One stage of a pipeline run: its number (1-based), name, method and run directory."""
+
+    number: int
+    name: str
+    method: str
+    run: RunDir
+
+
+@dataclass(frozen=True)
+class PipelineDir:
+    """``<root>/pipeline.yaml`` plus ``<root>/stages/<n>-<stage>/`` run directories."""
+
+    root: Path
+
+    @property
+    def file(self) -> Path:
+        return self.root / PIPELINE_FILE
+
+    @property
+    def cmd(self) -> Path:
+        return self.root / "cmd.txt"
+
+    def load(self) -> dict[str, Any]:
+        return load_yaml_file(self.file)
+
+    @property
+    def method(self) -> str:
+        return str(self.load()["method"])
+
+    def stages(self) -> list[StageRun]:
+        rows = self.load().get("stages") or []
+        return [
+            StageRun(i + 1, str(row["name"]), str(row["method"]), RunDir(self.root / row["dir"]))
+            for i, row in enumerate(rows)
+        ]
+
+    def stage(self, name: str) -> StageRun:
+        """The stage called ``name`` (``RunDirError`` listing the stages when there is none)."""
+        stages = self.stages()
+        for stage in stages:
+            if stage.name == name or str(stage.number) == name:
+                return stage
+        raise RunDirError(
+            f"{self.root} has no stage {name!r}; its stages are "
+            f"{', '.join(s.name for s in stages)}."
+        )
+
+    def last_finished(self) -> Optional[StageRun]:
+        finished = [s for s in self.stages() if s.run.is_finished()]
+        return finished[-1] if finished else None
+
+    def record_command(self, argv: list[str] | None = None) -> None:
+        RunDir(self.root).record_command(argv)
+
+
+def stage_dir_name(number: int, name: str) -> str:
+    return f"{number}-{name}"
+
+
+def is_pipeline_dir(path: str | Path) -> bool:
+    return (Path(path) / PIPELINE_FILE).is_file()
+
+
+def open_run(path: str | Path, stage: Optional[str] = None) -> RunDir:
+    """The run directory ``studio test|export|eval|resume`` act on for ``path``.
+
+    A pipeline's directory gives its last finished stage, or the stage named ``stage``; a run or
+    stage directory gives itself (``stage`` must then be None)."""
+    if is_pipeline_dir(path):
+        pipeline = PipelineDir(Path(path))
+        if stage is not None:
+            return open_existing(pipeline.stage(stage).run.root)
+        last = pipeline.last_finished()
+        if last is None:
+            names = ", ".join(s.name for s in pipeline.stages())
+            raise RunDirError(
+                f"{path} is a pipeline whose stages ({names}) have not finished yet. Continue it "
+                f"with `studio resume {path}`, or pick a stage with --stage NAME."
+            )
+        return open_existing(last.run.root)
+    if stage is not None:
+        raise RunDirError(
+            f"--stage {stage} applies to a pipeline's run directory; {path} is a single run."
+        )
+    return open_existing(path)
+
+
+def find_checkpoint(path: str | Path, key: str) -> tuple[Path, Optional[RunDir]]:
+    """The checkpoint ``path`` stands for, and its run directory when it is inside one.
+
+    ``path`` is a checkpoint file, a run directory (its newest checkpoint), a stage directory, or
+    a pipeline's directory (its last finished stage). ``key`` names the setting, for the error."""
+    candidate = Path(path).expanduser()
+    if candidate.is_file():
+        parent = candidate.parent.parent if candidate.parent.name == "ckpts" else None
+        run = RunDir(parent) if parent is not None and (parent / "configs").is_dir() else None
+        return candidate, run
+    if not candidate.is_dir():
+        raise RunDirError(
+            f"{key}={str(path)!r}: no such file or directory. Give a run directory printed by "
+            "`studio run` (or one of its stages/<n>-<stage>/ folders) or a checkpoint file."
+        )
+    try:
+        run = open_run(candidate)
+    except RunDirError as exc:
+        raise RunDirError(f"{key}={str(path)!r}: {exc}") from None
+    checkpoint = run.newest_checkpoint()
+    if checkpoint is None:
+        raise RunDirError(
+            f"{key}={str(path)!r}: the run {run.root} has no checkpoint yet (ckpts/ is empty). "
+            "Train it first, or give another run."
+        )
+    return checkpoint, run

@@ -31,20 +31,26 @@ def reconfigure(run: RunDir, overrides: list[str]) -> None:
     run.parsed_config.write_text(dump_yaml(resolved.parsed), encoding="utf-8")
 
 
-def execute(run: RunDir, stage: Stage, resume: bool = False) -> int:
-    """Run ``stage`` in this process (one rank of possibly several); returns an exit code."""
+def execute(run: RunDir, stage: Stage, resume: bool = False, label: str = "") -> int:
+    """Run ``stage`` in this process (one rank of possibly several); returns an exit code.
+
+    A fit that trains to ``trainer.max_steps`` and renders its test views marks the run finished
+    (``finished.yaml``); one stopped early by Ctrl+C does not. ``label`` prefixes the progress bar
+    (a pipeline's ``[2/2 refine]``)."""
     from studio.training.trainer import Trainer
 
     experiment = structure(run.load_parsed(), ExperimentConfig)
-    trainer = Trainer(run, experiment, resume=resume)
+    trainer = Trainer(run, experiment, resume=resume, label=label)
     is_main = trainer.ctx.is_main
     try:
-        trainer.setup()
+        trainer.setup(from_checkpoint=resume or stage != "fit")
         if stage == "fit":
             trainer.fit()
             video = trainer.test()
             if is_main:
                 _say(f"Test video: {video}" if video else "The test stage wrote no video.")
+                if trainer.global_step >= experiment.trainer.max_steps:
+                    run.mark_finished(trainer.global_step)
         else:
             trainer.load_weights()
             if stage == "test":
@@ -64,7 +70,12 @@ def execute(run: RunDir, stage: Stage, resume: bool = False) -> int:
 
 
 def start(
-    run: RunDir, stage: Stage, resume: bool, gpus: list[str] | None, nproc: int | None
+    run: RunDir,
+    stage: Stage,
+    resume: bool,
+    gpus: list[str] | None,
+    nproc: int | None,
+    label: str = "",
 ) -> int:
     """Run in-process for one device, otherwise launch one worker per device."""
     count = len(gpus) if gpus else (nproc or 1)
@@ -74,8 +85,8 @@ def start(
 
             os.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
             os.environ["CUDA_VISIBLE_DEVICES"] = gpus[0]
-        return execute(run, stage, resume)
+        return execute(run, stage, resume, label)
     from studio.training.launch import launch
 
     _say(f"Launching {count} processes ({'GPUs ' + ','.join(gpus) if gpus else 'CPU, gloo'}).")
-    return launch(run.root, stage, resume, count, gpus)
+    return launch(run.root, stage, resume, count, gpus, label)

@@ -1,4 +1,4 @@
-"""`model=NAME` / `--model NAME`: the guidance-type suffix table and the composed overrides."""
+"""`model=NAME` / `--model NAME`: suffixes and keys from registrations, the composed overrides."""
 
 from __future__ import annotations
 
@@ -7,14 +7,10 @@ import yaml
 from typer.testing import CliRunner
 
 from studio.cli.app import app
-from studio.config.model_shorthand import (
-    GUIDANCE_MODEL_SUFFIXES,
-    MODEL_KEYS,
-    model_for_guidance,
-    model_suffix,
-)
-from studio.config.resolve import compose_raw, resolve
+from studio.config.model_shorthand import guidance_suffixes, model_for_guidance
+from studio.config.resolve import compose_raw, method_spec, resolve
 from studio.errors import ConfigError
+from studio.hookspecs import hookimpl
 from studio.registry import get_registry
 from tests.core.embedded_models import HERE, ModelPlugin
 
@@ -38,12 +34,22 @@ def models_of(raw: dict) -> tuple[str, str]:
     )
 
 
-def test_suffix_table():
-    assert GUIDANCE_MODEL_SUFFIXES == {"stable-diffusion": "-sd", "deep-floyd": "-if"}
-    assert model_suffix("stable-diffusion") == "-sd"
-    assert model_suffix("deep-floyd") == "-if"
-    assert model_suffix("zero123") is None and model_suffix(None) is None
-    assert set(MODEL_KEYS) == {GUIDANCE_KEY, PROCESSOR_KEY}
+SUFFIXES = {"stable-diffusion": "-sd", "deep-floyd": "-if"}
+
+
+def test_suffixes_and_keys_come_from_registrations(studio_plugin):
+    needs_dreamfusion()
+    assert guidance_suffixes(get_registry()) == SUFFIXES
+    assert set(method_spec("dreamfusion-sd").model_keys) == {GUIDANCE_KEY, PROCESSOR_KEY}
+
+    class Zero123Plugin:
+        @hookimpl
+        def studio_register_guidances(self, register):
+            register("zero123", "tests.core.embedded_models:toy_sd", model_suffix="-z123")
+            register("plain", "tests.core.embedded_models:toy_sd")
+
+    studio_plugin(Zero123Plugin(), name="z123")
+    assert guidance_suffixes(get_registry()) == {**SUFFIXES, "zero123": "-z123"}
 
 
 @pytest.mark.parametrize(
@@ -61,12 +67,12 @@ def test_suffix_table():
     ],
 )
 def test_model_for_guidance(name, guidance, registered, expected):
-    assert model_for_guidance(name, guidance, registered) == expected
+    assert model_for_guidance(name, guidance, registered, SUFFIXES) == expected
 
 
 def test_variant_only_for_another_guidance_is_an_error():
     with pytest.raises(ConfigError) as info:
-        model_for_guidance("toy", "deep-floyd", {"toy-sd"})
+        model_for_guidance("toy", "deep-floyd", {"toy-sd"}, SUFFIXES)
     message = str(info.value)
     assert "'deep-floyd'" in message and "'toy-if'" in message
     assert "toy-sd (for guidance stable-diffusion)" in message
@@ -123,16 +129,15 @@ def test_method_without_pretrained_model_is_an_error(toy_plugin):
     with pytest.raises(ConfigError) as info:
         compose_raw("toy-fit", [], "x", "toy")
     message = str(info.value)
-    assert "method 'toy-fit'" in message
-    assert "needs a guidance with a pretrained model" in message
-    assert GUIDANCE_KEY in message and PROCESSOR_KEY in message
+    assert "method 'toy-fit' declares no model keys" in message
+    assert "needs a method whose guidance loads a pretrained model" in message
 
 
 def test_cli_error_is_one_paragraph_exit_2(studio_cli):
     result = studio_cli.run("run", "toy-fit", "prompt=x", "model=toy")
     assert result.returncode == 2
     message = result.stderr.strip()
-    assert message.startswith("error: model=toy: method 'toy-fit' has neither")
+    assert message.startswith("error: model=toy: method 'toy-fit' declares no model keys")
     assert "\n" not in message and "Traceback" not in message
     assert not studio_cli.run_dirs()
 

@@ -12,6 +12,7 @@ from studio.cli.app import app
 from studio.models.embedded import locate
 from studio.models.hub import ModelNotAvailableError, pull_model, resolve_model
 from studio.registry import get_registry
+from studio.specs import MethodSpec
 from tests.core.embedded_models import HERE, ModelPlugin
 from tests.core.models.cache_layout import make_cached_repo
 
@@ -143,16 +144,29 @@ def cat_model(studio_plugin, tmp_path):
     studio_plugin(plugin, name="cats", distribution="studio-cats")
 
 
-def test_prompt_check_refuses_a_prompt_the_model_cannot_follow(cat_model):
-    from studio.errors import ConfigError
-    from studio.models.embedded import check_prompts
+#: A method reading the prompt and models where ``_config`` puts them.
+CAT_METHOD = MethodSpec(
+    name="cats",
+    system="tests.core.embedded_models:toy_sd",
+    prompt_key="system.prompt_processor.prompt",
+    negative_prompt_key="system.prompt_processor.negative_prompt",
+    model_keys=[
+        "system.prompt_processor.pretrained_model_name_or_path",
+        "system.guidance.pretrained_model_name_or_path",
+    ],
+)
 
-    check_prompts(_config("cat-sd", "a cat"))
-    check_prompts(_config("plain-sd", "a dog"))  # no prompt_check: anything goes
-    check_prompts(_config("some/hub-id", "a dog"))  # not an embedded model
+
+def test_prompt_check_refuses_a_prompt_the_model_cannot_follow(cat_model):
+    from studio.config.resolve import check_prompts
+    from studio.errors import ConfigError
+
+    check_prompts(_config("cat-sd", "a cat"), CAT_METHOD)
+    check_prompts(_config("plain-sd", "a dog"), CAT_METHOD)  # no prompt_check: anything goes
+    check_prompts(_config("some/hub-id", "a dog"), CAT_METHOD)  # not an embedded model
     for prompt, negative in (("a dog", ""), ("a cat", "blurry")):
         with pytest.raises(ConfigError) as info:
-            check_prompts(_config("cat-sd", prompt, negative))
+            check_prompts(_config("cat-sd", prompt, negative), CAT_METHOD)
         message = str(info.value)
         assert "'cat-sd'" in message and "system.prompt_processor.prompt" in message
         assert "draws cats only" in message and "\n" not in message

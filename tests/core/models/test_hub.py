@@ -205,7 +205,7 @@ def assert_fetch_advice(message: str, repo_id: str, cache: Path) -> None:
     assert f"Model '{repo_id}' is not available" in message
     assert str(cache / ("models--" + repo_id.replace("/", "--"))) in message  # the folder searched
     assert f"`studio models pull {repo_id}`" in message
-    assert "system.guidance.pretrained_model_name_or_path=/path/to/" in message
+    assert "`pretrained_model_name_or_path=/path/to/" in message  # callers name their key
 
 
 def test_offline_variable_set_fails_fast_without_probing(cache, monkeypatch):

@@ -76,4 +76,5 @@ def test_resume_needs_a_checkpoint(studio_cli):
     proc.communicate(timeout=60)
     result = studio_cli.run("resume", str(run_dir))
     assert result.returncode == 2
-    assert "no ckpts/last.ckpt" in result.stderr and "Traceback" not in result.stderr
+    assert "has no checkpoint to resume from" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Optional
 
 import typer
@@ -30,6 +31,8 @@ models_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(models_app, name="models")
+config_app = typer.Typer(help="Show a method's fully resolved configuration.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -120,14 +123,25 @@ def run(
     gpus: Optional[str] = GPUS,
     nproc: Optional[int] = NPROC,
 ) -> int:
-    """Train a method, then render the test video."""
+    """Train a method (every stage of a pipeline), then render the test video."""
     from studio import rundir
     from studio.config.resolve import compose_raw, resolve
+    from studio.registry import get_registry
     from studio.runner import start
 
     overrides = list(overrides or [])
     prompt = _shorthand(overrides, "prompt", prompt)
     model = _shorthand(overrides, "model", model)
+    registry = get_registry()
+    if source in registry.names("method") and registry.get("method", source).spec.is_pipeline:
+        from studio import pipeline
+
+        spec = registry.get("method", source).spec
+        created = pipeline.create(spec, overrides, prompt, model)
+        typer.echo(f"Run directory: {created.root}", err=True)
+        code = pipeline.run(created, _parse_gpus(gpus), nproc, say=_say)
+        typer.echo(f"Run directory: {created.root}", err=True)
+        return code
     resolved = resolve(compose_raw(source, overrides, prompt, model))
     run_dir = rundir.create(resolved.parsed, resolved.raw)
     run_dir.record_command()
@@ -135,11 +149,23 @@ def run(
     return start(run_dir, "fit", False, _parse_gpus(gpus), nproc)
 
 
-def _existing(run_dir: str, overrides: Optional[list[str]]):
-    from studio.rundir import open_existing
+def _say(message: str) -> None:
+    typer.echo(message, err=True)
+
+
+STAGE = typer.Option(
+    None,
+    "--stage",
+    help="For a pipeline's run directory: the stage to act on (name or number); default: the "
+    "last finished stage.",
+)
+
+
+def _existing(run_dir: str, overrides: Optional[list[str]], stage: Optional[str] = None):
+    from studio.rundir import open_run
     from studio.runner import reconfigure
 
-    run = open_existing(run_dir)
+    run = open_run(run_dir, stage)
     reconfigure(run, list(overrides or []))
     run.record_command()
     return run
@@ -153,14 +179,22 @@ def resume(
     gpus: Optional[str] = GPUS,
     nproc: Optional[int] = NPROC,
 ) -> int:
-    """Continue training a run from its last checkpoint, then render the test video."""
+    """Continue training a run (a pipeline: its unfinished stages) from its newest checkpoint."""
     from studio.errors import RunDirError
+    from studio.rundir import PipelineDir, is_pipeline_dir
     from studio.runner import start
 
+    if is_pipeline_dir(run_dir):
+        from studio import pipeline
+
+        pipe = PipelineDir(Path(run_dir))
+        pipeline.reconfigure(pipe, list(overrides or []))
+        pipe.record_command()
+        return pipeline.run(pipe, _parse_gpus(gpus), nproc, say=_say)
     run = _existing(run_dir, overrides)
-    if not run.last_ckpt.is_file():
+    if run.newest_checkpoint() is None:
         raise RunDirError(
-            f"{run.root} has no ckpts/last.ckpt to resume from (the run stopped before its first "
+            f"{run.root} has no checkpoint to resume from (the run stopped before its first "
             f"checkpoint). Start it again with `studio run {run.parsed_config}`."
         )
     return start(run, "fit", True, _parse_gpus(gpus), nproc)
@@ -173,11 +207,12 @@ def test(
     overrides: Optional[list[str]] = OVERRIDES,
     gpus: Optional[str] = GPUS,
     nproc: Optional[int] = NPROC,
+    stage: Optional[str] = STAGE,
 ) -> int:
     """Render the test views and video of a run's last checkpoint (loads no guidance model)."""
     from studio.runner import start
 
-    return start(_existing(run_dir, overrides), "test", False, _parse_gpus(gpus), nproc)
+    return start(_existing(run_dir, overrides, stage), "test", False, _parse_gpus(gpus), nproc)
 
 
 @app.command()
@@ -185,11 +220,12 @@ def test(
 def export(
     run_dir: str = typer.Argument(..., help="A run directory with a checkpoint."),
     overrides: Optional[list[str]] = OVERRIDES,
+    stage: Optional[str] = STAGE,
 ) -> int:
     """Export a run's last checkpoint with the configured exporter (loads no guidance model)."""
     from studio.runner import start
 
-    return start(_existing(run_dir, overrides), "export", False, None, None)
+    return start(_existing(run_dir, overrides, stage), "export", False, None, None)
 
 
 @app.command("eval")
@@ -206,6 +242,7 @@ def eval_run(
         "never; default: only when the last checkpoint has no test frames.",
         show_default=False,
     ),
+    stage: Optional[str] = STAGE,
 ) -> int:
     """Score a run's test frames with the registered evaluators; writes save/eval.json.
 
@@ -213,7 +250,7 @@ def eval_run(
     """
     from studio.eval import evaluate_run, format_results
 
-    out, results = evaluate_run(run_dir, evaluators, render)
+    out, results = evaluate_run(run_dir, evaluators, render, stage)
     for line in format_results(results):
         typer.echo(line)
     typer.echo(f"Wrote {out}")
@@ -236,8 +273,9 @@ def methods() -> None:
         return
     width = max(len(e.name) for e in entries)
     for entry in entries:
-        description = entry.details.get("description", "")
-        typer.echo(f"{entry.name.ljust(width)}  {description}  [{entry.plugin.distribution}]")
+        typer.echo(f"{entry.name.ljust(width)}  {entry.description}  [{entry.plugin.distribution}]")
+        for number, stage in enumerate(entry.spec.stages, start=1):
+            typer.echo(f"{''.ljust(width)}    stage {number} {stage.name}: {stage.method}")
 
 
 @plugins_app.command("list")
@@ -259,7 +297,6 @@ def plugins_new(
     ),
 ) -> None:
     """Scaffold an external plugin package (entry point, component, method preset, test)."""
-    from pathlib import Path
 
     from studio.scaffold.generate import scaffold
 
@@ -298,6 +335,45 @@ def models_list() -> None:
     typer.echo(models_report())
 
 
+@config_app.command("show")
+@friendly_errors
+def config_show(
+    source: str = typer.Argument(
+        ..., help="A method name (see `studio methods`) or a YAML config."
+    ),
+    overrides: Optional[list[str]] = OVERRIDES,
+    prompt: Optional[str] = typer.Option(None, "--prompt", "-p", help="The text prompt."),
+    model: Optional[str] = typer.Option(None, "--model", help="As for `studio run`."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Every key of the resolved config with its value, default and doc (a pipeline: per stage).
+
+    Required values left unset (the prompt) show as ???."""
+    import json
+
+    from studio.config.resolve import compose_raw, resolve
+    from studio.config.show import experiment_rows, format_rows
+    from studio.registry import get_registry
+
+    overrides = list(overrides or [])
+    prompt = _shorthand(overrides, "prompt", prompt)
+    model = _shorthand(overrides, "model", model)
+    registry = get_registry()
+    if source in registry.names("method") and registry.get("method", source).spec.is_pipeline:
+        from studio.pipeline import resolve_stages
+
+        spec = registry.get("method", source).spec
+        stages = resolve_stages(spec, overrides, prompt, model, allow_missing=True)
+        rows = [row for s in stages for row in experiment_rows(s.resolved, s.spec.name)]
+    else:
+        rows = experiment_rows(resolve(compose_raw(source, overrides, prompt, model), True))
+    if as_json:
+        typer.echo(json.dumps([r.as_dict() for r in rows], indent=2, default=str))
+        return
+    for line in format_rows(rows):
+        typer.echo(line)
+
+
 @app.command()
 def doctor() -> None:
     """Python, torch and CUDA versions; which optional backends are importable and active."""
@@ -307,6 +383,9 @@ def doctor() -> None:
 
 
 def main() -> None:
+    from studio.registry import add_commands
+
+    add_commands(app)
     app(prog_name="studio")
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import attrs
 import typer
 
 from studio.registry import KINDS, get_registry
@@ -15,12 +16,18 @@ def plugins_report() -> dict:
     plugins = []
     for info in registry.plugins:
         registered = {k: v for k, v in registry.by_plugin(info).items() if v}
+        pipelines = {
+            entry.name: [attrs.asdict(stage) for stage in entry.spec.stages]
+            for entry in registry.entries("method")
+            if entry.plugin == info and entry.spec.is_pipeline
+        }
         plugins.append(
             {
                 "name": info.name,
                 "distribution": info.distribution,
                 "version": info.version,
                 "registers": registered,
+                "pipelines": pipelines,
             }
         )
     return {
@@ -64,6 +71,9 @@ def list_plugins(as_json: bool) -> int:
             names = plugin["registers"].get(kind)
             if names:
                 typer.echo(f"    {kind.replace('_', ' ')}: {', '.join(names)}")
+        for name, stages in plugin["pipelines"].items():
+            steps = " -> ".join(f"{s['name']} ({s['method']})" for s in stages)
+            typer.echo(f"    pipeline {name}: {steps}")
     for broken in report["broken"]:
         typer.echo(
             f"BROKEN {broken['name']}  ({broken['distribution']} {broken['version']}): "

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import attrs
 
@@ -20,6 +20,7 @@ from studio import prompt_library
 from studio.config.convert import structure, unstructure
 from studio.config.experiment import ExperimentConfig
 from studio.config.loading import (
+    MISSING,
     apply_overrides,
     deep_merge,
     get_dotted,
@@ -29,12 +30,14 @@ from studio.config.loading import (
     resolve_references,
     set_dotted,
 )
-from studio.config.model_shorthand import model_overrides
+from studio.config.model_shorthand import guidance_suffixes, model_overrides
 from studio.errors import ConfigError, PluginError
-from studio.models.embedded import check_prompts
+from studio.models.embedded import prompt_check_of
 from studio.registry import KINDS, Registration, get_registry, import_target
+from studio.specs import MethodSpec
 
-DEFAULT_PROMPT_KEY = "system.prompt_processor.prompt"
+#: The preset key naming another method whose preset this one inherits.
+EXTENDS = "extends"
 
 
 @dataclass
@@ -49,15 +52,19 @@ def method_registration(name: str) -> Registration:
     return get_registry().get("method", name)
 
 
-def prompt_key(method: Registration) -> str:
-    return str(method.details.get("prompt_key", DEFAULT_PROMPT_KEY))
+def method_spec(name: str) -> MethodSpec:
+    return method_registration(name).spec
 
 
-def load_preset(method: Registration) -> dict[str, Any]:
-    """The preset YAML a method ships (``"package:path.yaml"``)."""
-    spec = method.details.get("preset")
+def prompt_key(method: Registration) -> Optional[str]:
+    """The dotted key the method's prompt lives at (None: the method takes no prompt)."""
+    return method.spec.prompt_key
+
+
+def _read_preset(method: Registration) -> dict[str, Any]:
+    spec = method.spec.preset
     if not spec:
-        return {"method": method.name}
+        return {}
     package, _, relative = str(spec).partition(":")
     try:
         text = resources.files(package).joinpath(relative).read_text("utf-8")
@@ -67,14 +74,67 @@ def load_preset(method: Registration) -> dict[str, Any]:
             f"{method.plugin.distribution}) cannot be read: {exc}. Reinstall that distribution."
         ) from None
     data = parse_yaml(text, f"preset {spec}") or {}
-    data.setdefault("method", method.name)
+    if not isinstance(data, dict):
+        raise PluginError(f"The preset {spec!r} of method {method.name!r} is not a mapping.")
     return data
+
+
+def load_preset(method: Registration, _chain: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The preset YAML a method ships (``"package:path.yaml"``), with ``extends: OTHER`` applied:
+    OTHER's preset (itself possibly extending another) with this preset merged on top
+    (:func:`merge_preset`). The result names this method (``method: NAME``) and has no
+    ``extends`` key."""
+    if method.spec.is_pipeline:
+        raise ConfigError(
+            f"{' -> '.join(_chain) or 'A preset'} extends {method.name!r}, which is a pipeline of "
+            "stages; a preset can extend single-stage methods only (one of its stages, e.g. "
+            f"{method.spec.stages[0].method!r})."
+        )
+    chain = (*_chain, method.name)
+    data = _read_preset(method)
+    parent = data.pop(EXTENDS, None)
+    if parent is not None:
+        if not isinstance(parent, str):
+            raise PluginError(
+                f"The preset of method {method.name!r}: `{EXTENDS}:` must name one method, got "
+                f"{parent!r}."
+            )
+        if parent in chain:
+            raise PluginError(
+                f"Presets extend each other in a cycle: {' -> '.join([*chain, parent])}."
+            )
+        try:
+            parent_registration = method_registration(parent)
+        except PluginError as exc:
+            raise PluginError(
+                f"The preset of method {method.name!r} extends {parent!r}: {exc}"
+            ) from None
+        data = merge_preset(load_preset(parent_registration, chain), data)
+    data["method"] = method.name
+    return data
+
+
+def merge_preset(parent: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
+    """``child`` merged into ``parent`` as :func:`deep_merge` does, except that where the child
+    names another component (``geometry_type`` differs), the parent's block for it (``geometry``)
+    is dropped: another component has another config."""
+    parent = dict(parent)
+    for key, value in child.items():
+        if key.endswith("_type") and value != parent.get(key):
+            parent.pop(key[: -len("_type")], None)
+    merged = dict(parent)
+    for key, value in child.items():
+        if isinstance(value, dict) and isinstance(parent.get(key), dict):
+            merged[key] = merge_preset(parent[key], value)
+        else:
+            merged[key] = value
+    return deep_merge({}, merged)
 
 
 def compose_raw(
     source: str, overrides: list[str], prompt: str | None = None, model: str | None = None
 ) -> dict[str, Any]:
-    """The merged, unresolved config for a method name or YAML path plus overrides.
+    """The merged, unresolved config for a single-stage method name or YAML path plus overrides.
 
     ``prompt`` sets the method's prompt key; ``model`` (the ``model=NAME`` shorthand) adds the
     dotted overrides of :func:`studio.config.model_shorthand.model_overrides`, computed from the
@@ -96,12 +156,28 @@ def compose_raw(
         method_registration(source)  # raises with close matches
         raise AssertionError("unreachable")
     raw = apply_overrides(base, overrides)
-    if prompt is not None:
-        set_dotted(raw, prompt_key(method_registration(raw["method"])), prompt)
-    if model is not None:
-        for key, value in model_overrides(raw, model, registry.names("model")).items():
-            set_dotted(raw, key, value)
+    apply_shorthands(raw, prompt, model)
     return raw
+
+
+def apply_shorthands(raw: dict[str, Any], prompt: str | None, model: str | None) -> None:
+    """Set ``prompt`` at the method's prompt key and ``model=NAME``'s keys, in place."""
+    method = method_registration(str(raw["method"]))
+    if prompt is not None:
+        key = prompt_key(method)
+        if key is None:
+            raise ConfigError(
+                f"prompt={prompt!r}: method {method.name!r} takes no prompt (it registers no "
+                "prompt_key). Drop prompt=..., or set the key the method uses as dotted.key=value."
+            )
+        set_dotted(raw, key, prompt)
+    if model is not None:
+        registry = get_registry()
+        overrides = model_overrides(
+            raw, model, method.spec, registry.names("model"), guidance_suffixes(registry)
+        )
+        for key, value in overrides.items():
+            set_dotted(raw, key, value)
 
 
 def _tag_from_prompt(prompt: str) -> str:
@@ -130,12 +206,41 @@ def component_kind(field_name: str) -> str | None:
     return kind if kind in KINDS and kind not in ("method", "model") else None
 
 
-def validate_tree(config_cls: type, data: Any, path: str) -> dict[str, Any]:
+def with_default_mappings(config_cls: type, data: Any) -> Any:
+    """``data`` with each mapping merged onto its field's default mapping, so that
+    ``system.geometry.mlp_network_config.n_neurons=32`` changes one key of the default network
+    instead of replacing it. A mapping naming another ``otype`` than the default's replaces it."""
+    if not isinstance(data, dict) or not attrs.has(config_cls):
+        return data
+    merged = dict(data)
+    for field in attrs.fields(config_cls):
+        value = merged.get(field.name)
+        factory = field.default
+        if not isinstance(value, dict) or not isinstance(factory, attrs.Factory):  # type: ignore[arg-type]
+            continue
+        if factory.takes_self:
+            continue
+        default = factory.factory()
+        if not isinstance(default, dict) or not default:
+            continue
+        if "otype" in value and str(value["otype"]).lower() != str(default.get("otype")).lower():
+            continue
+        merged[field.name] = deep_merge(default, value)
+    return merged
+
+
+def validate_tree(config_cls: type, data: Any, path: str, owner: Any = None) -> dict[str, Any]:
     """Structure ``data`` with ``config_cls`` and recurse into every ``<kind>_type`` sub-config.
 
-    Returns the plain, fully defaulted mapping.
+    ``owner`` (the class declaring ``config_cls``) may check what structuring cannot: its
+    ``validate_config(cfg, path)`` classmethod (free-form dict sub-configs such as encodings) runs
+    on the structured config. Returns the plain, fully defaulted mapping.
     """
-    out = unstructure(structure(data, config_cls, path))
+    cfg = structure(with_default_mappings(config_cls, data), config_cls, path)
+    validate = getattr(owner, "validate_config", None)
+    if validate is not None:
+        validate(cfg, path)
+    out = unstructure(cfg)
     registry = get_registry()
     for field in attrs.fields(config_cls):
         kind = component_kind(field.name)
@@ -148,18 +253,60 @@ def validate_tree(config_cls: type, data: Any, path: str) -> dict[str, Any]:
             raise ConfigError(f"{path}.{field.name}: {exc}") from None
         sub_cls = getattr(component, "Config", None)
         if sub_cls is not None and attrs.has(sub_cls):
-            out[block] = validate_tree(sub_cls, out[block], f"{path}.{block}")
+            out[block] = validate_tree(sub_cls, out[block], f"{path}.{block}", component)
     return out
 
 
-def resolve(raw: dict[str, Any]) -> ResolvedConfig:
-    """Validate ``raw`` fully (raises :class:`ConfigError` naming dotted paths)."""
+def check_prompts(config: dict[str, Any], method: MethodSpec) -> None:
+    """Call the ``prompt_check`` of every embedded model the resolved ``config`` names at the
+    method's ``model_keys`` with the config's prompt and negative prompt. Raises
+    :class:`ConfigError` naming the model and the key."""
+    checked: set[str] = set()
+    for key in method.model_keys:
+        name = _dotted(config, key)
+        if not isinstance(name, str) or name in checked:
+            continue
+        checked.add(name)
+        check = prompt_check_of(name)
+        if check is None:
+            continue
+        prompt, negative = (
+            str(_dotted(config, k) or "") if k else ""
+            for k in (method.prompt_key, method.negative_prompt_key)
+        )
+        try:
+            check(prompt, negative)
+        except (ConfigError, ValueError) as exc:
+            raise ConfigError(
+                f"{method.prompt_key or 'prompt'}: the embedded model {name!r} (set by {key}) "
+                f"cannot follow this prompt. {exc}"
+            ) from None
+
+
+def _dotted(config: dict[str, Any], key: str) -> Any:
+    try:
+        return get_dotted(config, key)
+    except KeyError:
+        return None
+
+
+def resolve(raw: dict[str, Any], allow_missing: bool = False) -> ResolvedConfig:
+    """Validate ``raw`` fully (raises :class:`ConfigError` naming dotted paths).
+
+    ``allow_missing`` keeps required values (``???``) as they are instead of refusing them (for
+    showing a preset's config without a prompt); such a config is not runnable."""
     if "method" not in raw:
         raise ConfigError("The config has no `method` key; it must name a registered method.")
     method = method_registration(str(raw["method"]))
+    if method.spec.is_pipeline:
+        raise ConfigError(
+            f"method {method.name!r} is a pipeline of stages "
+            f"({', '.join(s.name for s in method.spec.stages)}); a config file configures one "
+            f"stage's method. Run `studio run {method.name}` or name a stage's method."
+        )
     data = resolve_references(raw)
     missing = missing_paths(data)
-    if missing:
+    if missing and not allow_missing:
         key = prompt_key(method)
         hints = [
             f'{m} (set it with prompt="...")' if m == key else f"{m} (set it with {m}=...)"
@@ -171,11 +318,9 @@ def resolve(raw: dict[str, Any]) -> ResolvedConfig:
         )
     data = _resolve_library_prompts(data)
     if not data.get("tag"):
-        try:
-            prompt = get_dotted(data, prompt_key(method))
-        except KeyError:
-            prompt = None
-        data["tag"] = _tag_from_prompt(str(prompt)) if prompt else method.name
+        prompt = _dotted(data, prompt_key(method)) if prompt_key(method) else None
+        given = prompt and prompt != MISSING
+        data["tag"] = _tag_from_prompt(str(prompt)) if given else method.name
 
     experiment = structure(data, ExperimentConfig)
     parsed = unstructure(experiment)
@@ -184,15 +329,16 @@ def resolve(raw: dict[str, Any]) -> ResolvedConfig:
         data_cls = get_registry().load("data", experiment.data_type)
     except PluginError as exc:
         raise ConfigError(f"data_type: {exc}") from None
-    parsed["system"] = validate_tree(system_cls.Config, experiment.system, "system")
-    parsed["data"] = validate_tree(data_cls.Config, experiment.data, "data")
+    parsed["system"] = validate_tree(system_cls.Config, experiment.system, "system", system_cls)
+    parsed["data"] = validate_tree(data_cls.Config, experiment.data, "data", data_cls)
     experiment = structure(parsed, ExperimentConfig)
-    check_prompts(parsed)
+    if not missing:
+        check_prompts(parsed, method.spec)
     return ResolvedConfig(raw=raw, parsed=parsed, experiment=experiment, method=method)
 
 
 def load_experiment(
     source: str, overrides: list[str], prompt: str | None = None, model: str | None = None
 ) -> ResolvedConfig:
-    """Compose and resolve in one go (what ``studio run`` does)."""
+    """Compose and resolve in one go (what ``studio run`` does for a single-stage method)."""
     return resolve(compose_raw(source, overrides, prompt, model))

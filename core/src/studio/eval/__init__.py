@@ -2,7 +2,7 @@
 
 The frames are the PNGs of the run's latest test orbit, ``save/it<step>-test/<index>.png``
 (written by ``studio test`` and at the end of ``studio run``). When the run's latest checkpoint
-(``ckpts/last.ckpt``) has no test frames yet, :func:`evaluate_run` first renders them through the
+(its newest one under ``ckpts/``) has no test frames yet, :func:`evaluate_run` first renders them through the
 very code path of ``studio test`` (:func:`studio.runner.start`, in this process, no guidance
 model); ``render=False`` never renders, ``render=True`` always re-renders. Each is a grid of equally wide
 columns, rgb first (lift-3D systems write rgb | normal | opacity); evaluators see the rgb column
@@ -29,7 +29,7 @@ from typing import Any, Optional
 import numpy as np
 
 from studio.errors import RunDirError, StudioError
-from studio.rundir import RunDir, open_existing
+from studio.rundir import RunDir, open_run
 
 EVAL_FILE = "eval.json"
 _TEST_DIR = re.compile(r"^it(\d+)-test$")
@@ -37,20 +37,34 @@ _TEST_DIR = re.compile(r"^it(\d+)-test$")
 
 @dataclass(frozen=True)
 class EvalContext:
-    """What an evaluator sees: the run, its parsed config and its test frames' rgb columns."""
+    """What an evaluator sees: the run, its parsed config, its prompt and its test frames' rgb
+    columns. ``prompt`` is read at the prompt key the run's method registered (None when the
+    method has no prompt or is not installed)."""
 
     run_dir: Path
     config: dict[str, Any]
     step: int
     frames: list[np.ndarray] = field(repr=False)
+    prompt: Optional[str] = None
 
-    @property
-    def prompt(self) -> Optional[str]:
-        """``system.prompt_processor.prompt`` (or ``system.prompt``) of the run, if any."""
-        system = self.config.get("system") or {}
-        processor = system.get("prompt_processor") or {}
-        prompt = processor.get("prompt", system.get("prompt"))
-        return prompt if isinstance(prompt, str) else None
+
+def run_prompt(config: dict[str, Any]) -> Optional[str]:
+    """The prompt of a run's parsed ``config``, at its method's registered ``prompt_key``."""
+    from studio.config.loading import get_dotted
+    from studio.errors import PluginError
+    from studio.registry import get_registry
+
+    try:
+        key = get_registry().get("method", str(config.get("method"))).spec.prompt_key
+    except PluginError:
+        return None
+    if not key:
+        return None
+    try:
+        prompt = get_dotted(config, key)
+    except KeyError:
+        return None
+    return prompt if isinstance(prompt, str) else None
 
 
 def latest_test_dir(run: RunDir) -> tuple[int, Path]:
@@ -70,12 +84,13 @@ def latest_test_dir(run: RunDir) -> tuple[int, Path]:
 
 
 def checkpoint_step(run: RunDir) -> Optional[int]:
-    """``global_step`` of the run's ``ckpts/last.ckpt``, or None when the run has no checkpoint."""
-    if not run.last_ckpt.is_file():
+    """``global_step`` of the run's newest checkpoint, or None when the run has none."""
+    path = run.newest_checkpoint()
+    if path is None:
         return None
     from studio.training.checkpoint import load_checkpoint
 
-    return int(load_checkpoint(run.last_ckpt)["global_step"])
+    return int(load_checkpoint(path)["global_step"])
 
 
 def _has_frames(folder: Path) -> bool:
@@ -98,7 +113,7 @@ def ensure_test_frames(run: RunDir, render: Optional[bool] = None) -> None:
         if render or not any(_has_frames(f) for f in run.save.glob("it*-test")):
             raise RunDirError(
                 f"{run.root} has no test frames (save/it<step>-test/*.png) and no checkpoint "
-                f"(ckpts/last.ckpt) to render them from. Train it first (`studio run` or "
+                f"(under ckpts/) to render them from. Train it first (`studio run` or "
                 f"`studio resume {run.root}`), then run `studio eval` again."
             )
         return
@@ -152,9 +167,13 @@ def write_json_atomic(path: Path, data: Any) -> None:
 
 
 def evaluate_run(
-    run_dir: str | Path, names: Optional[Sequence[str]] = None, render: Optional[bool] = None
+    run_dir: str | Path,
+    names: Optional[Sequence[str]] = None,
+    render: Optional[bool] = None,
+    stage: Optional[str] = None,
 ) -> tuple[Path, dict[str, dict[str, Any]]]:
-    """Run the evaluators ``names`` (default: every registered one) on ``run_dir``.
+    """Run the evaluators ``names`` (default: every registered one) on ``run_dir`` (a pipeline's:
+    its last finished stage, or ``stage``).
 
     The test orbit is rendered first as :func:`ensure_test_frames` decides from ``render``
     (default: only when the last checkpoint has no test frames).
@@ -164,7 +183,7 @@ def evaluate_run(
     """
     from studio.registry import get_registry
 
-    run = open_existing(run_dir)
+    run = open_run(run_dir, stage)
     registry = get_registry()
     selected = list(names) if names else registry.names("evaluator")
     if not selected:
@@ -176,7 +195,8 @@ def evaluate_run(
     evaluators = {name: registry.load("evaluator", name) for name in selected}
     ensure_test_frames(run, render)
     step, frames = load_test_frames(run)
-    context = EvalContext(run.root, run.load_parsed(), step, frames)
+    config = run.load_parsed()
+    context = EvalContext(run.root, config, step, frames, run_prompt(config))
     results: dict[str, dict[str, Any]] = {}
     for name, evaluate in evaluators.items():
         try:

@@ -61,20 +61,37 @@ class MeshExporter(BaseExporter):
     @attrs.define(kw_only=True)
     class Config:
         fmt: Literal["obj-mtl", "obj", "glb"] = "obj-mtl"
+        """File format: ``obj-mtl`` (UV atlas + baked texture), ``obj`` (vertex colours) or
+        ``glb`` (binary glTF)."""
         save_name: str = "model"
+        """File name of the mesh (and material) without extension."""
         save_normal: bool = False
+        """Also write per-vertex normals."""
         save_uv: bool = True
+        """Unwrap a UV atlas with xatlas (``obj-mtl``, ``glb``); needed for ``save_texture``."""
         save_texture: bool = True
+        """Bake the albedo into a texture (false: no texture; ``glb`` uses vertex colours)."""
         texture_size: int = 1024
+        """Side of the square baked texture in pixels (at least 16)."""
         texture_format: Literal["jpg", "png"] = "jpg"
+        """Image format of the ``obj-mtl`` texture file."""
         xatlas_chart_options: dict[str, Any] = attrs.Factory(dict)
+        """Attributes of ``xatlas.ChartOptions`` to set by name (e.g. ``max_iterations: 4``)."""
         xatlas_pack_options: dict[str, Any] = attrs.Factory(dict)
+        """Attributes of ``xatlas.PackOptions`` to set by name; ``padding`` (default 2) is also
+        the inpainting radius of the baked texture."""
         context_type: Literal["cuda", "gl"] = "cuda"
+        """Accepted for reference configs; unused (``rasterizer_backend`` picks the rasterizer)."""
         rasterizer_backend: Literal["auto", "nvdiffrast", "torch"] = "auto"
+        """Rasterizer for texture baking and the ``auto`` threshold: ``nvdiffrast``, ``torch`` or
+        ``auto`` (nvdiffrast on CUDA when installed, else torch)."""
         # auto-threshold search (used only when the geometry asks for `auto`)
         auto_threshold_views: int = 6
+        """``isosurface_threshold: auto``: orbit views whose silhouettes are matched."""
         auto_threshold_view_size: int = 128
+        """``isosurface_threshold: auto``: side of those views in pixels."""
         auto_threshold_resolution: int = 96
+        """``isosurface_threshold: auto``: grid resolution of the candidate meshes."""
 
     def configure(self) -> None:
         cfg = self.cfg
@@ -98,27 +115,16 @@ class MeshExporter(BaseExporter):
             return geometry.isosurface()
 
     def resolve_auto_threshold(self, system: Any, out_dir: Path) -> float:
-        from studio.mesh.auto_threshold import choose_isosurface_threshold
+        from studio.mesh.auto_threshold import silhouette_threshold
 
         cfg = self.cfg
-        renderer = system.renderer
-        was_training = renderer.training
-        renderer.eval()
-
-        def opacity(view: dict[str, Any]) -> torch.Tensor:
-            return renderer(**view)["opacity"]
-
-        try:
-            choice = choose_isosurface_threshold(
-                system.geometry,
-                opacity,
-                make_rasterizer(cfg.rasterizer_backend, system.geometry.bbox.device),
-                n_views=cfg.auto_threshold_views,
-                view_size=cfg.auto_threshold_view_size,
-                resolution=cfg.auto_threshold_resolution,
-            )
-        finally:
-            renderer.train(was_training)
+        choice = silhouette_threshold(
+            system,
+            rasterizer_backend=cfg.rasterizer_backend,
+            n_views=cfg.auto_threshold_views,
+            view_size=cfg.auto_threshold_view_size,
+            resolution=cfg.auto_threshold_resolution,
+        )
         system.geometry.set_isosurface_threshold(choice.threshold)
         lines = [choice.describe(), "threshold silhouette_iou"]
         lines += [f"{t:.6g} {s:.4f}" for t, s in choice.tried]

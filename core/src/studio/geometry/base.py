@@ -1,9 +1,15 @@
-"""The implicit-geometry contract every NeRF/SDF geometry follows.
+"""The geometry contracts: every geometry, implicit (NeRF/SDF fields) and explicit (meshes).
 
-Points are world coordinates inside the bounding box ``[-radius, radius]^3``. A geometry returns
-per-point ``density`` (or ``sdf``), ``features`` and, when asked, ``normal``; ``forward_field``
-returns the scalar field used for isosurface extraction and ``forward_level`` turns it into a
-level set that is positive outside the surface; ``isosurface`` extracts that surface as a mesh.
+Points are world coordinates inside the bounding box ``[-radius, radius]^3``.
+
+* :class:`BaseGeometry` -- any geometry; :meth:`BaseGeometry.create_from` builds one from another
+  run's geometry (``system.geometry_convert_from``, :mod:`studio.geometry.convert`).
+* :class:`BaseImplicitGeometry` -- returns per-point ``density`` (or ``sdf``), ``features`` and,
+  when asked, ``normal``; ``forward_field`` returns the scalar field used for isosurface
+  extraction and ``forward_level`` turns it into a level set that is positive outside the
+  surface; ``isosurface`` extracts that surface as a mesh.
+* :class:`BaseExplicitGeometry` -- holds a surface: ``isosurface()`` returns its mesh (with
+  gradients to its parameters while training) and ``forward(points)`` the surface features.
 """
 
 from __future__ import annotations
@@ -28,7 +34,72 @@ def contract_to_unit_cube(points: torch.Tensor, radius: float) -> torch.Tensor:
     return (points + radius) / (2.0 * radius)
 
 
-class BaseImplicitGeometry(BaseModule):
+class BaseGeometry(BaseModule):
+    """Any geometry. Subclasses say how they are created from another geometry."""
+
+    @attrs.define(kw_only=True)
+    class Config(BaseModule.Config):
+        radius: float = 1.0
+        """Half the side of the bounding box ``[-radius, radius]^3`` the geometry lives in."""
+
+    config_path = "system.geometry"
+
+    def configure(self) -> None:
+        r = self.cfg.radius
+        self.register_buffer(
+            "bbox", torch.tensor([[-r, -r, -r], [r, r, r]], dtype=torch.float32), persistent=False
+        )
+
+    def isosurface(self) -> Mesh:
+        """The geometry's surface as a world-space mesh."""
+        raise NotImplementedError
+
+    def export(self, points: torch.Tensor, **kwargs: Any) -> dict[str, Any]:
+        """What the exporter bakes at surface ``points``: ``{"features": [N, F]}`` by default."""
+        return {"features": self.forward(points)["features"]}
+
+    @classmethod
+    def create_from(
+        cls,
+        other: BaseGeometry,
+        cfg: Any = None,
+        *,
+        copy_net: bool = False,
+        config_path: Optional[str] = None,
+        **kwargs: Any,
+    ) -> BaseGeometry:
+        """A new geometry of this class, configured by ``cfg``, made from ``other`` (a trained
+        geometry of a previous stage, already on its device, in eval mode).
+
+        The default copies ``other``'s state when it is of this very class; subclasses that can
+        convert other classes (an implicit field into a tetrahedral grid) override this.
+        ``copy_net``: also take ``other``'s texture (feature) networks. Raises ``ConfigError``
+        when ``other`` cannot be converted."""
+        if type(other) is not cls:
+            raise ConfigError(
+                f"{config_path or cls.config_path}: a {cls.__name__} cannot be created from a "
+                f"{type(other).__name__} (system.geometry_convert_from names a run whose geometry "
+                f"is {type(other).__name__}). Convert from a run with a geometry this class "
+                "accepts, or pick a geometry_type that converts from it."
+            )
+        geometry = cls(cfg, config_path=config_path, **kwargs).to(other.bbox.device)
+        state = other.state_dict()
+        if not copy_net:
+            own = geometry.state_dict()
+            state = {k: v for k, v in state.items() if k in own}
+        geometry.load_state_dict(state, strict=True)
+        return geometry
+
+
+class BaseExplicitGeometry(BaseGeometry):
+    """A geometry that holds its surface (a mesh, or a grid it turns into one every step)."""
+
+    def forward(self, points: torch.Tensor, output_normal: bool = False) -> dict[str, Any]:
+        """``{"features": [N, F]}`` at surface points (normals come from the mesh)."""
+        raise NotImplementedError
+
+
+class BaseImplicitGeometry(BaseGeometry):
     """Isosurface settings (``isosurface_*``) follow the reference: marching tetrahedra (``mt``)
     or PyMCubes (``mc-cpu``) at ``isosurface_resolution``; ``isosurface_threshold`` is a number
     or ``auto``; ``isosurface_outlier_n_faces_threshold`` is a fraction of the largest
@@ -36,27 +107,33 @@ class BaseImplicitGeometry(BaseModule):
     """
 
     @attrs.define(kw_only=True)
-    class Config(BaseModule.Config):
-        radius: float = 1.0
+    class Config(BaseGeometry.Config):
         isosurface: bool = True
+        """Whether a mesh can be extracted (false: rasterizing, export and conversion fail)."""
         isosurface_method: Literal["mt", "mc-cpu"] = "mt"
+        """Extraction: ``mt`` (marching tetrahedra, differentiable) or ``mc-cpu`` (PyMCubes)."""
         isosurface_resolution: int = 128
+        """Extraction grid per axis: cells for ``mt``, sample points for ``mc-cpu``."""
         isosurface_threshold: Union[float, Literal["auto"]] = 0.0
+        """Field level of the surface, or ``auto`` (the level whose mesh best matches the
+        rendered silhouettes on export/conversion, else the mean field value above 1e-5)."""
         isosurface_chunk: int = 0
+        """Grid points evaluated per field call during extraction (0: all at once)."""
         isosurface_coarse_to_fine: bool = True
+        """Extract once over the whole box, then again inside the surface's box grown by 10%."""
         isosurface_deformable_grid: bool = False
+        """Let the geometry's deformation field move the ``mt`` grid vertices (by up to a cell)."""
         isosurface_remove_outliers: bool = True
+        """Drop small connected components from meshes that need no gradient."""
         # int before float: the strict converter keeps a YAML integer an absolute face count.
         isosurface_outlier_n_faces_threshold: Union[int, float] = 0.01
+        """Components with fewer faces are dropped: a float is a fraction of the largest
+        component's face count, an integer an absolute count."""
 
-    config_path = "system.geometry"
     _stored_isosurface_threshold: Optional[float] = None
-
-    def configure(self) -> None:
-        r = self.cfg.radius
-        self.register_buffer(
-            "bbox", torch.tensor([[-r, -r, -r], [r, r, r]], dtype=torch.float32), persistent=False
-        )
+    #: Whether ``forward_field`` is a signed distance (level = sdf - threshold), not a density:
+    #: conversions to a tetrahedral SDF keep an SDF's levels and clamp a density's to [-1, 1].
+    field_is_sdf: bool = False
 
     def forward(self, points: torch.Tensor, output_normal: bool = False) -> dict[str, Any]:
         raise NotImplementedError

@@ -13,6 +13,7 @@ from typing import Any, Optional
 
 import numpy as np
 
+from studio.distributed import DistContext, gather_objects
 from studio.io.images import (
     Colormap,
     grayscale_to_uint8,
@@ -21,7 +22,6 @@ from studio.io.images import (
     write_png,
     write_video,
 )
-from studio.training.distributed import DistContext, gather_objects
 
 
 def rgb(img: Any, data_range: tuple[float, float] = (0.0, 1.0)) -> np.ndarray:

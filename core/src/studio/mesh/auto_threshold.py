@@ -15,6 +15,7 @@ import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -176,3 +177,36 @@ def choose_isosurface_threshold(
     choice = ThresholdChoice(threshold, best_score, sorted(tried.items()))
     log.info(choice.describe())
     return choice
+
+
+def silhouette_threshold(
+    system: Any,
+    *,
+    rasterizer_backend: str = "auto",
+    n_views: int = 6,
+    view_size: int = 128,
+    resolution: int = 96,
+) -> ThresholdChoice:
+    """:func:`choose_isosurface_threshold` for a lift-3D ``system``: its geometry's field against
+    its renderer's opacity (the renderer in eval mode while it renders). The exporter and geometry
+    conversion both resolve ``isosurface_threshold: auto`` through this."""
+    from studio.rasterize import make_rasterizer
+
+    renderer = system.renderer
+    was_training = renderer.training
+    renderer.eval()
+
+    def opacity(view: dict[str, torch.Tensor]) -> torch.Tensor:
+        return renderer(**view)["opacity"]
+
+    try:
+        return choose_isosurface_threshold(
+            system.geometry,
+            opacity,
+            make_rasterizer(rasterizer_backend, system.geometry.bbox.device),
+            n_views=n_views,
+            view_size=view_size,
+            resolution=resolution,
+        )
+    finally:
+        renderer.train(was_training)

@@ -6,34 +6,30 @@ is imported at discovery; :func:`locate` imports and calls the callable when a c
 model. :func:`studio.models.hub.resolve_model` consults it after local folders and before the hub.
 
 Every failure (conflicting names, a target that does not import, a callable that raises or
-returns no folder) raises :class:`~studio.models.hub.ModelNotAvailableError`, one paragraph
+returns no folder) raises :class:`~studio.errors.ModelNotAvailableError`, one paragraph
 naming the model, the plugin and its distribution.
 
 A registration may add ``prompt_check="module:function"``: a model that understands only a small
-vocabulary rejects other prompts before anything is created (:func:`check_prompts`).
+vocabulary rejects other prompts before anything is created (:func:`prompt_check_of`; config
+resolution calls it).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NamedTuple, Optional
+from typing import NamedTuple, Optional
 
-from studio.config.loading import get_dotted
-from studio.config.model_shorthand import MODEL_KEYS
-from studio.errors import ConfigError, PluginError
-from studio.models.hub import DEFAULT_CONFIG_KEY, ModelNotAvailableError
+import attrs
+
+from studio.errors import ModelNotAvailableError, PluginError
 from studio.registry import Registration, get_registry, import_target
 
 KIND = "model"
 
-#: Registration detail naming ``"module:function"``, called as ``function(prompt, negative_prompt)``;
-#: it raises :class:`~studio.errors.ConfigError` (or ``ValueError``) for prompts the model cannot
-#: follow, with a message listing what it knows.
-PROMPT_CHECK = "prompt_check"
-
-#: The prompt keys checked against the model named at ``MODEL_KEYS``.
-PROMPT_CONFIG_KEYS = ("system.prompt_processor.prompt", "system.prompt_processor.negative_prompt")
+#: The setting a model name came from, for messages (callers pass their dotted config key).
+DEFAULT_CONFIG_KEY = "pretrained_model_name_or_path"
 
 
 class EmbeddedModel(NamedTuple):
@@ -114,37 +110,16 @@ def folder_size(path: Path) -> int:
     return total
 
 
-def _dotted(config: dict[str, Any], key: str) -> Any:
-    try:
-        return get_dotted(config, key)
-    except KeyError:
-        return None
-
-
-def check_prompts(config: dict[str, Any]) -> None:
-    """Call the ``prompt_check`` of every embedded model the resolved ``config`` names (at
-    :data:`~studio.config.model_shorthand.MODEL_KEYS`; a local folder of that name is not the registered model) with the
-    config's prompt and negative prompt. Raises :class:`ConfigError` naming the model and key."""
+def prompt_check_of(name: str) -> Optional[Callable[[str, str], None]]:
+    """The ``prompt_check`` function of the registered model ``name`` (its
+    :class:`~studio.specs.ModelSpec`), imported; None when the name is not a registered model,
+    a local folder of that name exists (it is not the registered model) or it declares none."""
     registry = get_registry()
-    names = set(registry.names(KIND))
-    checked: set[str] = set()
-    for key in MODEL_KEYS:
-        name = _dotted(config, key)
-        if not isinstance(name, str) or name not in names or name in checked:
-            continue
-        checked.add(name)
-        if Path(name).expanduser().is_dir():
-            continue
-        registration = registry.get(KIND, name)
-        target = registration.details.get(PROMPT_CHECK)
-        if not target:
-            continue
-        check = import_target(Registration(KIND, name, str(target), registration.plugin, {}))
-        prompt, negative = (str(_dotted(config, k) or "") for k in PROMPT_CONFIG_KEYS)
-        try:
-            check(prompt, negative)
-        except (ConfigError, ValueError) as exc:
-            raise ConfigError(
-                f"{PROMPT_CONFIG_KEYS[0]}: the embedded model {name!r} (set by {key}) cannot "
-                f"follow this prompt. {exc}"
-            ) from None
+    if name not in registry.names(KIND) or Path(name).expanduser().is_dir():
+        return None
+    registration = registry.get(KIND, name)
+    target = registration.spec.prompt_check
+    if not target:
+        return None
+    check_spec = attrs.evolve(registration.spec, target=target, prompt_check=None)
+    return import_target(Registration(KIND, check_spec, registration.plugin))

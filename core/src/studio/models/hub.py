@@ -35,20 +35,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple, Optional
 
-from studio.errors import StudioError, one_line
+from studio.errors import ModelNotAvailableError, one_line
+from studio.models.embedded import DEFAULT_CONFIG_KEY, locate, provider, registered_names
 
 PROBE_TIMEOUT_S = 1.5
 OFFLINE_VARIABLES = ("STUDIO_OFFLINE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
-DEFAULT_CONFIG_KEY = "system.guidance.pretrained_model_name_or_path"
 DEFAULT_ENDPOINT = "https://huggingface.co"
 GATED_OWNERS = ("DeepFloyd",)
 _TRUE = {"1", "true", "yes", "on"}
 _NAME = r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9_])?"
 _HUB_ID = re.compile(rf"(?:{_NAME}/)?{_NAME}")
-
-
-class ModelNotAvailableError(StudioError):
-    """A pretrained model is neither a local folder nor cached, and cannot be downloaded now."""
 
 
 class CachedModel(NamedTuple):
@@ -230,7 +226,6 @@ def _resolve(
     refresh: bool,
     config_key: str,
 ) -> Path:
-    from studio.models.embedded import locate, provider
 
     local = Path(name).expanduser()
     if local.is_dir():
@@ -317,7 +312,6 @@ def _from_hub(
 
 def _registered_hint(name: str) -> str:
     """`` Did you mean the registered model 'x'?`` for a near miss of a registered name, else ``""``."""
-    from studio.models.embedded import registered_names
 
     close = difflib.get_close_matches(name, registered_names(), n=3, cutoff=0.75)
     if not close:

@@ -6,7 +6,7 @@ renderer only *refers* to them, so they are not registered twice in the state di
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 import attrs
 import torch
@@ -27,12 +27,21 @@ class BaseRenderer(BaseModule):
     @attrs.define(kw_only=True)
     class Config(BaseModule.Config):
         radius: float = 1.0
+        """Half the side of the scene box ``[-radius, radius]^3`` (match the geometry's radius)."""
 
     config_path = "system.renderer"
 
-    def __init__(self, cfg: Any = None, *, geometry: Any, material: Any, background: Any):
+    def __init__(
+        self,
+        cfg: Any = None,
+        *,
+        geometry: Any,
+        material: Any,
+        background: Any,
+        config_path: Optional[str] = None,
+    ):
         self._parts = _Parts(geometry, material, background)
-        super().__init__(cfg)
+        super().__init__(cfg, config_path=config_path)
         r = self.cfg.radius
         self.register_buffer(
             "bbox", torch.tensor([[-r, -r, -r], [r, r, r]], dtype=torch.float32), persistent=False

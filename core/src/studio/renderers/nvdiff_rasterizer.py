@@ -35,7 +35,10 @@ class NVDiffRasterizer(BaseRenderer):
     @attrs.define(kw_only=True)
     class Config(BaseRenderer.Config):
         context_type: Literal["cuda", "gl"] = "cuda"
+        """nvdiffrast context; ``gl`` is accepted for reference configs and means ``cuda``."""
         backend: Literal["auto", "nvdiffrast", "torch"] = "auto"
+        """Rasterizer: ``nvdiffrast`` (CUDA), ``torch`` (anywhere, no antialiasing) or ``auto``
+        (nvdiffrast for CUDA meshes when installed, else torch)."""
 
     def configure(self) -> None:
         if self.cfg.context_type == "gl":

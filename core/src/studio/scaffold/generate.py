@@ -1,7 +1,9 @@
-"""Write a new, working plugin package: entry point, a component, a method preset and a test.
+"""Write a new, working plugin package: entry point, a component, a system, a preset and a test.
 
-The generated method fits a learnable two-colour gradient background to a target colour; it is
-small enough to train in seconds on a CPU and shows every part of the plugin contract.
+The generated method is a lift-3D method: DreamFusion's system on the embedded primitives model
+(its preset ``extends: dreamfusion-primitives``) with the plugin's own background component and
+one regulariser of its own. It trains in seconds on a CPU and shows every part of the plugin
+contract; the plugin imports studio-core through ``studio.api`` only.
 """
 
 from __future__ import annotations
@@ -23,7 +25,12 @@ version = "0.1.0"
 description = "A studio plugin: {name}"
 readme = "README.md"
 requires-python = ">=3.10"
-dependencies = ["studio-core>={core_version}"]
+# The method's preset extends dreamfusion-primitives (studio-primitives, on studio-dreamfusion).
+dependencies = [
+    "studio-core>={core_version}",
+    "studio-dreamfusion>={core_version}",
+    "studio-primitives>={core_version}",
+]
 
 [project.optional-dependencies]
 test = ["pytest"]
@@ -40,23 +47,28 @@ where = ["src"]
 """,
     "README.md": """# {dist}
 
-A studio plugin. After `pip install -e .`:
+A studio plugin: a lift-3D method, DreamFusion on the embedded primitives model with this
+plugin's own background (two learnable colours blended by height) and one regulariser of its own.
+After `pip install -e .`:
 
 ```
-studio plugins list          # shows {entry}: method {name}, background {name}-gradient
-studio run {name} prompt="a blue sky" trainer.max_steps=50
+studio plugins list              # {entry}: method {name}, background {name}-gradient
+studio config show {name}        # every key, value and doc (the preset extends dreamfusion-primitives)
+studio run {name} prompt="a red cube"
 pytest tests
 ```
 
 Files: `src/{package}/plugin.py` registers the names (lazily, as import paths),
 `components.py` holds the background, `system.py` the method's system and
-`presets/{name}.yaml` its default configuration.
+`presets/{name}.yaml` its configuration: `extends: dreamfusion-primitives` plus what differs.
+Import studio-core only through `studio.api`.
 """,
     "src/{package}/__init__.py": '''"""The {name} studio plugin."""
 ''',
     "src/{package}/plugin.py": '''"""Hook implementations: what this plugin registers. Keep imports here light (no torch)."""
 
-from studio.hookspecs import hookimpl
+from studio.api import hookimpl
+from studio_dreamfusion.plugin import GUIDED_METHOD_KEYS
 
 
 @hookimpl
@@ -68,24 +80,25 @@ def studio_register_backgrounds(register):
 def studio_register_methods(register):
     register(
         "{name}",
-        "{package}.system:GradientFitSystem",
+        system="{package}.system:PlainSkySystem",
         preset="{package}:presets/{name}.yaml",
-        description="Fit a two-colour gradient background to a target colour (plugin template).",
-        prompt_key="system.prompt",
+        description="DreamFusion with a two-colour gradient background (plugin template).",
+        **GUIDED_METHOD_KEYS,  # where prompt=, model= and `studio eval` find their keys
     )
 ''',
-    "src/{package}/components.py": '''"""A background component: colour = blend of two learnable colours by the ray's height (z)."""
+    "src/{package}/components.py": '''"""A background: colour = blend of two learnable colours by the ray's height (z)."""
 
 import attrs
 import torch
 
-from studio.base import BaseModule
+from studio.api import BaseBackground
 
 
-class GradientBackground(BaseModule):
+class GradientBackground(BaseBackground):
     @attrs.define(kw_only=True)
-    class Config(BaseModule.Config):
+    class Config(BaseBackground.Config):
         n_output_dims: int = 3
+        """Colour channels of the background."""
 
     def configure(self) -> None:
         self.bottom = torch.nn.Parameter(torch.zeros(self.cfg.n_output_dims))
@@ -96,96 +109,85 @@ class GradientBackground(BaseModule):
         t = (dirs[..., 2:3] + 1) / 2
         return torch.sigmoid(self.bottom * (1 - t) + self.top * t)
 ''',
-    "src/{package}/system.py": '''"""The method's system: render the background for each camera ray and regress a target colour."""
+    "src/{package}/system.py": '''"""The method's system: DreamFusion's (SDS + regularisers) plus a regulariser of this plugin."""
 
 import attrs
 import torch
 
-from studio.io.saver import rgb
-from studio.registry import get_registry
-from studio.systems.base import BaseSystem
+from studio_dreamfusion.system import DreamFusionSystem
 
 
-class GradientFitSystem(BaseSystem):
+def colour_spread(background) -> torch.Tensor:
+    """``|top - bottom|^2`` of the gradient background's two colours (0 for a plain one)."""
+    return (torch.sigmoid(background.top) - torch.sigmoid(background.bottom)).square().sum()
+
+
+class PlainSkySystem(DreamFusionSystem):
+    """``system.loss.lambda_plain_sky`` keeps the background's two colours close."""
+
     @attrs.define(kw_only=True)
-    class Config(BaseSystem.Config):
-        prompt: str = ""
-        target_color: list[float] = attrs.Factory(lambda: [0.2, 0.4, 0.9])
-        background_type: str = "{name}-gradient"
-        background: dict = attrs.Factory(dict)
-
-    def configure(self) -> None:
-        background_cls = get_registry().load("background", self.cfg.background_type)
-        self.background = background_cls(self.cfg.background)
-
-    def target(self, like: torch.Tensor) -> torch.Tensor:
-        return torch.tensor(self.cfg.target_color, device=like.device).expand_as(like)
+    class Config(DreamFusionSystem.Config):
+        pass
 
     def training_step(self, batch):
-        colours = self.background(batch["rays_d"])
-        mse = torch.nn.functional.mse_loss(colours, self.target(colours))
-        return {{"loss": mse * self.C(self.cfg.loss.get("lambda_color", 1.0)), "mse": mse}}
-
-    def validation_step(self, batch, index):
-        image = self.background(batch["rays_d"][0])
-        self.saver.image_grid(self.validation_image_name(index), [rgb(image), rgb(self.target(image))])
-
-    def test_step(self, batch, index):
-        self.saver.image_grid(self.test_image_name(index), [rgb(self.background(batch["rays_d"][0]))])
+        out = super().training_step(batch)
+        weight = self.C(self.cfg.loss.get("lambda_plain_sky", 0.0))
+        if weight > 0:
+            spread = colour_spread(self.background)
+            out["loss"] = out["loss"] + weight * spread
+            out["loss_plain_sky"] = spread.detach()
+        return out
 ''',
-    "src/{package}/presets/{name}.yaml": """# Default configuration of `studio run {name}`; override any key on the command line.
-method: {name}
+    "src/{package}/presets/{name}.yaml": """# `studio run {name}`: dreamfusion-primitives (offline, CPU minutes) with this plugin's
+# background and regulariser. Only what differs from the extended preset is listed.
+extends: dreamfusion-primitives
 name: {name}
-data_type: random-camera
-data:
-  batch_size: 2
-  height: 16
-  width: 16
-  eval_height: 32
-  eval_width: 32
-  n_val_views: 2
-  n_test_views: 8
 system:
-  prompt: "a {name} run"
-  target_color: [0.2, 0.4, 0.9]
+  background_type: {name}-gradient
+  background:
+    n_output_dims: 3
   loss:
-    lambda_color: 1.0
-  optimizer:
-    name: Adam
-    args: {{lr: 0.1}}
-trainer:
-  max_steps: 100
-  val_check_interval: 50
+    lambda_plain_sky: 1.0
 """,
     "tests/test_{package}.py": '''"""Runs the plugin's method end to end through the `studio` CLI (plugin must be pip-installed)."""
 
 import json
+import subprocess
+import sys
 
-import torch
-from typer.testing import CliRunner
-
-from studio.cli.app import app
-from studio.training.checkpoint import load_checkpoint
+from studio.api import load_checkpoint
 
 
-def test_plugin_is_discovered():
-    result = CliRunner().invoke(app, ["plugins", "list", "--json"])
-    assert result.exit_code == 0, result.output
-    names = {{p["name"]: p for p in json.loads(result.output)["plugins"]}}
-    assert names["{entry}"]["registers"]["method"] == ["{name}"]
-    assert names["{entry}"]["registers"]["background"] == ["{name}-gradient"]
+def studio(*args, cwd=None):
+    return subprocess.run(
+        [sys.executable, "-m", "studio", *args], cwd=cwd, capture_output=True, text=True
+    )
+
+
+def test_plugin_is_discovered_and_its_preset_extends_dreamfusion_primitives():
+    listed = studio("plugins", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    plugins = {{p["name"]: p for p in json.loads(listed.stdout)["plugins"]}}
+    assert plugins["{entry}"]["registers"]["method"] == ["{name}"]
+    assert plugins["{entry}"]["registers"]["background"] == ["{name}-gradient"]
+    shown = studio("config", "show", "{name}", "--json")
+    assert shown.returncode == 0, shown.stderr
+    rows = {{row["key"]: row["value"] for row in json.loads(shown.stdout)}}
+    assert rows["system.background_type"] == "{name}-gradient"
+    assert rows["system.guidance.pretrained_model_name_or_path"] == "primitives-sd"  # inherited
 
 
 def test_method_trains_and_renders(tmp_path):
-    args = ["run", "{name}", f"exp_root_dir={{tmp_path}}", "trainer.max_steps=40",
-            "trainer.enable_progress_bar=false"]
-    result = CliRunner().invoke(app, args)
-    assert result.exit_code == 0, result.output
-    run_dir = next((tmp_path / "{name}").iterdir())
-    assert (run_dir / "save" / "it40-test.mp4").is_file()
-    state = load_checkpoint(run_dir / "ckpts" / "last.ckpt")["state_dict"]
-    learned = torch.sigmoid((state["background.bottom"] + state["background.top"]) / 2)
-    assert torch.allclose(learned, torch.tensor([0.2, 0.4, 0.9]), atol=0.1), learned
+    result = studio(
+        "run", "{name}", "prompt=a red cube", "trainer.max_steps=4", "data.n_test_views=2",
+        "trainer.enable_progress_bar=false", cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    (run_dir,) = (tmp_path / "outputs" / "{name}").iterdir()
+    assert (run_dir / "save" / "it4-test.mp4").is_file()
+    checkpoint = load_checkpoint(run_dir / "ckpts" / "last.ckpt")
+    assert {{"background.bottom", "background.top"}} <= set(checkpoint["state_dict"])
+    assert "train/loss_plain_sky" in (run_dir / "metrics.csv").read_text()
 ''',
 }
 

@@ -14,6 +14,13 @@ Contract for subclasses:
   (validation: ``it<step>-<index>.png``; test: ``it<step>-test/<index>.png``).
 * ``on_test_end()``: by default encodes the test frames into ``it<step>-test.mp4``.
 * ``export() -> list[Path]``: write exports (default: the configured exporter, if any).
+
+``resumed`` is True whenever the system's state will come from its own run's checkpoint (resume,
+``studio test``, ``studio export``): then nothing that starts a fresh run happens in the
+constructor (``system.weights`` loading, geometry conversion). Objects that own trainable
+parameters (a guidance with a LoRA, see :meth:`studio.base.BaseObject.trainable_modules`) must be
+built by ``on_fit_start``; the trainer builds the optimizer after it, so an optimizer group named
+after the object's attribute (``guidance``) works.
 """
 
 from __future__ import annotations
@@ -34,21 +41,87 @@ class BaseSystem(BaseModule):
     @attrs.define(kw_only=True)
     class Config(BaseModule.Config):
         loss: dict[str, Scheduled] = attrs.Factory(dict)
+        """Loss weights ``lambda_<term>``, each a number or a schedule ``[start_step, start, end,
+        end_step]`` (linear ramp between the steps); 0 switches a term off."""
         optimizer: OptimizerConfig = attrs.Factory(OptimizerConfig)
+        """The optimizer and its parameter groups."""
         scheduler: Optional[SchedulerConfig] = None
+        """The learning-rate scheduler, stepped after every optimizer step (None: constant)."""
         weights_ignore_modules: Optional[list[str]] = None
+        """With ``weights``: sub-modules (e.g. ``background``) not loaded from that checkpoint."""
         cleanup_after_validation_step: bool = False
+        """Collect garbage and empty the CUDA cache after each validation view (saves memory)."""
         cleanup_after_test_step: bool = False
+        """Collect garbage and empty the CUDA cache after each test view (saves memory)."""
         exporter_type: str = ""
+        """The registered exporter ``studio export`` runs (empty: none)."""
         exporter: dict[str, Any] = attrs.Factory(dict)
+        """The exporter's config (keys of the ``exporter_type``'s config)."""
 
     config_path = "system"
 
-    def __init__(self, cfg: Any = None, *, resumed: bool = False, **kwargs: Any):
+    def __init__(
+        self,
+        cfg: Any = None,
+        *,
+        resumed: bool = False,
+        device: Optional[torch.device] = None,
+        **kwargs: Any,
+    ):
         self.resumed = resumed
         self.global_step = 0
         self.saver: Any = None
+        #: Where heavy set-up work (geometry conversion) runs; the trainer moves the system there.
+        self.build_device = device if device is not None else torch.device("cpu")
+        #: What a converted geometry came from (:class:`studio.geometry.convert.ConversionRecord`).
+        self.conversion: Any = None
         super().__init__(cfg, **kwargs)
+
+    @classmethod
+    def validate_config(cls, cfg: Any, path: str) -> None:
+        super().validate_config(cfg, path)
+        if cfg.weights:
+            from studio.errors import ConfigError, RunDirError
+            from studio.rundir import find_checkpoint
+
+            try:
+                find_checkpoint(cfg.weights, f"{path}.weights")
+            except RunDirError as exc:
+                raise ConfigError(str(exc)) from None
+
+    def load_weights_from(self, spec: str) -> None:
+        """``system.weights``: another run's weights, minus ``weights_ignore_modules``; the step
+        state follows the checkpoint's step, the optimizer and the step start fresh. Skipped when
+        the system is ``resumed`` (its own checkpoint wins)."""
+        if self.resumed:
+            return
+        from studio.rundir import find_checkpoint
+        from studio.training.checkpoint import load_checkpoint, select_weights
+
+        key = f"{self.config_path}.weights"
+        path, _run = find_checkpoint(spec, key)
+        checkpoint = load_checkpoint(path)
+        picked, missing = select_weights(
+            self.state_dict(),
+            checkpoint["state_dict"],
+            list(self.cfg.weights_ignore_modules or []),
+            key,
+            str(path),
+        )
+        self.load_state_dict(picked, strict=False)
+        self.weights_not_loaded = missing
+        self.do_update_step(0, int(checkpoint["global_step"]), on_load_weights=True)
+
+    def trainable_objects(self) -> dict[str, Any]:
+        r"""Attributes that are :class:`~studio.base.BaseObject`\ s owning trainable parameters
+        (name -> object): optimized and checkpointed by the trainer with the system."""
+        from studio.base import BaseObject
+
+        return {
+            name: value
+            for name, value in vars(self).items()
+            if isinstance(value, BaseObject) and value.trainable_parameters()
+        }
 
     # -- schedules -------------------------------------------------------------------------------
     def C(self, value: object) -> float:  # noqa: N802 - the reference's name, used everywhere

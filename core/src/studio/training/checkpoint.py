@@ -76,7 +76,12 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 
 
 def load_module_weights(path: str | Path, prefix: str = "") -> dict[str, torch.Tensor]:
-    """The entries of a checkpoint's ``state_dict`` under ``prefix.`` with the prefix removed."""
+    """The entries of a checkpoint's ``state_dict`` under ``prefix.`` with the prefix removed.
+
+    ``path`` is a checkpoint file or a run directory (its newest checkpoint)."""
+    from studio.rundir import find_checkpoint
+
+    path, _run = find_checkpoint(path, "weights")
     state = load_checkpoint(path)["state_dict"]
     if not prefix:
         return dict(state)
@@ -85,6 +90,45 @@ def load_module_weights(path: str | Path, prefix: str = "") -> dict[str, torch.T
     if not picked:
         raise RunDirError(f"{path} holds no weights under the prefix {prefix!r}.")
     return picked
+
+
+def select_weights(
+    own: dict[str, torch.Tensor],
+    saved: dict[str, torch.Tensor],
+    ignore: list[str],
+    key: str,
+    source: str,
+) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """The entries of ``saved`` to load into a module whose state is ``own``.
+
+    Entries under an ``ignore`` prefix (a module name such as ``background``) are dropped. Returns
+    ``(entries to load, own keys the checkpoint does not set)``. An entry the module does not have
+    or whose shape differs is a :class:`RunDirError` naming the module, the entry and both shapes
+    (``key`` is the setting, ``source`` the checkpoint)."""
+
+    def ignored(name: str) -> bool:
+        return any(name == p or name.startswith(p + ".") for p in ignore)
+
+    picked = {k: v for k, v in saved.items() if not ignored(k)}
+    unexpected = sorted(k for k in picked if k not in own)
+    if unexpected:
+        modules = sorted({k.split(".", 1)[0] for k in unexpected})
+        raise RunDirError(
+            f"{key}={source}: the checkpoint holds weights this system does not have "
+            f"({', '.join(unexpected[:5])}{' ...' if len(unexpected) > 5 else ''}). Skip those "
+            f"modules with system.weights_ignore_modules=[{', '.join(modules)}]."
+        )
+    for name, value in picked.items():
+        if tuple(value.shape) != tuple(own[name].shape):
+            module = name.split(".", 1)[0]
+            raise RunDirError(
+                f"{key}={source}: module {module!r} differs: {name} has shape "
+                f"{tuple(value.shape)} in the checkpoint but {tuple(own[name].shape)} here. "
+                f"Configure {module} as the source run did, or skip it with "
+                f"system.weights_ignore_modules=[{module}]."
+            )
+    missing = sorted(k for k in own if k not in picked and not ignored(k))
+    return picked, missing
 
 
 # -- random number generator states ------------------------------------------------------------

@@ -25,10 +25,12 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def worker_command(run_root: Path, stage: str, resume: bool) -> list[str]:
-    cmd = [sys.executable, "-m", "studio.training.worker", str(run_root), "--stage", stage]
+def worker_command(run_root: Path, stage: str, resume: bool, label: str = "") -> list[str]:
+    cmd = [sys.executable, "-m", "studio.worker", str(run_root), "--stage", stage]
     if resume:
         cmd.append("--resume")
+    if label:
+        cmd += ["--label", label]
     return cmd
 
 
@@ -38,6 +40,7 @@ def launch(
     resume: bool,
     nproc: int,
     gpus: list[str] | None = None,
+    label: str = "",
 ) -> int:
     """Run ``nproc`` workers on ``run_root``; return the exit code the CLI should use."""
     port = free_port()
@@ -59,7 +62,7 @@ def launch(
             env["STUDIO_FORCE_CPU"] = "1"
         procs.append(
             subprocess.Popen(
-                worker_command(run_root, stage, resume), env=env, start_new_session=True
+                worker_command(run_root, stage, resume, label), env=env, start_new_session=True
             )
         )
 

@@ -31,11 +31,21 @@ def _resolve_attribute(system: nn.Module, dotted: str) -> Any:
     return obj
 
 
+def _object_parameters(system: nn.Module) -> list[nn.Parameter]:
+    """Trainable parameters of the system's non-module objects (a guidance's LoRA)."""
+    objects = getattr(system, "trainable_objects", dict)()
+    return [p for obj in objects.values() for p in obj.trainable_parameters()]
+
+
 def parameter_groups(system: nn.Module, cfg: OptimizerConfig) -> list[dict[str, Any]]:
-    """Param groups (each with a ``name``) for ``cfg``; only listed parameters when ``params`` set."""
+    """Param groups (each with a ``name``) for ``cfg``; only listed parameters when ``params`` set.
+
+    A listed name may be a sub-module, a parameter, or an object owning trainable parameters
+    (``guidance`` for a guidance with a LoRA). Without ``params``, every trainable parameter of
+    the system and of such objects is in one group ``all``."""
     if cfg.params is None:
         params = [p for p in system.parameters() if p.requires_grad]
-        return [{"name": "all", "params": params}]
+        return [{"name": "all", "params": params + _object_parameters(system)}]
     groups = []
     for dotted, args in cfg.params.items():
         target = _resolve_attribute(system, dotted)
@@ -43,10 +53,12 @@ def parameter_groups(system: nn.Module, cfg: OptimizerConfig) -> list[dict[str, 
             params = [target]
         elif isinstance(target, nn.Module):
             params = [p for p in target.parameters() if p.requires_grad]
+        elif callable(getattr(target, "trainable_parameters", None)):
+            params = list(target.trainable_parameters())
         else:
             raise ConfigError(
                 f"system.optimizer.params.{dotted}: {dotted!r} is a {type(target).__name__}, "
-                f"neither a module nor a parameter."
+                f"neither a module, a parameter nor an object with trainable parameters."
             )
         groups.append({"name": dotted, "params": params, **(args or {})})
     return groups

@@ -21,12 +21,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from studio import distributed as D
 from studio.config.experiment import ExperimentConfig
 from studio.errors import StudioError
 from studio.io.saver import Saver
 from studio.registry import get_registry, import_target
-from studio.rundir import RunDir
-from studio.training import distributed as D
+from studio.rundir import RunDir, periodic_name, periodic_step
 from studio.training.checkpoint import (
     capture_rng_state,
     load_checkpoint,
@@ -67,11 +67,13 @@ class Trainer:
         *,
         resume: bool = False,
         log=None,
+        label: str = "",
     ):
         self.run = run
         self.cfg = experiment
         self.ctx = ctx or D.context_from_env()
         self.resume = resume
+        self.label = label
         self.log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
         self.stop = StopRequests()
         self.global_step = 0
@@ -80,19 +82,46 @@ class Trainer:
         self.scaler: torch.amp.GradScaler | None = None
 
     # -- set-up ----------------------------------------------------------------------------------
-    def setup(self) -> None:
-        """Seed, pick the device, join the process group, build data module and system."""
+    def setup(self, from_checkpoint: bool | None = None) -> None:
+        """Seed, pick the device, join the process group, build data module and system.
+
+        ``from_checkpoint`` (default: ``resume``): the system's state will come from this run's
+        checkpoint (resume, test, export), so it starts nothing fresh (no geometry conversion, no
+        ``system.weights``)."""
         cfg = self.cfg
         seed_everything(cfg.seed + self.ctx.rank)
         self.device = D.select_device(cfg.trainer.accelerator, self.ctx)
         D.init_process_group(self.ctx, self.device)
         registry = get_registry()
         system_cls = import_target(registry.get("method", cfg.method))
-        self.data = registry.load("data", cfg.data_type)(cfg.data, device=self.device)
-        self.system = system_cls(cfg.system, resumed=self.resume).to(self.device)
+        self.data = registry.load("data", cfg.data_type)(
+            cfg.data, device=self.device, config_path="data"
+        )
+        resumed = self.resume if from_checkpoint is None else from_checkpoint
+        self.system = system_cls(cfg.system, resumed=resumed, device=self.device).to(self.device)
         self.system.saver = Saver(self.run.save, self.ctx)
         D.broadcast_module(self.system, self.ctx)
+        self._record_conversion()
         self._configure_precision()
+
+    def _record_conversion(self) -> None:
+        """Say where a converted geometry came from and write it to ``configs/conversion.yaml``."""
+        record = getattr(self.system, "conversion", None)
+        if record is None or not self.ctx.is_main:
+            return
+        from studio.config.loading import dump_yaml
+        from studio.rundir import write_text_atomic
+
+        data = record.as_dict()
+        write_text_atomic(self.run.conversion_record, dump_yaml(data))
+        threshold = data.get("threshold")
+        level = (
+            f", isosurface level {threshold:.6g} ({data['threshold_rule']})" if threshold else ""
+        )
+        self.log(
+            f"Geometry converted from {data['parent']} (step {data['step']}, "
+            f"{data['source_geometry']}{level}); recorded in {self.run.conversion_record}."
+        )
 
     def _configure_precision(self) -> None:
         precision = self.cfg.trainer.precision
@@ -127,9 +156,12 @@ class Trainer:
         if self.ctx.is_main:
             payload = {
                 "global_step": self.global_step,
-                "epoch": 0,
                 "world_size": self.ctx.world_size,
                 "state_dict": self.system.state_dict(),
+                "objects": {
+                    name: obj.trainable_state_dict()
+                    for name, obj in self.system.trainable_objects().items()
+                },
                 "optimizer": self.optimizer.state_dict() if self.optimizer else None,
                 "scheduler": self.scheduler.state_dict() if self.scheduler else None,
                 "scaler": self.scaler.state_dict()
@@ -152,42 +184,52 @@ class Trainer:
     def _save_periodic(self) -> None:
         if not self._periodic_due():
             return
-        self.save_checkpoint(self.run.ckpts / f"epoch=0-step={self.global_step}.ckpt")
+        self.save_checkpoint(self.run.ckpts / periodic_name(self.global_step))
         keep = self.cfg.checkpoint.save_top_k
         if keep > 0 and self.ctx.is_main:
             periodic = sorted(
-                self.run.ckpts.glob("epoch=0-step=*.ckpt"),
-                key=lambda p: int(p.stem.split("step=")[1]),
+                (p for p in self.run.checkpoints() if periodic_step(p) is not None),
+                key=periodic_step,
             )
             for old in periodic[:-keep]:
                 old.unlink(missing_ok=True)
 
     def load_weights(self) -> dict[str, Any]:
-        """Load ``last.ckpt``'s parameters into the system; returns the checkpoint."""
-        checkpoint = load_checkpoint(self.run.last_ckpt)  # CPU: RNG states must stay on the host
+        """Load the run's newest complete checkpoint into the system; returns the checkpoint."""
+        path = self.run.newest_checkpoint()
+        if path is None:
+            raise StudioError(
+                f"{self.run.root} has no checkpoint (ckpts/ holds none): the run stopped before "
+                f"its first one. Start it again with `studio run {self.run.parsed_config}`."
+            )
+        self.checkpoint_path = path
+        checkpoint = load_checkpoint(path)  # CPU: RNG states must stay on the host
         self.system.load_state_dict(checkpoint["state_dict"])
         self._set_step(int(checkpoint["global_step"]))
         self.system.do_update_step(0, self.global_step, on_load_weights=True)
         return checkpoint
+
+    def _restore_objects(self, objects: dict[str, Any], saved: dict[str, Any]) -> None:
+        missing = sorted(set(objects) - set(saved))
+        if missing:
+            raise StudioError(
+                f"{self.checkpoint_path}: the checkpoint holds no trainable state for "
+                f"system.{', system.'.join(missing)}, which trains parameters in this "
+                "configuration. Resume with the configuration the run was started with."
+            )
+        for name, obj in objects.items():
+            obj.load_trainable_state_dict(saved[name], where=f"system.{name}")
 
     # -- stages ----------------------------------------------------------------------------------
     def fit(self) -> None:
         """Train to ``trainer.max_steps`` (or until stopped); SIGTERM raises TrainingTerminated."""
         cfg = self.cfg
         system = self.system
-        self.optimizer = build_optimizer(system, system.cfg.optimizer)
-        self.scheduler = build_scheduler(self.optimizer, system.cfg.scheduler)
-        params = [p for group in self.optimizer.param_groups for p in group["params"]]
         rng_state = None
         start = 0
+        checkpoint: dict[str, Any] | None = None
         if self.resume:
             checkpoint = self.load_weights()
-            if checkpoint.get("optimizer"):
-                self.optimizer.load_state_dict(checkpoint["optimizer"])
-            if self.scheduler is not None and checkpoint.get("scheduler"):
-                self.scheduler.load_state_dict(checkpoint["scheduler"])
-            if checkpoint.get("scaler") and self.scaler.is_enabled():
-                self.scaler.load_state_dict(checkpoint["scaler"])
             start = self.global_step
             states = checkpoint.get("rng") or []
             if len(states) == self.ctx.world_size:
@@ -202,7 +244,25 @@ class Trainer:
                 )
                 seed_everything(cfg.seed + self.ctx.rank + start)
         self._set_step(start)
+        # Objects with trainable parameters (a guidance's LoRA) exist from here on: restore
+        # their state, share rank 0's, then build the optimizer over them too.
         system.on_fit_start()
+        objects = system.trainable_objects()
+        if checkpoint is not None:
+            self._restore_objects(objects, checkpoint.get("objects") or {})
+        for obj in objects.values():
+            for module in obj.trainable_modules().values():
+                D.broadcast_module(module, self.ctx)
+        self.optimizer = build_optimizer(system, system.cfg.optimizer)
+        self.scheduler = build_scheduler(self.optimizer, system.cfg.scheduler)
+        params = [p for group in self.optimizer.param_groups for p in group["params"]]
+        if checkpoint is not None:
+            if checkpoint.get("optimizer"):
+                self.optimizer.load_state_dict(checkpoint["optimizer"])
+            if self.scheduler is not None and checkpoint.get("scheduler"):
+                self.scheduler.load_state_dict(checkpoint["scheduler"])
+            if checkpoint.get("scaler") and self.scaler.is_enabled():
+                self.scaler.load_state_dict(checkpoint["scaler"])
         if rng_state is not None:
             restore_rng_state(rng_state)
 
@@ -276,7 +336,7 @@ class Trainer:
         return tqdm(
             total=self.cfg.trainer.max_steps,
             initial=start,
-            desc="train",
+            desc=f"{self.label} train" if self.label else "train",
             unit="it",
             dynamic_ncols=True,
             mininterval=0.5,

@@ -7,7 +7,9 @@ world of one, every function here is a cheap no-op.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -130,3 +132,26 @@ def gather_objects(obj: Any, ctx: DistContext) -> list[Any]:
 def barrier(ctx: DistContext) -> None:
     if ctx.active:
         dist.barrier()
+
+
+def synchronised(ctx: DistContext) -> bool:
+    """Whether ``ctx`` spans several processes joined in a process group."""
+    return ctx.active and dist.is_available() and dist.is_initialized()
+
+
+@contextlib.contextmanager
+def main_rank_first(ctx: DistContext | None = None) -> Iterator[bool]:
+    """Run the block on rank 0 first, then on every other rank (after a barrier).
+
+    For work whose result rank 0 leaves on disk for the others (encode prompts into a cache,
+    download a model): the other ranks run the same block afterwards and find the work done.
+    Yields whether this is the main rank. Without a process group it is a plain block."""
+    ctx = ctx or context_from_env()
+    together = synchronised(ctx)
+    if together and not ctx.is_main:
+        barrier(ctx)
+    try:
+        yield ctx.is_main
+    finally:
+        if together and ctx.is_main:
+            barrier(ctx)
