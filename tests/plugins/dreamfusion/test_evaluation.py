@@ -39,8 +39,8 @@ def frames(count: int = 6, size: int = RENDER_SIZE, seed: int = 0) -> list[np.nd
 
 
 def context(prompt: str, images: list[np.ndarray]) -> EvalContext:
-    config = {"system": {"prompt_processor": {"prompt": prompt}}}
-    return EvalContext(Path("."), config, 0, images)
+    config = {"method": "dreamfusion-sd", "system": {"prompt_processor": {"prompt": prompt}}}
+    return EvalContext(Path("."), config, 0, images, prompt)
 
 
 def reference_similarities(folder: Path, images: list[np.ndarray], prompts: list[str]):
@@ -156,7 +156,11 @@ def test_eval_run_reports_clip_r_precision(clip_env, tmp_path):
     assert "clip-r-precision" in get_registry().names("evaluator")
     root = tmp_path / "run"
     (root / "configs").mkdir(parents=True)
-    config = {"system": {"prompt_processor": {"prompt": "a cat"}}, "data": {"eval_width": 32}}
+    config = {
+        "method": "dreamfusion-sd",
+        "system": {"prompt_processor": {"prompt": "a cat"}},
+        "data": {"eval_width": 32},
+    }
     (root / "configs" / "parsed.yaml").write_text(yaml.safe_dump(config))
     folder = root / "save" / "it5-test"
     folder.mkdir(parents=True)

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from studio.errors import ConfigError
+from studio.api import ConfigError
 
 
 class _TruncExp(torch.autograd.Function):

@@ -10,11 +10,15 @@ import attrs
 import torch
 import torch.nn.functional as F
 
-from studio.backgrounds.base import BaseBackground
+from studio.api import BaseBackground
 from studio_dreamfusion.activations import get_activation
 from studio_dreamfusion.networks import defaults
-from studio_dreamfusion.networks.encodings import build_encoding
-from studio_dreamfusion.networks.mlp import build_mlp
+from studio_dreamfusion.networks.encodings import (
+    build_encoding,
+    find_encoding_config_class,
+    validate_encoding_config,
+)
+from studio_dreamfusion.networks.mlp import build_mlp, find_mlp_config_class, validate_mlp_config
 
 
 def _random_colors(dirs: torch.Tensor, channels: int) -> torch.Tensor:
@@ -32,14 +36,38 @@ class NeuralEnvironmentMap(BaseBackground):
     @attrs.define(kw_only=True)
     class Config(BaseBackground.Config):
         n_output_dims: int = 3
+        """Colour channels (3 for RGB, 4 for Stable Diffusion latents)."""
         color_activation: str = "sigmoid"
+        """Activation of the MLP output into colours (e.g. ``sigmoid``, ``scale_-11_01``)."""
         dir_encoding_config: dict[str, Any] = attrs.Factory(defaults.spherical_harmonics)
+        """Encoding of the ray direction (mapped to ``[0, 1]^3``): ``otype`` (e.g.
+        SphericalHarmonics) and its keys."""
         mlp_network_config: dict[str, Any] = attrs.Factory(
             lambda: defaults.mlp("VanillaMLP", 16, 2)
         )
+        """The colour MLP: ``otype`` (VanillaMLP, FullyFusedMLP, CutlassMLP) and its keys."""
         random_aug: bool = False
+        """Training: sometimes replace the background by a random colour, one per image."""
         random_aug_prob: float = 0.5
+        """Chance of that replacement per training call, in [0, 1]."""
         eval_color: Optional[tuple[float, ...]] = None
+        """Constant colour (``n_output_dims`` values) in validation and test; null: the MLP's."""
+
+    @classmethod
+    def sub_configs(cls, cfg: Any) -> dict[str, type]:
+        """The encoding and MLP mappings (those whose ``otype`` is known)."""
+        found = {
+            "dir_encoding_config": find_encoding_config_class(cfg.dir_encoding_config),
+            "mlp_network_config": find_mlp_config_class(cfg.mlp_network_config),
+        }
+        return {name: sub_cls for name, sub_cls in found.items() if sub_cls is not None}
+
+    @classmethod
+    def validate_config(cls, cfg: Any, path: str) -> None:
+        """Also every check :func:`build_encoding` and :func:`build_mlp` make."""
+        super().validate_config(cfg, path)
+        validate_encoding_config(cfg.dir_encoding_config, f"{path}.dir_encoding_config", 3)
+        validate_mlp_config(cfg.mlp_network_config, f"{path}.mlp_network_config")
 
     def configure(self) -> None:
         cfg = self.cfg
@@ -74,15 +102,20 @@ class SolidColor(BaseBackground):
     @attrs.define(kw_only=True)
     class Config(BaseBackground.Config):
         n_output_dims: int = 3
+        """Colour channels (must match the length of ``color``)."""
         color: tuple[float, ...] = (1.0, 1.0, 1.0)
+        """The background colour (``n_output_dims`` values; RGB in [0, 1])."""
         learned: bool = False
+        """Train the colour as a parameter (false: a fixed buffer)."""
         random_aug: bool = False
+        """Training: sometimes replace the background by a random colour, one per image."""
         random_aug_prob: float = 0.5
+        """Chance of that replacement per training call, in [0, 1]."""
 
     def configure(self) -> None:
         color = torch.tensor(self.cfg.color, dtype=torch.float32)
         if color.numel() != self.cfg.n_output_dims:
-            from studio.errors import ConfigError
+            from studio.api import ConfigError
 
             raise ConfigError(
                 f"{self.config_path}.color has {color.numel()} values but n_output_dims is "
@@ -106,9 +139,13 @@ class Textured(BaseBackground):
     @attrs.define(kw_only=True)
     class Config(BaseBackground.Config):
         n_output_dims: int = 3
+        """Colour channels of the texture (3 for RGB, 4 for Stable Diffusion latents)."""
         height: int = 64
+        """Texture height in texels (the azimuth axis)."""
         width: int = 64
+        """Texture width in texels (the polar-angle axis)."""
         color_activation: str = "sigmoid"
+        """Activation of the texture values into colours (e.g. ``sigmoid``, ``none``)."""
 
     def configure(self) -> None:
         cfg = self.cfg

@@ -26,7 +26,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from studio.errors import StudioError, one_line
+from studio.api import StudioError, one_line
 
 MODEL_VARIABLE = "STUDIO_CLIP_MODEL"
 DEFAULT_MODEL = "openai/clip-vit-base-patch32"
@@ -42,9 +42,9 @@ def model_name() -> str:
 
 def candidate_prompts(prompt: str) -> tuple[list[str], int]:
     """``(candidates, index of prompt)``: the DreamFusion library, plus ``prompt`` if absent."""
-    from studio.prompt_library import library
+    from studio.api import prompt_library
 
-    candidates = list(library())
+    candidates = list(prompt_library.library())
     if prompt not in candidates:
         candidates.append(prompt)
     return candidates, candidates.index(prompt)
@@ -52,7 +52,7 @@ def candidate_prompts(prompt: str) -> tuple[list[str], int]:
 
 def unavailable_reason(name: str) -> str:
     """One line saying the CLIP model ``name`` is not here and how to get it."""
-    from studio.models.hub import is_hub_id
+    from studio.api import is_hub_id
 
     if is_hub_id(name) and not Path(name).expanduser().exists():
         return (
@@ -252,7 +252,7 @@ def r_precision(image_embeddings: Any, text_embeddings: Any, target: int) -> flo
 
 def evaluate(context: Any) -> dict[str, Any]:
     """The evaluator registered as ``clip-r-precision`` (context: ``studio.eval.EvalContext``)."""
-    from studio.models.hub import ModelNotAvailableError, resolve_model
+    from studio.api import ModelNotAvailableError, resolve_model
 
     prompt = context.prompt
     if not prompt:

@@ -9,12 +9,15 @@ import attrs
 import torch
 import torch.nn.functional as F
 
-from studio.errors import StudioError
-from studio.materials.base import BaseMaterial
+from studio.api import BaseMaterial, StudioError
 from studio_dreamfusion.activations import get_activation
 from studio_dreamfusion.networks import defaults
-from studio_dreamfusion.networks.encodings import build_encoding
-from studio_dreamfusion.networks.mlp import build_mlp
+from studio_dreamfusion.networks.encodings import (
+    build_encoding,
+    find_encoding_config_class,
+    validate_encoding_config,
+)
+from studio_dreamfusion.networks.mlp import build_mlp, find_mlp_config_class, validate_mlp_config
 
 Shading = Literal["albedo", "diffuse", "textureless"]
 
@@ -29,13 +32,23 @@ class DiffuseWithPointLight(BaseMaterial):
     @attrs.define(kw_only=True)
     class Config(BaseMaterial.Config):
         ambient_light_color: tuple[float, float, float] = (0.1, 0.1, 0.1)
+        """RGB ambient light added to the Lambertian term."""
         diffuse_light_color: tuple[float, float, float] = (0.9, 0.9, 0.9)
+        """RGB colour of the point light."""
         ambient_only_steps: int = 1000
+        """Warm-up: before this step the material returns the unshaded albedo (0: no warm-up)."""
         diffuse_prob: float = 0.75
+        """After the warm-up, chance that a training call is shaded (else albedo), in [0, 1]."""
         textureless_prob: float = 0.5
+        """Chance that a shaded training call is textureless (white albedo), in [0, 1]."""
         albedo_activation: str = "sigmoid"
+        """Activation of the first 3 feature channels into the albedo (e.g. ``sigmoid``,
+        ``scale_-11_01``)."""
         soft_shading: bool = False
+        """Training: one random diffuse/ambient split ``(u, 1 - u)`` per call instead of the
+        configured light colours (Magic3D)."""
         ambient_only_on_test: bool = False
+        """Render the unshaded albedo in validation and test too."""
 
     def configure(self) -> None:
         self.register_buffer("ambient_light_color", torch.tensor(self.cfg.ambient_light_color))
@@ -104,10 +117,29 @@ class NoMaterial(BaseMaterial):
     @attrs.define(kw_only=True)
     class Config(BaseMaterial.Config):
         n_output_dims: int = 3
+        """Colour channels (3 for RGB, 4 for Stable Diffusion latents)."""
         color_activation: str = "sigmoid"
+        """Activation of the features (or MLP output) into colours (e.g. ``sigmoid``, ``none``)."""
         input_feature_dims: Optional[int] = None
+        """Feature channels the MLP takes; with ``mlp_network_config`` adds an MLP (null: none)."""
         mlp_network_config: Optional[dict[str, Any]] = None
+        """The MLP from features to colours: ``otype`` (VanillaMLP, FullyFusedMLP, CutlassMLP)
+        and its keys; used only with ``input_feature_dims`` (null: none)."""
         requires_normal: bool = False
+        """Ask the renderer for normals (this material itself does not use them)."""
+
+    @classmethod
+    def sub_configs(cls, cfg: Any) -> dict[str, type]:
+        """The MLP mapping, when set and its ``otype`` is known."""
+        found = find_mlp_config_class(cfg.mlp_network_config)
+        return {"mlp_network_config": found} if found is not None else {}
+
+    @classmethod
+    def validate_config(cls, cfg: Any, path: str) -> None:
+        """Also every check :func:`build_mlp` makes on ``mlp_network_config`` when it is set."""
+        super().validate_config(cfg, path)
+        if cfg.mlp_network_config is not None:
+            validate_mlp_config(cfg.mlp_network_config, f"{path}.mlp_network_config")
 
     def configure(self) -> None:
         cfg = self.cfg
@@ -146,11 +178,32 @@ class NeuralRadiance(BaseMaterial):
     @attrs.define(kw_only=True)
     class Config(BaseMaterial.Config):
         input_feature_dims: int = 8
+        """Feature channels of the geometry fed to the MLP with the encoded view direction."""
         color_activation: str = "sigmoid"
+        """Activation of the MLP output into RGB (e.g. ``sigmoid``)."""
         dir_encoding_config: dict[str, Any] = attrs.Factory(defaults.spherical_harmonics)
+        """Encoding of the view direction (mapped to ``[0, 1]^3``): ``otype`` (e.g.
+        SphericalHarmonics) and its keys."""
         mlp_network_config: dict[str, Any] = attrs.Factory(
             lambda: defaults.mlp("FullyFusedMLP", 16, 2)
         )
+        """The colour MLP: ``otype`` (VanillaMLP, FullyFusedMLP, CutlassMLP) and its keys."""
+
+    @classmethod
+    def sub_configs(cls, cfg: Any) -> dict[str, type]:
+        """The encoding and MLP mappings (those whose ``otype`` is known)."""
+        found = {
+            "dir_encoding_config": find_encoding_config_class(cfg.dir_encoding_config),
+            "mlp_network_config": find_mlp_config_class(cfg.mlp_network_config),
+        }
+        return {name: sub_cls for name, sub_cls in found.items() if sub_cls is not None}
+
+    @classmethod
+    def validate_config(cls, cfg: Any, path: str) -> None:
+        """Also every check :func:`build_encoding` and :func:`build_mlp` make."""
+        super().validate_config(cfg, path)
+        validate_encoding_config(cfg.dir_encoding_config, f"{path}.dir_encoding_config", 3)
+        validate_mlp_config(cfg.mlp_network_config, f"{path}.mlp_network_config")
 
     def configure(self) -> None:
         cfg = self.cfg

@@ -18,11 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from studio.data.base import Batch, DataModule
-from studio.errors import ConfigError
-from studio.io.saver import rgb
-from studio.systems.base import BaseSystem
-from studio.systems.lift3d import build_guidance
+from studio.api import BaseSystem, Batch, ConfigError, DataModule, build_guidance, rgb
 from studio_dreamfusion.system import weighted_guidance_losses
 
 
@@ -32,8 +28,11 @@ class FixedViewDataModule(DataModule):
     @attrs.define(kw_only=True)
     class Config:
         elevation: float = 0.0
+        """Elevation of the fixed view in degrees (selects the view-dependent prompt)."""
         azimuth: float = 0.0
+        """Azimuth of the fixed view in degrees (selects the view-dependent prompt)."""
         camera_distance: float = 1.0
+        """Camera distance of the fixed view (passed to the guidance)."""
 
     config_path = "data"
 
@@ -59,13 +58,22 @@ class Playground2DSystem(BaseSystem):
     @attrs.define(kw_only=True)
     class Config(BaseSystem.Config):
         mode: Literal["rgb", "latent"] = "rgb"
+        """What is optimised: ``rgb`` (an image in [0, 1]) or ``latent`` (4-channel latents
+        decoded by the guidance's VAE)."""
         height: int = 64
+        """Height of the optimised image or latent grid (positive)."""
         width: int = 64
+        """Width of the optimised image or latent grid (positive)."""
         frame_interval: int = 5
+        """Save the current image to ``save/frames/`` every this many steps (positive)."""
         guidance_type: str = ""
+        """The registered guidance to debug (e.g. ``stable-diffusion``)."""
         guidance: dict[str, Any] = attrs.Factory(dict)
+        """The guidance's config (keys of the ``guidance_type``'s config)."""
         prompt_processor_type: str = ""
+        """The registered prompt processor (e.g. ``stable-diffusion``)."""
         prompt_processor: dict[str, Any] = attrs.Factory(dict)
+        """The prompt processor's config (keys of the ``prompt_processor_type``'s config)."""
 
     def configure(self) -> None:
         cfg = self.cfg

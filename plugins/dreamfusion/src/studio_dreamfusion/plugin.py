@@ -3,7 +3,7 @@
 Every registration is an import path; discovering this plugin imports no torch.
 """
 
-from studio.hookspecs import hookimpl
+from studio.api import hookimpl
 
 PKG = "studio_dreamfusion"
 
@@ -33,30 +33,43 @@ def studio_register_renderers(register):
     register("nerf-volume", f"{PKG}.renderers.nerf_volume:NeRFVolumeRenderer")
 
 
+#: Where every method with a prompt processor and a guidance keeps what the CLI shorthands set
+#: (``prompt=``, ``model=``) and what ``studio eval`` reads; plugins building on DreamFusion's
+#: components register their methods with these too.
+GUIDED_METHOD_KEYS = {
+    "prompt_key": "system.prompt_processor.prompt",
+    "negative_prompt_key": "system.prompt_processor.negative_prompt",
+    "model_keys": (
+        "system.prompt_processor.pretrained_model_name_or_path",
+        "system.guidance.pretrained_model_name_or_path",
+    ),
+    "guidance_type_key": "system.guidance_type",
+}
+
+
 @hookimpl
 def studio_register_methods(register):
     system = f"{PKG}.system:DreamFusionSystem"
-    prompt_key = "system.prompt_processor.prompt"
     register(
         "dreamfusion-sd",
         system,
         preset=f"{PKG}:presets/dreamfusion-sd.yaml",
         description="DreamFusion: SDS from Stable Diffusion 2.1-base into a hash-grid NeRF.",
-        prompt_key=prompt_key,
+        **GUIDED_METHOD_KEYS,
     )
     register(
         "dreamfusion-if",
         system,
         preset=f"{PKG}:presets/dreamfusion-if.yaml",
         description="DreamFusion: SDS from DeepFloyd IF stage I (64x64 pixels) into a NeRF.",
-        prompt_key=prompt_key,
+        **GUIDED_METHOD_KEYS,
     )
     register(
         "sds-2d",
         f"{PKG}.playground:Playground2DSystem",
         preset=f"{PKG}:presets/sds-2d.yaml",
         description="2D playground: optimise one image (rgb or latent) with any guidance.",
-        prompt_key=prompt_key,
+        **GUIDED_METHOD_KEYS,
     )
 
 
@@ -67,8 +80,12 @@ def studio_register_data_modules(register):
 
 @hookimpl
 def studio_register_guidances(register):
-    register("stable-diffusion", f"{PKG}.guidance.stable_diffusion:StableDiffusionGuidance")
-    register("deep-floyd", f"{PKG}.guidance.deep_floyd:DeepFloydGuidance")
+    register(
+        "stable-diffusion",
+        f"{PKG}.guidance.stable_diffusion:StableDiffusionGuidance",
+        model_suffix="-sd",
+    )
+    register("deep-floyd", f"{PKG}.guidance.deep_floyd:DeepFloydGuidance", model_suffix="-if")
 
 
 @hookimpl

@@ -15,8 +15,7 @@ from typing import Optional
 
 import torch
 
-from studio.models.files import weight_variant
-from studio.models.hub import resolve_model
+from studio.api import resolve_model, weight_variant
 
 _WEIGHT_SUFFIXES = (".safetensors", ".bin")
 

@@ -14,8 +14,7 @@ from typing import Any
 import attrs
 import torch
 
-from studio.errors import ConfigError
-from studio.systems.lift3d import BaseLift3DSystem
+from studio.api import BaseLift3DSystem, ConfigError
 from studio_dreamfusion.losses import (
     opaque_loss,
     orientation_loss,

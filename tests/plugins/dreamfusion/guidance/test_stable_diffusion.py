@@ -279,7 +279,7 @@ def test_registered_and_built_by_name(tiny_sd_model: Path) -> None:
     assert {"stable-diffusion", "deep-floyd"} <= set(registry.names("prompt_processor"))
     guidance = build_component(
         "guidance", "stable-diffusion", {"pretrained_model_name_or_path": str(tiny_sd_model)},
-        device=CPU,
+        "system.guidance", device=CPU,
     )  # fmt: skip
     assert isinstance(guidance, StableDiffusionGuidance)
     assert guidance.cfg.guidance_scale == 100.0 and guidance.cfg.weighting_strategy == "sds"

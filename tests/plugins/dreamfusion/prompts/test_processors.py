@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from studio import distributed
+from studio.distributed import DistContext
 from studio.errors import ConfigError
-from studio.training.distributed import DistContext
-from studio_dreamfusion.prompts import base as prompts_base
 from studio_dreamfusion.prompts import cache
 from studio_dreamfusion.prompts.deep_floyd import DeepFloydPromptProcessor
 from studio_dreamfusion.prompts.stable_diffusion import StableDiffusionPromptProcessor
@@ -184,14 +184,14 @@ def test_non_zero_rank_waits_and_reads_the_cache(
 ) -> None:
     events: list[str] = []
     monkeypatch.setattr(torch.distributed, "is_initialized", lambda: True)
-    monkeypatch.setattr(prompts_base, "barrier", lambda ctx: events.append(f"barrier{ctx.rank}"))
+    monkeypatch.setattr(distributed, "barrier", lambda ctx: events.append(f"barrier{ctx.rank}"))
 
-    monkeypatch.setattr(prompts_base, "context_from_env", lambda: DistContext(0, 2, 0))
+    monkeypatch.setattr(distributed, "context_from_env", lambda: DistContext(0, 2, 0))
     rank0 = sd_processor(tiny_sd_model, prompt="a cat")()
     assert events == ["barrier0"]
 
     forbid_encoder(monkeypatch, StableDiffusionPromptProcessor)
-    monkeypatch.setattr(prompts_base, "context_from_env", lambda: DistContext(1, 2, 1))
+    monkeypatch.setattr(distributed, "context_from_env", lambda: DistContext(1, 2, 1))
     rank1 = sd_processor(tiny_sd_model, prompt="a cat", use_cache=False)()  # never encodes
     assert events == ["barrier0", "barrier1"]
     assert torch.equal(rank1.text_embeddings_vd, rank0.text_embeddings_vd)

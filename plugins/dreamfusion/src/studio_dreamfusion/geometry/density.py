@@ -8,7 +8,7 @@ from typing import Union
 import torch
 import torch.nn.functional as F
 
-from studio.errors import ConfigError
+from studio.api import ConfigError
 
 DensityBias = Union[float, str]
 

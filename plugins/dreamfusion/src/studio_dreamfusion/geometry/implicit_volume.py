@@ -9,7 +9,7 @@ import attrs
 import torch
 import torch.nn.functional as F
 
-from studio.geometry.base import BaseImplicitGeometry, contract_to_unit_cube
+from studio.api import BaseImplicitGeometry, contract_to_unit_cube
 from studio_dreamfusion.activations import get_activation, get_activation_slope
 from studio_dreamfusion.geometry.density import (
     analytic_normal,
@@ -18,8 +18,18 @@ from studio_dreamfusion.geometry.density import (
     finite_difference_normal,
 )
 from studio_dreamfusion.networks import defaults
-from studio_dreamfusion.networks.encodings import build_encoding, supports_jacobian
-from studio_dreamfusion.networks.mlp import VanillaMLP, build_mlp
+from studio_dreamfusion.networks.encodings import (
+    build_encoding,
+    find_encoding_config_class,
+    supports_jacobian,
+    validate_encoding_config,
+)
+from studio_dreamfusion.networks.mlp import (
+    VanillaMLP,
+    build_mlp,
+    find_mlp_config_class,
+    validate_mlp_config,
+)
 
 NormalType = Literal[
     "analytic",
@@ -47,18 +57,55 @@ class ImplicitVolume(BaseImplicitGeometry):
     @attrs.define(kw_only=True)
     class Config(BaseImplicitGeometry.Config):
         n_input_dims: int = 3
+        """Dimensions of the encoded positions (3 for points in space)."""
         n_feature_dims: int = 3
+        """Feature channels handed to the material (0: no feature network)."""
         density_activation: Optional[str] = "softplus"
+        """Activation of raw density + bias: ``softplus``, ``trunc_exp``, ``exp``, ``relu``, ...
+        or any ``torch.nn.functional`` name; null: none."""
         density_bias: Union[float, str] = "blob_magic3d"
+        """Added to the raw density before the activation: ``blob_magic3d`` (alias ``blob``:
+        ``scale * (1 - |x| / std)``), ``blob_dreamfusion`` (a Gaussian) or a constant."""
         density_blob_scale: float = 10.0
+        """Value of the blob bias at the centre, before the activation (negative: a hole)."""
         density_blob_std: float = 0.5
+        """Size of the blob in world units: ``blob_magic3d`` reaches 0 at this radius,
+        ``blob_dreamfusion``'s standard deviation."""
         pos_encoding_config: dict[str, Any] = attrs.Factory(defaults.hash_grid)
+        """Encoding of the positions (mapped to ``[0, 1]^3``): ``otype`` (HashGrid,
+        ProgressiveBandHashGrid, SphericalHarmonics, Frequency) and its keys."""
         mlp_network_config: dict[str, Any] = attrs.Factory(
             lambda: defaults.mlp("VanillaMLP", 64, 1)
         )
+        """The density, feature and normal MLPs: ``otype`` (VanillaMLP, FullyFusedMLP,
+        CutlassMLP) and its keys."""
         normal_type: Optional[NormalType] = "finite_difference"
+        """Normals: ``analytic`` (density gradient), ``finite_difference`` (central; alias
+        ``finite_difference_laplacian``), ``finite_difference_forward``, ``pred`` (an MLP head) or
+        null (none)."""
         finite_difference_normal_eps: float = 0.01
+        """Step of finite-difference normals in world units."""
         isosurface_threshold: Union[float, Literal["auto"]] = 25.0
+        """Density level of the extracted surface, or ``auto`` (chosen on export/conversion)."""
+
+    @classmethod
+    def sub_configs(cls, cfg: Any) -> dict[str, type]:
+        """The encoding and MLP mappings (those whose ``otype`` is known)."""
+        found = {
+            "pos_encoding_config": find_encoding_config_class(cfg.pos_encoding_config),
+            "mlp_network_config": find_mlp_config_class(cfg.mlp_network_config),
+        }
+        return {name: sub_cls for name, sub_cls in found.items() if sub_cls is not None}
+
+    @classmethod
+    def validate_config(cls, cfg: Any, path: str) -> None:
+        """Also every check :func:`build_encoding` and :func:`build_mlp` make (an unknown
+        ``otype``, a grid with 0 levels, an unknown activation)."""
+        super().validate_config(cfg, path)
+        validate_encoding_config(
+            cfg.pos_encoding_config, f"{path}.pos_encoding_config", cfg.n_input_dims
+        )
+        validate_mlp_config(cfg.mlp_network_config, f"{path}.mlp_network_config")
 
     def configure(self) -> None:
         super().configure()

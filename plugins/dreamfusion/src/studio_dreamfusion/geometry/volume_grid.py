@@ -8,7 +8,7 @@ import attrs
 import torch
 import torch.nn.functional as F
 
-from studio.geometry.base import BaseImplicitGeometry
+from studio.api import BaseImplicitGeometry
 from studio_dreamfusion.activations import get_activation
 from studio_dreamfusion.geometry.density import density_bias, finite_difference_normal
 
@@ -22,14 +22,28 @@ class VolumeGrid(BaseImplicitGeometry):
     @attrs.define(kw_only=True)
     class Config(BaseImplicitGeometry.Config):
         grid_size: tuple[int, int, int] = (100, 100, 100)
+        """Grid cells along z, y and x (the grid spans ``[-radius, radius]^3``)."""
         n_feature_dims: int = 3
+        """Feature channels stored in the grid and handed to the material."""
         density_activation: Optional[str] = "softplus"
+        """Activation of the scaled density + bias: ``softplus``, ``trunc_exp``, ``exp``, ... or
+        any ``torch.nn.functional`` name; null: none."""
         density_bias: Union[float, str] = "blob"
+        """Added before the activation: ``blob`` (alias ``blob_magic3d``: ``scale * (1 - |x| /
+        std)``), ``blob_dreamfusion`` (a Gaussian) or a constant; only ``blob`` fixes the density
+        scale at 1, others learn it."""
         density_blob_scale: float = 5.0
+        """Value of the blob bias at the centre, before the activation (negative: a hole)."""
         density_blob_std: float = 0.5
+        """Size of the blob in world units: ``blob`` reaches 0 at this radius,
+        ``blob_dreamfusion``'s standard deviation."""
         normal_type: Optional[Literal["finite_difference", "pred"]] = "finite_difference"
+        """Normals: ``finite_difference`` (central), ``pred`` (a second, 3-channel grid) or null
+        (none)."""
         finite_difference_normal_eps: float = 1e-3
+        """Step of finite-difference normals in world units."""
         isosurface_threshold: Union[float, Literal["auto"]] = "auto"
+        """Density level of the extracted surface, or ``auto`` (chosen on export/conversion)."""
 
     def configure(self) -> None:
         super().configure()

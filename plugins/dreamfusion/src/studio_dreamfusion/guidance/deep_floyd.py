@@ -15,7 +15,7 @@ import attrs
 import torch
 import torch.nn.functional as F
 
-from studio.errors import ConfigError
+from studio.api import ConfigError
 from studio_dreamfusion.guidance.diffusers_base import DiffusersGuidance
 from studio_dreamfusion.guidance.loading import (
     check_memory_options,
@@ -35,8 +35,12 @@ class DeepFloydGuidance(DiffusersGuidance):
     @attrs.define(kw_only=True)
     class Config(DiffusersGuidance.Config):
         pretrained_model_name_or_path: str = "DeepFloyd/IF-I-XL-v1.0"
+        """DeepFloyd IF stage-I model id or local folder (UNet and scheduler are loaded)."""
         guidance_scale: float = 20.0
+        """Classifier-free guidance scale ``s`` of ``eps_c + s * (eps_c - eps_u)`` (the
+        reference's form: diffusers' scale ``s + 1``)."""
         enable_channels_last_format: bool = True
+        """Store the UNet weights in ``channels_last`` memory format."""
 
     cfg: Config
 

@@ -19,12 +19,21 @@ class DiffusersGuidance(ScoreDistillationGuidance):
     @attrs.define(kw_only=True)
     class Config(ScoreDistillationGuidance.Config):
         pretrained_model_name_or_path: str = ""
+        """Hugging Face model id or local folder of the diffusion pipeline."""
         half_precision_weights: bool = True
+        """Run the frozen model in float16 on CUDA (float32 on the CPU either way)."""
         enable_memory_efficient_attention: bool = False
+        """xformers attention on torch < 2 (torch >= 2 already uses fused attention: no-op)."""
         enable_sequential_cpu_offload: bool = False
+        """Keep the weights on the CPU and stream them to the GPU layer by layer (least memory,
+        slowest; needs accelerate; ignored on the CPU)."""
         enable_attention_slicing: bool = False
+        """Compute attention one slice at a time (less memory, slower)."""
         enable_channels_last_format: bool = False
+        """Store the UNet weights in ``channels_last`` memory format."""
         compile: CompileMode = "none"
+        """``torch.compile`` mode for the UNet (the VAE encoder gets ``default``), CUDA only;
+        ``none``: eager; the first steps are slow while it compiles."""
 
     def memory_options(self) -> MemoryOptions:
         """The config's VRAM and speed switches (token merging only where the config has it)."""

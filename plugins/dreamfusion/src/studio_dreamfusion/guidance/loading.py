@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from studio.errors import ConfigError
+from studio.api import ConfigError
 
 log = logging.getLogger(__name__)
 

@@ -29,9 +29,7 @@ from typing import Any, ClassVar, Optional
 import attrs
 import torch
 
-from studio.base import BaseObject
-from studio.config.schedule import Scheduled, scheduled_value
-from studio.errors import ConfigError
+from studio.api import BaseObject, ConfigError, Scheduled, scheduled_value
 
 #: ``w(t)`` from ``abar_t`` (``alphas_cumprod[t]``) for each weighting strategy.
 WEIGHTINGS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
@@ -164,11 +162,23 @@ class ScoreDistillationGuidance(BaseObject):
     @attrs.define(kw_only=True)
     class Config:
         guidance_scale: float = 100.0
+        """Classifier-free guidance scale ``s`` of ``eps_c + s * (eps_c - eps_u)`` (the
+        reference's form: diffusers' scale ``s + 1``)."""
         grad_clip: Optional[Scheduled] = None
+        """Clamp every SDS gradient element to ``+-grad_clip`` (a number or a schedule); null:
+        no clamping."""
         min_step_percent: Scheduled = 0.02
+        """Lowest diffusion timestep drawn, as a fraction of the training timesteps in [0, 1]
+        (a number or a schedule)."""
         max_step_percent: Scheduled = 0.98
+        """Highest diffusion timestep drawn, as a fraction in [0, 1], at least
+        ``min_step_percent`` (a number or a schedule, e.g. ``[5000, 0.98, 0.5, 5001]``)."""
         weighting_strategy: str = "sds"
+        """SDS weight ``w(t)``: ``sds`` (``1 - abar_t``), ``uniform`` (1) or ``fantasia3d``
+        (``sqrt(abar_t) * (1 - abar_t)``)."""
         view_dependent_prompting: bool = True
+        """Condition each camera on its view's prompt (side, front, back, overhead); false: the
+        plain prompt."""
 
     cfg: Config
     models: DiffusionModels

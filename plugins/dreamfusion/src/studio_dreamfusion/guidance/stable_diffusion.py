@@ -34,9 +34,14 @@ class StableDiffusionGuidance(DiffusersGuidance):
     @attrs.define(kw_only=True)
     class Config(DiffusersGuidance.Config):
         pretrained_model_name_or_path: str = "stabilityai/stable-diffusion-2-1-base"
+        """Stable Diffusion model id or local folder (UNet, VAE and scheduler are loaded)."""
         guidance_scale: float = 100.0
+        """Classifier-free guidance scale ``s`` of ``eps_c + s * (eps_c - eps_u)`` (the
+        reference's form: diffusers' scale ``s + 1``)."""
         token_merging: bool = False
+        """Apply ToMe token merging to the UNet (faster, approximate; needs tomesd)."""
         token_merging_params: dict[str, Any] = attrs.Factory(dict)
+        """Keyword arguments of ``tomesd.apply_patch`` (e.g. ``ratio: 0.5``)."""
 
     cfg: Config
 

@@ -30,10 +30,8 @@ import torch
 from numpy.polynomial import legendre, polynomial
 from torch import nn
 
-from studio.backends import choose
-from studio.base import Updateable
-from studio.config.convert import structure
-from studio.errors import ConfigError
+from studio.api import ConfigError, Updateable, structure
+from studio.api import choose_backend as choose
 from studio_dreamfusion.networks.hashgrid import HashGrid
 
 #: ``triton`` is studio's PyTorch hash grid with fused Triton kernels on CUDA; it changes hash
@@ -49,13 +47,24 @@ class HashGridConfig:
     """``otype: HashGrid`` (tcnn's ``Grid`` with ``type: Hash``); tcnn's defaults."""
 
     otype: str = "HashGrid"
+    """The encoding, matched case-insensitively: ``HashGrid``, ``ProgressiveBandHashGrid``,
+    ``SphericalHarmonics`` or ``Frequency``."""
     n_levels: int = 16
+    """Grid levels (at least 1); the encoding has ``n_levels * n_features_per_level`` outputs."""
     n_features_per_level: int = 2
+    """Features stored per grid vertex and level: 1, 2, 4 or 8."""
     log2_hashmap_size: int = 19
+    """log2 of the hash table's entries per level (3..30); coarse levels that fit are dense."""
     base_resolution: int = 16
+    """Grid resolution of the coarsest level (at least 1)."""
     per_level_scale: float = 2.0
+    """Resolution growth factor from one level to the next (positive; the finest level is about
+    ``base_resolution * per_level_scale^(n_levels - 1)``)."""
     include_xyz: bool = False
+    """Prepend the input mapped to ``[-1, 1]`` (``2x - 1``) to the encoding's outputs."""
     backend: Backend = "auto"
+    """Implementation: ``torch``, ``triton`` (fused kernels on CUDA), ``tinycudann``, or ``auto``
+    (tiny-cuda-nn, then triton, on CUDA when installed; else torch)."""
 
 
 @attrs.define(kw_only=True)
@@ -63,25 +72,44 @@ class ProgressiveBandHashGridConfig(HashGridConfig):
     """A hash grid whose finer levels are switched on over training (threestudio's keys)."""
 
     otype: str = "ProgressiveBandHashGrid"
+    """The encoding, matched case-insensitively (here ``ProgressiveBandHashGrid``)."""
     start_level: int = 8
+    """Levels enabled from the start (the rest output zeros until enabled)."""
     start_step: int = 2000
+    """Training step from which further levels are enabled."""
     update_steps: int = 500
+    """Steps between enabling successive levels (at least 1)."""
 
 
 @attrs.define(kw_only=True)
 class SphericalHarmonicsConfig:
+    """``otype: SphericalHarmonics``: tiny-cuda-nn's real spherical harmonics of a direction."""
+
     otype: str = "SphericalHarmonics"
+    """The encoding, matched case-insensitively (here ``SphericalHarmonics``)."""
     degree: int = 4
+    """Number of bands, 1..8; the encoding has ``degree**2`` outputs (3: 9)."""
     include_xyz: bool = False
+    """Prepend the input mapped to ``[-1, 1]`` (``2x - 1``) to the encoding's outputs."""
     backend: Backend = "auto"
+    """Implementation: ``tinycudann``, or PyTorch for ``torch`` and ``triton``; ``auto`` picks
+    tiny-cuda-nn on CUDA when installed."""
 
 
 @attrs.define(kw_only=True)
 class FrequencyConfig:
+    """``otype: Frequency``: tiny-cuda-nn's sin/cos encoding at octave frequencies."""
+
     otype: str = "Frequency"
+    """The encoding, matched case-insensitively (here ``Frequency``)."""
     n_frequencies: int = 12
+    """Frequencies per input dimension (at least 1): ``sin``/``cos(2^k pi x)`` for ``k <
+    n_frequencies``, so ``2 * n_frequencies`` outputs per dimension."""
     include_xyz: bool = False
+    """Prepend the input mapped to ``[-1, 1]`` (``2x - 1``) to the encoding's outputs."""
     backend: Backend = "auto"
+    """Implementation: ``tinycudann``, or PyTorch for ``torch`` and ``triton``; ``auto`` picks
+    tiny-cuda-nn on CUDA when installed."""
 
 
 CONFIGS: dict[str, type] = {
@@ -318,6 +346,72 @@ def _fail(path: str, key: str, message: str) -> ConfigError:
     return ConfigError(f"Invalid configuration: {path}.{key}: {message}.")
 
 
+def _canonical_otype(config: Any) -> Any:
+    """``config``'s ``otype`` spelled as in :data:`CONFIGS` when it names one (tcnn matches
+    otype names case-insensitively; so do we), else as a string (None when missing)."""
+    otype = config.get("otype")
+    if otype is None:
+        return None
+    return {name.lower(): name for name in CONFIGS}.get(str(otype).lower(), str(otype))
+
+
+def find_encoding_config_class(config: Any) -> type | None:
+    """The attrs config class of the encoding ``config`` describes, or None when ``config`` is
+    not a mapping or its ``otype`` is missing or unknown (:func:`encoding_config_class` says
+    why)."""
+    if not isinstance(config, dict):
+        return None
+    return CONFIGS.get(_canonical_otype(config))
+
+
+def encoding_config_class(config: Any, path: str = "encoding") -> type:
+    """The attrs config class (one of :data:`CONFIGS`) of the encoding ``config`` describes,
+    chosen by its ``otype`` (case-insensitive); :class:`ConfigError` naming ``path`` when
+    ``config`` is not a mapping or its ``otype`` is missing or unknown."""
+    if not isinstance(config, dict):
+        raise ConfigError(
+            f"Invalid configuration: {path} must be a mapping with an 'otype', got {config!r}."
+        )
+    otype = _canonical_otype(config)
+    if otype not in CONFIGS:
+        names = ", ".join(CONFIGS)
+        if otype is None:
+            raise _fail(path, "otype", f"a required value is missing (one of {names})")
+        close = difflib.get_close_matches(str(otype), list(CONFIGS), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise _fail(path, "otype", f"unknown encoding {otype!r}{hint}; choose one of {names}")
+    return CONFIGS[otype]
+
+
+def check_encoding_config(cfg: Any, path: str, n_input_dims: int | None = None) -> None:
+    """The checks of a structured encoding config beyond its types that :func:`build_encoding`
+    makes (:class:`ConfigError` naming ``path``); ``n_input_dims`` None skips the input check.
+    The backend's availability is not checked here: it depends on the machine, not the config."""
+    if isinstance(cfg, HashGridConfig):  # also ProgressiveBandHashGridConfig
+        _check_grid(cfg, path)
+        if isinstance(cfg, ProgressiveBandHashGridConfig) and cfg.update_steps < 1:
+            raise _fail(path, "update_steps", f"must be at least 1, got {cfg.update_steps}")
+    elif isinstance(cfg, SphericalHarmonicsConfig):
+        if n_input_dims is not None and n_input_dims != 3:
+            raise ConfigError(
+                f"Invalid configuration: {path}: SphericalHarmonics encodes 3D directions, "
+                f"got {n_input_dims} input dims."
+            )
+        if not 1 <= cfg.degree <= 8:
+            raise _fail(path, "degree", f"must be 1..8 (as in tiny-cuda-nn), got {cfg.degree}")
+    elif isinstance(cfg, FrequencyConfig):
+        if cfg.n_frequencies < 1:
+            raise _fail(path, "n_frequencies", f"must be positive, got {cfg.n_frequencies}")
+
+
+def validate_encoding_config(config: Any, path: str, n_input_dims: int | None = None) -> Any:
+    """``config`` structured strictly into its attrs class and checked as :func:`build_encoding`
+    would (every :class:`ConfigError` it raises for a config value, named by ``path``)."""
+    cfg = structure(config, encoding_config_class(config, path), path)
+    check_encoding_config(cfg, path, n_input_dims)
+    return cfg
+
+
 def build_encoding(
     n_input_dims: int, config: dict[str, Any], path: str = "encoding", *, cuda: bool | None = None
 ) -> nn.Module:
@@ -327,25 +421,11 @@ def build_encoding(
     ``path``). ``backend`` (auto | torch | tinycudann) picks tiny-cuda-nn when it is installed and
     CUDA is available (``cuda`` overrides the check); otherwise the PyTorch implementations here.
     """
-    if not isinstance(config, dict):
-        raise ConfigError(
-            f"Invalid configuration: {path} must be a mapping with an 'otype', got {config!r}."
-        )
-    otype = config.get("otype")
-    # tcnn matches otype names case-insensitively; so do we.
-    otype = {name.lower(): name for name in CONFIGS}.get(str(otype).lower(), otype)
-    if otype not in CONFIGS:
-        names = ", ".join(CONFIGS)
-        if otype is None:
-            raise _fail(path, "otype", f"a required value is missing (one of {names})")
-        close = difflib.get_close_matches(str(otype), list(CONFIGS), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise _fail(path, "otype", f"unknown encoding {otype!r}{hint}; choose one of {names}")
-    cfg = structure(config, CONFIGS[otype], path)
+    cfg = structure(config, encoding_config_class(config, path), path)
     backend = resolve_backend(cfg.backend, path, cuda)
+    check_encoding_config(cfg, path, n_input_dims)
     encoding: nn.Module
     if isinstance(cfg, HashGridConfig):  # also ProgressiveBandHashGridConfig
-        _check_grid(cfg, path)
         grid_keys = {
             "n_levels": cfg.n_levels,
             "n_features_per_level": cfg.n_features_per_level,
@@ -359,8 +439,6 @@ def build_encoding(
         else:
             grid = HashGrid(n_input_dims, **grid_keys, fused=backend == "triton")
         if isinstance(cfg, ProgressiveBandHashGridConfig):
-            if cfg.update_steps < 1:
-                raise _fail(path, "update_steps", f"must be at least 1, got {cfg.update_steps}")
             encoding = ProgressiveBandHashGrid(
                 grid,
                 cfg.n_levels,
@@ -372,21 +450,12 @@ def build_encoding(
         else:
             encoding = grid
     elif isinstance(cfg, SphericalHarmonicsConfig):
-        if n_input_dims != 3:
-            raise ConfigError(
-                f"Invalid configuration: {path}: SphericalHarmonics encodes 3D directions, "
-                f"got {n_input_dims} input dims."
-            )
-        if not 1 <= cfg.degree <= 8:
-            raise _fail(path, "degree", f"must be 1..8 (as in tiny-cuda-nn), got {cfg.degree}")
         if backend == "tinycudann":
             encoding = tcnn_encoding(3, {"otype": "SphericalHarmonics", "degree": cfg.degree})
         else:
             encoding = SphericalHarmonics(cfg.degree)
     else:
         assert isinstance(cfg, FrequencyConfig)
-        if cfg.n_frequencies < 1:
-            raise _fail(path, "n_frequencies", f"must be positive, got {cfg.n_frequencies}")
         if backend == "tinycudann":
             tcnn_cfg = {"otype": "Frequency", "n_frequencies": cfg.n_frequencies}
             encoding = tcnn_encoding(n_input_dims, tcnn_cfg)

@@ -44,8 +44,7 @@ import numpy as np
 import torch
 from torch import nn
 
-#: tiny-cuda-nn's "CoherentPrime" hash factors, one per input dimension.
-PRIMES: tuple[int, ...] = (1, 2654435761, 805459861, 3674653429, 2097192037, 1434869437, 2165219737)
+from studio_dreamfusion.networks.hash_primes import PRIMES
 
 _UINT32_MASK = 0xFFFFFFFF
 

@@ -15,16 +15,24 @@ tcnn's own rounding. Triton is imported on first use only.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import torch
 import triton
 import triton.language as tl
 
-from studio_dreamfusion.networks.hashgrid import PRIMES
+from studio_dreamfusion.networks.hash_primes import PRIMES
 
-if TYPE_CHECKING:
-    from studio_dreamfusion.networks.hashgrid import HashGrid
+
+class HashGrid(Protocol):
+    """What the kernels read of :class:`~studio_dreamfusion.networks.hashgrid.HashGrid`."""
+
+    layout: Any
+    params: torch.Tensor
+    n_levels: int
+    n_features_per_level: int
+    n_output_dims: int
+
 
 _BLOCK = 128  # points per program; one program handles one level of a block of points
 

@@ -16,8 +16,7 @@ import attrs
 import torch
 from torch import nn
 
-from studio.config.convert import structure
-from studio.errors import ConfigError
+from studio.api import ConfigError, structure
 from studio_dreamfusion.networks.encodings import resolve_backend
 
 _K_ACT = 10.0  # tcnn's sharpness constant for Softplus / Squareplus
@@ -81,11 +80,20 @@ class MLPConfig:
     """tcnn network keys (tcnn's defaults); ``otype`` VanillaMLP, FullyFusedMLP or CutlassMLP."""
 
     otype: str
+    """The network, matched case-insensitively: ``VanillaMLP`` (PyTorch), ``FullyFusedMLP`` or
+    ``CutlassMLP`` (tiny-cuda-nn when available, else a VanillaMLP of the same shape)."""
     activation: str = "ReLU"
+    """Activation after each hidden layer (case-insensitive): None, ReLU, LeakyReLU,
+    Exponential, Sine, Sigmoid, Squareplus, Softplus or Tanh."""
     output_activation: str = "None"
+    """Activation of the output layer; the same choices as ``activation``."""
     n_neurons: int = 128
+    """Width of every hidden layer (at least 1)."""
     n_hidden_layers: int = 5
+    """Hidden layers (at least 0; 0 is a single linear map); no layer has a bias."""
     backend: Literal["auto", "torch", "tinycudann"] = "auto"
+    """For FullyFusedMLP/CutlassMLP: ``tinycudann``, ``torch`` (VanillaMLP) or ``auto``
+    (tiny-cuda-nn on CUDA when installed); VanillaMLP is always torch."""
 
 
 OTYPES = ("VanillaMLP", "FullyFusedMLP", "CutlassMLP")
@@ -178,6 +186,68 @@ def tcnn_network(n_in: int, n_out: int, tcnn_config: dict[str, Any]) -> nn.Modul
     return module
 
 
+def _canonical_otype(config: dict[str, Any]) -> Any:
+    """``config``'s ``otype`` spelled as in :data:`OTYPES` when it names one (tcnn matches otype
+    names case-insensitively; so do we), else as a string (None when missing)."""
+    otype = config.get("otype")
+    if otype is None:
+        return None
+    return {name.lower(): name for name in OTYPES}.get(str(otype).lower(), str(otype))
+
+
+def find_mlp_config_class(config: Any) -> type | None:
+    """:class:`MLPConfig` when ``config`` is a mapping whose ``otype`` is one of :data:`OTYPES`,
+    else None (:func:`mlp_config_class` says why)."""
+    if not isinstance(config, dict) or _canonical_otype(config) not in OTYPES:
+        return None
+    return MLPConfig
+
+
+def mlp_config_class(config: Any, path: str = "mlp") -> type:
+    """:class:`MLPConfig`, the attrs config of every network ``otype``; :class:`ConfigError`
+    naming ``path`` when ``config`` is not a mapping or its ``otype`` (case-insensitive) is
+    missing or not one of :data:`OTYPES`."""
+    if not isinstance(config, dict):
+        raise ConfigError(
+            f"Invalid configuration: {path} must be a mapping with an 'otype', got {config!r}."
+        )
+    otype = _canonical_otype(config)
+    if otype not in OTYPES:
+        close = difflib.get_close_matches(str(otype), list(OTYPES), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        what = "a required value is missing" if otype is None else f"unknown network {otype!r}"
+        raise ConfigError(
+            f"Invalid configuration: {path}.otype: {what}{hint}; choose one of {', '.join(OTYPES)}."
+        )
+    return MLPConfig
+
+
+def check_mlp_config(cfg: MLPConfig, path: str) -> None:
+    """The checks of a structured MLP config beyond its types that :func:`build_mlp` makes
+    (:class:`ConfigError` naming ``path``). The backend's availability is not checked here: it
+    depends on the machine, not the config."""
+    if cfg.n_neurons < 1:
+        raise ConfigError(f"Invalid configuration: {path}.n_neurons: must be at least 1.")
+    if cfg.n_hidden_layers < 0:
+        raise ConfigError(f"Invalid configuration: {path}.n_hidden_layers: must be at least 0.")
+    # Validate the names on every backend, so a typo fails on CPU too.
+    _activation(cfg.activation, f"{path}.activation")
+    _activation(cfg.output_activation, f"{path}.output_activation")
+    if cfg.otype.lower() == "vanillamlp" and cfg.backend == "tinycudann":
+        raise ConfigError(
+            f"Invalid configuration: {path}.backend: VanillaMLP is PyTorch only; use otype "
+            f"FullyFusedMLP or CutlassMLP for tiny-cuda-nn."
+        )
+
+
+def validate_mlp_config(config: Any, path: str) -> MLPConfig:
+    """``config`` structured strictly into :class:`MLPConfig` and checked as :func:`build_mlp`
+    would (every :class:`ConfigError` it raises for a config value, named by ``path``)."""
+    cfg = structure(config, mlp_config_class(config, path), path)
+    check_mlp_config(cfg, path)
+    return cfg
+
+
 def build_mlp(
     n_in: int, n_out: int, config: dict[str, Any], path: str = "mlp", *, cuda: bool | None = None
 ) -> nn.Module:
@@ -186,33 +256,9 @@ def build_mlp(
     ``VanillaMLP`` is always PyTorch. ``FullyFusedMLP`` / ``CutlassMLP`` use tiny-cuda-nn when
     ``backend`` resolves to it (installed and CUDA, or forced) and VanillaMLP otherwise.
     """
-    if not isinstance(config, dict):
-        raise ConfigError(
-            f"Invalid configuration: {path} must be a mapping with an 'otype', got {config!r}."
-        )
-    otype = config.get("otype")
-    # tcnn matches otype names case-insensitively; so do we.
-    otype = {name.lower(): name for name in OTYPES}.get(str(otype).lower(), otype)
-    if otype not in OTYPES:
-        close = difflib.get_close_matches(str(otype), list(OTYPES), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        what = "a required value is missing" if otype is None else f"unknown network {otype!r}"
-        raise ConfigError(
-            f"Invalid configuration: {path}.otype: {what}{hint}; choose one of {', '.join(OTYPES)}."
-        )
-    cfg = structure(config, MLPConfig, path)
-    if cfg.n_neurons < 1:
-        raise ConfigError(f"Invalid configuration: {path}.n_neurons: must be at least 1.")
-    if cfg.n_hidden_layers < 0:
-        raise ConfigError(f"Invalid configuration: {path}.n_hidden_layers: must be at least 0.")
-    # Validate the names on every backend, so a typo fails on CPU too.
-    _activation(cfg.activation, f"{path}.activation")
-    _activation(cfg.output_activation, f"{path}.output_activation")
-    if otype == "VanillaMLP" and cfg.backend == "tinycudann":
-        raise ConfigError(
-            f"Invalid configuration: {path}.backend: VanillaMLP is PyTorch only; use otype "
-            f"FullyFusedMLP or CutlassMLP for tiny-cuda-nn."
-        )
+    cfg = structure(config, mlp_config_class(config, path), path)
+    otype = _canonical_otype(config)
+    check_mlp_config(cfg, path)
     if otype != "VanillaMLP" and resolve_backend(cfg.backend, path, cuda) == "tinycudann":
         tcnn_config = {
             "otype": otype,
@@ -232,4 +278,14 @@ def build_mlp(
     )
 
 
-__all__ = ["ACTIVATIONS", "MLPConfig", "VanillaMLP", "build_mlp", "tcnn_network"]
+__all__ = [
+    "ACTIVATIONS",
+    "MLPConfig",
+    "VanillaMLP",
+    "build_mlp",
+    "check_mlp_config",
+    "find_mlp_config_class",
+    "mlp_config_class",
+    "tcnn_network",
+    "validate_mlp_config",
+]

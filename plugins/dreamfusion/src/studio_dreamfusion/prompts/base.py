@@ -28,9 +28,7 @@ from typing import Any, ClassVar, Optional
 import attrs
 import torch
 
-from studio import prompt_library
-from studio.base import BaseObject
-from studio.training.distributed import barrier, context_from_env
+from studio.api import BaseObject, main_rank_first, prompt_library
 from studio_dreamfusion.prompts import cache
 from studio_dreamfusion.prompts.output import PromptProcessorOutput
 from studio_dreamfusion.prompts.views import DIRECTION_NAMES, ViewThresholds, build_directions
@@ -52,23 +50,46 @@ class PromptProcessor(BaseObject):
     @attrs.define(kw_only=True)
     class Config:
         prompt: str = "a hamburger"
+        """The text prompt; ``lib:<keywords>`` picks the one DreamFusion gallery prompt that
+        contains all the ``_``-separated keywords."""
         prompt_front: Optional[str] = None
+        """Replaces the generated front-view prompt (``<prompt>, front view``); null: generated."""
         prompt_side: Optional[str] = None
+        """Replaces the generated side-view prompt (``<prompt>, side view``); null: generated."""
         prompt_back: Optional[str] = None
+        """Replaces the generated back-view prompt (``<prompt>, back view``); null: generated."""
         prompt_overhead: Optional[str] = None
+        """Replaces the generated overhead-view prompt; null: generated."""
         negative_prompt: str = ""
+        """Negative prompt (the unconditional branch of guidance), the same for every view."""
         pretrained_model_name_or_path: str = "stabilityai/stable-diffusion-2-1-base"
+        """Model id or local folder whose tokenizer and text encoder embed the prompts."""
         overhead_threshold: float = 60.0
+        """Cameras above this elevation (degrees) get the overhead prompt."""
         front_threshold: float = 45.0
+        """Cameras within this azimuth (degrees) of the front get the front prompt."""
         back_threshold: float = 45.0
+        """Cameras within this azimuth (degrees) of the back get the back prompt."""
         view_dependent_prompt_front: bool = False
+        """Put the view first (``front view of <prompt>``) instead of last."""
         use_cache: bool = True
-        spawn: bool = True  # accepted, no effect: we free the encoder in-process (module doc)
+        """Reuse embeddings cached on disk (false: encode every prompt again, refreshing them)."""
+        spawn: bool = True
+        """Accepted for reference configs; no effect (the encoder is freed in-process)."""
         use_perp_neg: bool = False
+        """Perp-Neg: use the other views' prompts as negatives (perpendicular components only)."""
         perp_neg_f_sb: tuple[float, float, float] = (1.0, 0.5, -0.606)
+        """Perp-Neg curve ``f(r) = a * exp(-b r) + c`` as ``(a, b, c)``: the side negative's weight
+        ``-f(r)`` for back-half cameras."""
         perp_neg_f_fsb: tuple[float, float, float] = (1.0, 0.5, 0.967)
+        """Perp-Neg curve ``f(r) = a * exp(-b r) + c`` as ``(a, b, c)``: the front negative's
+        weight ``-f(r)`` for back-half cameras."""
         perp_neg_f_fs: tuple[float, float, float] = (4.0, 0.5, -2.426)
+        """Perp-Neg curve ``f(r) = a * exp(-b r) + c`` as ``(a, b, c)``: the front negative's
+        weight ``-f(r)`` for front-half cameras."""
         perp_neg_f_sf: tuple[float, float, float] = (4.0, 0.5, -2.426)
+        """Perp-Neg curve ``f(r) = a * exp(-b r) + c`` as ``(a, b, c)``: the side negative's
+        weight ``-f(1 - r)`` for front-half cameras."""
 
     cfg: Config
 
@@ -113,19 +134,13 @@ class PromptProcessor(BaseObject):
 
     def prepare_embeddings(self, prompts: list[str]) -> dict[str, torch.Tensor]:
         """Every prompt's embedding on ``self.device``, encoding (rank 0) what the cache lacks."""
-        ctx = context_from_env()
-        synchronised = (
-            ctx.active and torch.distributed.is_available() and torch.distributed.is_initialized()
-        )
-        if ctx.is_main or not synchronised:
+        with main_rank_first() as is_main:
             if self.cfg.use_cache:
                 missing = [p for p in prompts if not cache.cache_path(self.model_id, p).is_file()]
             else:
-                missing = list(prompts)
+                missing = list(prompts) if is_main else []
             if missing:
                 self._encode_to_cache(missing)
-        if synchronised:
-            barrier(ctx)
         return {
             p: cache.load_embedding(cache.cache_path(self.model_id, p), self.device)
             for p in prompts

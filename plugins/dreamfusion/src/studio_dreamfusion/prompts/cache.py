@@ -20,9 +20,8 @@ from typing import Optional
 
 import torch
 
-from studio.models.embedded import locate
-from studio.models.hub import ModelNotAvailableError
-from studio.paths import cache_dir
+from studio.api import ModelNotAvailableError, cache_dir
+from studio.api import locate_embedded_model as locate
 
 
 def embeddings_dir() -> Path:

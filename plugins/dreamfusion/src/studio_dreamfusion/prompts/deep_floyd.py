@@ -18,8 +18,7 @@ from typing import Any
 import attrs
 import torch
 
-from studio.backends import importable
-from studio.errors import ConfigError, one_line
+from studio.api import ConfigError, importable, one_line
 from studio_dreamfusion.pretrained import (
     pick_variant,
     resolve_pretrained,
@@ -37,7 +36,11 @@ class DeepFloydPromptProcessor(PromptProcessor):
     @attrs.define(kw_only=True)
     class Config(PromptProcessor.Config):
         pretrained_model_name_or_path: str = "DeepFloyd/IF-I-XL-v1.0"
+        """DeepFloyd IF model id or local folder whose T5 tokenizer and text encoder embed the
+        prompts."""
         load_in_8bit: bool = False
+        """Load the T5 encoder with int8 linear layers (about 3.6 GB less memory in fp16; needs
+        bitsandbytes and accelerate)."""
 
     def configure(self) -> None:
         if self.cfg.load_in_8bit:

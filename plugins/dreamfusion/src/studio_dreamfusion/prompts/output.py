@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
-from studio.errors import ConfigError
+from studio.api import ConfigError
 from studio_dreamfusion.prompts.views import ViewDirection, direction_indices, shift_azimuth_deg
 
 #: ``(a, b, c)`` of the shifted exponential ``a * exp(-b * r) + c`` (perp-neg weight curves).

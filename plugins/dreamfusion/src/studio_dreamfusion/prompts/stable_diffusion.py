@@ -16,6 +16,8 @@ class StableDiffusionPromptProcessor(PromptProcessor):
     @attrs.define(kw_only=True)
     class Config(PromptProcessor.Config):
         pretrained_model_name_or_path: str = "stabilityai/stable-diffusion-2-1-base"
+        """Stable Diffusion model id or local folder whose CLIP tokenizer and text encoder embed
+        the prompts (use the guidance's model)."""
 
     def load_text_encoder(self) -> TextEncoder:
         from transformers import AutoTokenizer, CLIPTextModel

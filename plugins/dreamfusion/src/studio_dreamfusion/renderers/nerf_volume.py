@@ -23,8 +23,8 @@ import attrs
 import torch
 import torch.nn.functional as F
 
-from studio.backends import choose
-from studio.renderers.base import BaseRenderer
+from studio.api import BaseRenderer
+from studio.api import choose_backend as choose
 from studio_dreamfusion.renderers.occupancy_marching import march
 from studio_dreamfusion.renderers.volume import (
     RaySamples,
@@ -41,17 +41,33 @@ class NeRFVolumeRenderer(BaseRenderer):
     @attrs.define(kw_only=True)
     class Config(BaseRenderer.Config):
         num_samples_per_ray: int = 512
+        """Samples across the box per ray (nerfacc: marching step ``sqrt(3) * 2 * radius / N``;
+        torch: N samples between the ray's entry and exit)."""
         eval_chunk_size: int = 160000
+        """Evaluation renders in chunks of this many sample points (torch: this many divided by
+        ``num_samples_per_ray`` rays), to bound memory."""
         randomized: bool = True
+        """Stratified (jittered) sample positions in training; evaluation always uses midpoints."""
         near_plane: float = 0.0
+        """Rays start no closer than this distance from the camera (world units)."""
         far_plane: float = 1e10
+        """Rays end no farther than this distance from the camera (world units)."""
         return_comp_normal: bool = False
+        """Also render normals in training (evaluation always does when the geometry has them)."""
         return_normal_perturb: bool = False
+        """Training: also return normals at points jittered by N(0, 0.01^2) (``normal_perturb``)."""
         estimator: Literal["occgrid"] = "occgrid"
+        """Sample estimator: ``occgrid`` (occupancy grid; the only choice)."""
         grid_prune: bool = True
+        """Skip empty space (nerfacc's occupancy grid; torch drops the samples it would skip) and
+        stop rays once transmittance is below 1e-4; false: dense uniform marching."""
         prune_alpha_threshold: bool = True
+        """With ``grid_prune``: also skip samples whose alpha is below 0.01."""
         occupancy_grid_resolution: int = 32
+        """Cells per axis of nerfacc's occupancy grid."""
         backend: Literal["auto", "nerfacc", "torch"] = "auto"
+        """Ray marching: ``nerfacc`` (CUDA), ``torch`` (anywhere) or ``auto`` (nerfacc on CUDA
+        when installed, else torch)."""
 
     def configure(self) -> None:
         cfg = self.cfg

@@ -24,7 +24,7 @@ def load_nerfacc_backend(lock_dir: Optional[Path] = None, timeout_s: float = 180
     ``timeout_s`` for another process's build raises ``filelock.Timeout``."""
     from filelock import FileLock
 
-    from studio.paths import cache_dir
+    from studio.api import cache_dir
 
     folder = Path(lock_dir) if lock_dir is not None else cache_dir()
     folder.mkdir(parents=True, exist_ok=True)
