@@ -2,7 +2,7 @@
 ``--per-colour`` samples of each colour side by side (colours in the data set's order).
 
 usage: python tools/sample_sheet.py SAMPLES.png OUT.png [--per-colour 2] [--samples-per-prompt 4]
-``SAMPLES.png`` is the grid ``studio_primitives.train`` (or ``sample_check``) writes: one row per
+``SAMPLES.png`` is the grid ``studio primitives train`` (or ``sample-check``) writes: one row per
 ``"a {colour} {shape}, front view"`` prompt in data order (shapes outer), one column per sample.
 """
 

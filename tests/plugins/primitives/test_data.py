@@ -16,14 +16,12 @@ from studio_primitives.data import (
     PAIRS,
     AlbedoJitter,
     generate,
-    main,
-    read_dataset,
     render_sample,
     render_with_mask,
     view_caption,
-    write_dataset,
 )
 from studio_primitives.shapes import SHAPES
+from studio_primitives.training.dataset import main, read_dataset, write_dataset
 
 CHROMATIC = ("red", "green", "blue", "yellow", "orange", "purple")
 

@@ -28,7 +28,11 @@ def frames_of(shape: str, color: str, seed: int = 77) -> list[np.ndarray]:
 def fake_run(root: Path, prompt: str, frames: list[np.ndarray], step: int = 100) -> Path:
     """A run directory with parsed.yaml and rgb | normal | opacity test grids."""
     (root / "configs").mkdir(parents=True)
-    config = {"system": {"prompt_processor": {"prompt": prompt}}, "data": {"eval_width": SIZE}}
+    config = {
+        "method": "dreamfusion-primitives",  # its registered prompt_key tells where the prompt is
+        "system": {"prompt_processor": {"prompt": prompt}},
+        "data": {"eval_width": SIZE},
+    }
     (root / "configs" / "parsed.yaml").write_text(yaml.safe_dump(config))
     folder = root / "save" / f"it{step}-test"
     folder.mkdir(parents=True)

@@ -38,7 +38,13 @@ from studio_primitives.models.vocabulary import (
     build_clip_tokenizer,
     build_t5_tokenizer,
 )
-from studio_primitives.train import TrainConfig, encode_text, lr_factor, sample_accuracy, train
+from studio_primitives.training.train import (
+    TrainConfig,
+    encode_text,
+    lr_factor,
+    sample_accuracy,
+    train,
+)
 
 CPU = torch.device("cpu")
 SIZE = 16
@@ -213,7 +219,7 @@ def test_sample_check_scores_a_saved_pipeline_with_given_weights(
         default_weights_path,
         save_classifier,
     )
-    from studio_primitives.sample_check import check
+    from studio_primitives.training.sample_check import check
 
     sampling = {"sample_prompts": SAMPLE_PROMPTS, "sample_steps": 2, "samples_per_prompt": 2}
     shipped = check(trained["if"], "if", tmp_path / "a", default_weights_path(), **sampling)
@@ -239,7 +245,7 @@ def test_sampling_does_not_clip_the_clean_image_estimate(
     # shipped IF form most of its shapes (cube prompts 0.125 -> 0.94 without it)
     import diffusers
 
-    from studio_primitives.train import load_pipeline, sample_images
+    from studio_primitives.training.train import load_pipeline, sample_images
 
     seen = []
     original = diffusers.DDIMScheduler.from_config.__func__
@@ -456,8 +462,8 @@ def test_init_rejects_a_folder_without_a_unet(tmp_path: Path) -> None:
 
 
 def test_training_reads_a_written_data_set(tmp_path: Path) -> None:
-    """``--data DIR`` trains on the folder ``python -m studio_primitives.data`` wrote."""
-    from studio_primitives.data import write_dataset
+    """``--data DIR`` trains on the folder ``studio primitives data`` wrote."""
+    from studio_primitives.training.dataset import write_dataset
 
     data = write_dataset(tmp_path / "data", n=3, seed=5, size=SIZE)
     cfg = TrainConfig(
@@ -476,7 +482,7 @@ def test_training_reads_a_written_data_set(tmp_path: Path) -> None:
 
 
 def test_training_rejects_a_data_set_of_another_resolution(tmp_path: Path) -> None:
-    from studio_primitives.data import write_dataset
+    from studio_primitives.training.dataset import write_dataset
 
     data = write_dataset(tmp_path / "data", n=1, seed=0, size=SIZE // 2)
     cfg = TrainConfig(
@@ -489,7 +495,7 @@ def test_training_rejects_a_data_set_of_another_resolution(tmp_path: Path) -> No
 def test_colour_anchor_is_zero_for_pooled_colour_latents() -> None:
     import torch.nn.functional as F
 
-    from studio_primitives.train import ANCHOR_MIX, colour_anchor
+    from studio_primitives.training.train import ANCHOR_MIX, colour_anchor
 
     x = torch.rand(2, 3, 8, 8) * 2 - 1
     pooled = F.avg_pool2d(x, 2)
@@ -507,7 +513,7 @@ class _LinearEncoder:
     def encode(self, x: torch.Tensor) -> Any:
         from types import SimpleNamespace
 
-        from studio_primitives.train import anchor_map
+        from studio_primitives.training.train import anchor_map
 
         mean = self.gain * anchor_map(x, x.shape[-1] // 2) + 0.3
         return SimpleNamespace(latent_dist=SimpleNamespace(mean=mean))
@@ -516,7 +522,7 @@ class _LinearEncoder:
 def test_jacobian_anchor_measures_the_distance_of_the_encoder_jacobian_from_the_anchor_map() -> (
     None
 ):
-    from studio_primitives.train import jacobian_anchor
+    from studio_primitives.training.train import jacobian_anchor
 
     x = torch.rand(8, 3, 32, 32) * 2 - 1
     generator = torch.Generator().manual_seed(0)
@@ -537,7 +543,7 @@ def test_sd_training_reports_the_encoder_colour_check(trained: dict[str, Path]) 
 
 
 def test_snr_weights_follow_min_snr_gamma() -> None:
-    from studio_primitives.train import snr_weights
+    from studio_primitives.training.train import snr_weights
 
     a = torch.tensor([0.9, 0.5, 0.1])  # SNR 9, 1, 1/9
     assert torch.allclose(snr_weights(a, 5.0), torch.tensor([5.0 / 9.0, 1.0, 1.0]))
@@ -548,7 +554,7 @@ def test_snr_weights_follow_min_snr_gamma() -> None:
 
 
 def test_model_config_from_the_command_line() -> None:
-    from studio_primitives.train import model_config
+    from studio_primitives.training.train import model_config
 
     assert model_config("if", None, None) is None
     config = model_config("if", "32,64,96,128", 2)
@@ -568,7 +574,7 @@ def test_model_config_from_the_command_line() -> None:
 
 
 def test_denoiser_loss_weights_epsilon_and_keeps_the_variance_term() -> None:
-    from studio_primitives.train import denoiser_loss
+    from studio_primitives.training.train import denoiser_loss
 
     noise = torch.zeros(2, 3, 4, 4)
     out = torch.cat([torch.ones(2, 3, 4, 4), torch.full((2, 3, 4, 4), 3.0)], dim=1)  # IF: 6 ch

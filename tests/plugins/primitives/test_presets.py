@@ -88,7 +88,7 @@ def test_shipped_sd_pipeline_draws_the_prompted_shape_and_colour() -> None:
     from diffusers import StableDiffusionPipeline
 
     from studio_primitives.shapes import SHAPES
-    from studio_primitives.train import TrainConfig, sample_accuracy, sample_images
+    from studio_primitives.training.train import TrainConfig, sample_accuracy, sample_images
 
     pipe = StableDiffusionPipeline.from_pretrained(
         FOLDER / "sd", safety_checker=None, requires_safety_checker=False

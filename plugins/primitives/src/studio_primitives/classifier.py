@@ -4,7 +4,7 @@
 two logit tensors, over :data:`~studio_primitives.shapes.SHAPES` and over
 :data:`~studio_primitives.colors.COLORS` (in their declared order). The package ships trained
 weights (``weights/classifier.safetensors``, fp16, written by
-:mod:`studio_primitives.train_classifier`); :func:`load_classifier` loads them and :func:`predict`
+:mod:`studio_primitives.training.train_classifier`); :func:`load_classifier` loads them and :func:`predict`
 classifies images of any size.
 """
 
@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from studio.errors import ConfigError
+from studio.api import ConfigError
 from studio_primitives.colors import COLORS
 from studio_primitives.shapes import SHAPES
 
@@ -137,8 +137,8 @@ def _load(path: Path) -> ShapeColorClassifier:
 
     if not path.is_file():
         raise ConfigError(
-            f"No classifier weights at {path}. Train them with `python -m "
-            f"studio_primitives.train_classifier --out {path}` or reinstall studio-primitives."
+            f"No classifier weights at {path}. Train them with `studio primitives "
+            f"train-classifier --out {path}` or reinstall studio-primitives."
         )
     with safe_open(str(path), framework="pt") as handle:
         metadata = handle.metadata() or {}
@@ -148,7 +148,7 @@ def _load(path: Path) -> ShapeColorClassifier:
         raise ConfigError(
             f"The classifier weights {path} were trained for shapes {metadata.get('shapes')!r} and "
             f"colours {metadata.get('colors')!r}, not the installed {','.join(SHAPES)!r} and "
-            f"{','.join(COLOR_NAMES)!r}. Retrain them with studio_primitives.train_classifier."
+            f"{','.join(COLOR_NAMES)!r}. Retrain them with `studio primitives train-classifier`."
         )
     model = ShapeColorClassifier()
     state = {k: v.float() for k, v in load_file(str(path)).items()}

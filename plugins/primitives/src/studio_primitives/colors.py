@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from studio.errors import ConfigError
+from studio.api import ConfigError
 
 COLORS: dict[str, tuple[float, float, float]] = {
     "red": (0.9, 0.05, 0.05),

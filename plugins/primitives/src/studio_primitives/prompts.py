@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-from studio.errors import ConfigError
+from studio.api import ConfigError
 from studio_primitives.colors import COLORS
 from studio_primitives.models.vocabulary import WORDS
 from studio_primitives.shapes import SHAPES

@@ -16,8 +16,7 @@ import torch
 import trimesh
 import trimesh.creation
 
-from studio.errors import ConfigError
-from studio.mesh.mesh import Mesh
+from studio.api import ConfigError, Mesh
 
 SHAPES = ("cube", "sphere", "cylinder", "cone", "torus", "pyramid")
 

@@ -14,7 +14,8 @@
   UNet ignored the prompt (classifier accuracy of its samples 0.04 after 3,741 steps, the
   sample grid showing random shapes and colours); the guidance loads either unchanged.
 
-All weights are random (seeded by the caller's RNG); :mod:`studio_primitives.train` trains them.
+All weights are random (seeded by the caller's RNG); :mod:`studio_primitives.training.train`
+trains them.
 The default configs keep both pipelines together under :data:`SIZE_BUDGET_BYTES` as fp16.
 """
 

@@ -2,8 +2,8 @@
 
 :func:`sd_folder` and :func:`if_folder` are what ``primitives-sd`` / ``primitives-if`` resolve to
 (registered through ``studio_register_models``): folders saved with ``save_pretrained`` by
-:mod:`studio_primitives.train`, loaded unchanged by the ``stable-diffusion`` / ``deep-floyd``
-guidance and prompt processor.
+:mod:`studio_primitives.training.train` (``studio primitives train``), loaded unchanged by the
+``stable-diffusion`` / ``deep-floyd`` guidance and prompt processor.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ def pipeline_folder(form: str) -> Path:
     folder = FOLDER / form
     if not (folder / "model_index.json").is_file():
         raise FileNotFoundError(
-            f"{folder} holds no saved pipeline; recreate it with `python -m studio_primitives.train "
+            f"{folder} holds no saved pipeline; recreate it with `studio primitives train "
             f"--form {form} --out {folder}` (see docs/primitives.md)"
         )
     return folder

@@ -1,12 +1,13 @@
 """Sample a saved primitives pipeline and score the samples with a classifier.
 
-``python -m studio_primitives.sample_check PIPELINE --form sd|if --out DIR [--classifier WEIGHTS]``
+``studio primitives sample-check PIPELINE --form sd|if --out DIR [--classifier WEIGHTS]`` (or
+``python -m studio_primitives.training.sample_check ...``)
 
 Draws the training script's sample grid (DDIM, 30 steps, CFG 5, 4 samples of every
 ``"a {colour} {shape}, front view"`` prompt, seed ``--seed``) from the pipeline as saved and writes
-``samples.png`` and ``accuracy.json`` into ``DIR``, exactly as :mod:`studio_primitives.train` does
-at the end of a run. Use it to score shipped weights again after a classifier change, or weights
-trained elsewhere, without training.
+``samples.png`` and ``accuracy.json`` into ``DIR``, exactly as
+:mod:`studio_primitives.training.train` does at the end of a run. Use it to score shipped weights
+again after a classifier change, or weights trained elsewhere, without training.
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ from typing import Any, Optional
 import attrs
 import torch
 
-from studio.errors import ConfigError
+from studio.api import ConfigError
 from studio_primitives.classifier import load_classifier
-from studio_primitives.train import (
+from studio_primitives.training.train import (
     FORMS,
     TrainConfig,
     default_prompts,
@@ -65,8 +66,10 @@ def check(
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    """``studio primitives sample-check``: parse ``argv``, sample and score; returns the exit
+    code."""
     parser = argparse.ArgumentParser(
-        prog="python -m studio_primitives.sample_check",
+        prog="studio primitives sample-check",
         description="Sample a saved primitives pipeline and score the samples with a classifier.",
     )
     parser.add_argument("pipeline", type=Path, help="saved pipeline folder (has unet/)")

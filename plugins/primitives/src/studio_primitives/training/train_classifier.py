@@ -9,7 +9,8 @@ than the generator's. Accuracy is reported on a held-out data set (seed ``--seed
 its exact colours and with the albedo jitter.
 The weights are written as fp16 safetensors, atomically.
 
-CLI: ``python -m studio_primitives.train_classifier --out PATH --n 4800 --seed 0 --epochs 12``.
+CLI: ``studio primitives train-classifier --out PATH --n 4800 --seed 0 --epochs 12`` (or
+``python -m studio_primitives.training.train_classifier ...``).
 """
 
 from __future__ import annotations
@@ -142,8 +143,10 @@ def train(
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    """``studio primitives train-classifier``: parse ``argv``, train and save; returns the exit
+    code."""
     parser = argparse.ArgumentParser(
-        prog="python -m studio_primitives.train_classifier",
+        prog="studio primitives train-classifier",
         description="Train the primitives shape-and-colour classifier on CPU.",
     )
     parser.add_argument("--out", type=Path, default=default_weights_path(), help="weights file")

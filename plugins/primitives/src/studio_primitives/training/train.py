@@ -1,10 +1,11 @@
 """Train a primitives diffusion model (SD or IF form) from freshly generated data.
 
-``python -m studio_primitives.train --form sd|if --out DIR --steps N --batch B --seed S``
+``studio primitives train --form sd|if --out DIR --steps N --batch B --seed S`` (or
+``python -m studio_primitives.training.train ...``)
 
 1. Renders ``--n-images`` samples with :func:`studio_primitives.data.generate` (kept in memory),
-   or reads a data set written by ``python -m studio_primitives.data`` (``--data DIR``: every image
-   of it; render once, train both forms).
+   or reads a data set written by ``studio primitives data`` (``--data DIR``: every image of it;
+   render once, train both forms).
 2. SD form only: trains the ``AutoencoderKL`` for ``--vae-steps`` (MSE reconstruction, a tiny KL
    term, the colour anchor of :func:`colour_anchor` and the Jacobian anchor of
    :func:`jacobian_anchor`), then sets ``vae.config.scaling_factor``
@@ -48,8 +49,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from studio.errors import ConfigError
-from studio_primitives.data import PAIRS, generate, read_dataset
+from studio.api import ConfigError
+from studio_primitives.data import PAIRS, generate
 from studio_primitives.models.architectures import (
     IFFormConfig,
     SDFormConfig,
@@ -58,6 +59,7 @@ from studio_primitives.models.architectures import (
     trainable_modules,
 )
 from studio_primitives.models.encoder_check import colour_pullback, vae_means
+from studio_primitives.training.dataset import read_dataset
 
 FORMS = ("sd", "if")
 
@@ -107,7 +109,7 @@ class TrainConfig:
     #: A saved pipeline to continue training instead of random weights (``--vae-steps 0`` keeps
     #: an SD pipeline's autoencoder as it is).
     init: Optional[Path] = None
-    #: A data set folder written by ``python -m studio_primitives.data`` to train on (all of its
+    #: A data set folder written by ``studio primitives data`` to train on (all of its
     #: images; ``n_images`` and ``seed`` do not apply to it); ``None``: render ``n_images``.
     data: Optional[Path] = None
     #: Model sizes; ``None``: the form's default config.
@@ -614,8 +616,9 @@ def model_config(
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    """``studio primitives train``: parse ``argv`` and train; returns the exit code."""
     parser = argparse.ArgumentParser(
-        prog="python -m studio_primitives.train",
+        prog="studio primitives train",
         description="Train a primitives diffusion model (SD or IF form) and save its pipeline.",
     )
     defaults = TrainConfig(form="sd", out=Path("unused"))
