@@ -73,16 +73,17 @@ def studio_register_methods(register: Register) -> None:
         )
 
     A pipeline runs registered single-stage methods in order in one run directory, each stage
-    taking the previous stage's run directory at its ``takes`` key::
+    taking the previous stage's run directory at its ``takes`` key (the stage methods here are
+    placeholders for two methods the plugin registers)::
 
         register(
-            "magic3d-sd",
+            "my-method",
             stages=[
-                {"name": "coarse", "method": "magic3d-coarse-sd"},
-                {"name": "refine", "method": "magic3d-refine-sd",
+                {"name": "coarse", "method": "my-method-coarse"},
+                {"name": "refine", "method": "my-method-refine",
                  "takes": "system.geometry_convert_from"},
             ],
-            description="Magic3D: coarse NeRF, then a DMTet mesh refined at 512x512.",
+            description="A coarse NeRF, then a refined mesh.",
         )
 
     ``preset`` is package data holding the full experiment config (``method``, ``name``,
