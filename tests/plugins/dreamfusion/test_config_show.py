@@ -60,6 +60,8 @@ def test_text_output_has_a_doc_line_under_every_key():
 
 
 def test_a_bad_override_is_one_paragraph():
-    result = CliRunner().invoke(app, ["config", "show", "dreamfusion-sd", "system.geometry.radiuss=1"])
+    result = CliRunner().invoke(
+        app, ["config", "show", "dreamfusion-sd", "system.geometry.radiuss=1"]
+    )
     assert result.exit_code == 2
     assert "did you mean 'system.geometry.radius'" in result.output
