@@ -1,12 +1,13 @@
-"""Mesh rasterization: ms per 512x512 render, PyTorch rasterizer vs nvdiffrast.
+"""Mesh rasterization and antialiasing: ms per 512x512 render, PyTorch rasterizer vs nvdiffrast.
 
     python bench/rasterize.py                 # CPU (torch backend); CUDA too when available
     python bench/rasterize.py --size 256 --subdivisions 5 --devices cpu
 
 Scene: a unit icosphere (6 subdivisions: 81,920 faces) seen from ``batch`` cameras 3 units away
 (fovy 40 degrees). A render is what ``nvdiff-rasterizer`` does per view: rasterize, interpolate
-vertex normals (3 channels), antialias them. Each number is the median of several timed runs after
-warm-ups (CUDA synchronised). nvdiffrast is loaded through ``studio.rasterize.nvdiffrast_compat``;
+vertex normals (3 channels), antialias them. ``antialias`` times that antialias call alone (given the
+raster and the image), ``aa+grad`` the same plus its backward pass to the image and the clip-space
+positions. Each number is the median of several timed runs after warm-ups (CUDA synchronised). nvdiffrast is loaded through ``studio.rasterize.nvdiffrast_compat``;
 its plugin build time is printed when it had to be built.
 """
 
@@ -45,20 +46,37 @@ def scene(subdivisions: int, batch: int, device: torch.device) -> tuple[torch.Te
 
 def render_ms(
     rasterizer: Rasterizer, device: torch.device, size: int, subdivisions: int, batch: int
-) -> tuple[float, float]:
-    """``(rasterize only, rasterize + interpolate + antialias)`` in ms."""
+) -> tuple[float, float, float, float]:
+    """``(rasterize only, antialias only, antialias + backward, rasterize + interpolate +
+    antialias)`` in ms."""
     clip, faces, normals = scene(subdivisions, batch, device)
     iters = 20 if device.type == "cuda" else 3
+    rast = rasterizer.rasterize(clip, faces, (size, size))
+    image = rasterizer.interpolate(normals, rast, faces)
+    weights = torch.rand_like(image)
 
     def rasterize() -> None:
         rasterizer.rasterize(clip, faces, (size, size))
+
+    def antialias() -> None:
+        rasterizer.antialias(image, rast, clip, faces)
+
+    def antialias_backward() -> None:
+        pos, color = clip.detach().requires_grad_(), image.detach().requires_grad_()
+        out = rasterizer.antialias(color, rast, pos, faces)
+        torch.autograd.grad((out * weights).sum(), [pos, color])
 
     def render() -> None:
         rast = rasterizer.rasterize(clip, faces, (size, size))
         image = rasterizer.interpolate(normals, rast, faces)
         rasterizer.antialias(image, rast, clip, faces)
 
-    return timed_ms(rasterize, device, 2, iters), timed_ms(render, device, 2, iters)
+    return (
+        timed_ms(rasterize, device, 2, iters),
+        timed_ms(antialias, device, 2, iters),
+        timed_ms(antialias_backward, device, 2, iters),
+        timed_ms(render, device, 2, iters),
+    )
 
 
 def main() -> None:
@@ -71,7 +89,10 @@ def main() -> None:
     devices = args.devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
     faces = 20 * 4**args.subdivisions
     print(f"icosphere {faces} faces, {args.size}x{args.size}; ms per batch (median)")
-    header = f"{'device':<7}{'backend':<12}{'batch':>6}{'rasterize':>12}{'render':>10}{'vs nvdiffrast':>15}"
+    header = (
+        f"{'device':<7}{'backend':<12}{'batch':>6}{'rasterize':>12}{'antialias':>11}"
+        f"{'aa+grad':>10}{'render':>10}{'vs nvdiffrast':>15}"
+    )
     print(header)
     print("-" * len(header))
     for name in devices:
@@ -92,11 +113,14 @@ def main() -> None:
                 )
                 for backend in backends
             }
-            for backend, (raster, render) in rows.items():
+            for backend, (raster, aa, aa_grad, render) in rows.items():
                 ratio = ""
                 if "nvdiffrast" in rows:
-                    ratio = f"{render / rows['nvdiffrast'][1]:.1f}x"
-                print(f"{name:<7}{backend:<12}{batch:>6}{raster:>12.2f}{render:>10.2f}{ratio:>15}")
+                    ratio = f"{render / rows['nvdiffrast'][3]:.1f}x"
+                print(
+                    f"{name:<7}{backend:<12}{batch:>6}{raster:>12.2f}{aa:>11.2f}{aa_grad:>10.2f}"
+                    f"{render:>10.2f}{ratio:>15}"
+                )
 
 
 if __name__ == "__main__":

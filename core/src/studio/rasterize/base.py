@@ -13,6 +13,14 @@ Conventions (identical for all backends):
   row 0 is the top of the image.
 * Depth test: the smallest ``z/w`` wins; fragments outside ``-1 <= z/w <= 1`` (in front of the near
   plane or behind the far plane) are dropped; there is no back-face culling.
+* ``antialias`` blends the two pixels of each horizontally or vertically adjacent pair straddling
+  a silhouette edge by the fraction of the pixel the edge covers (nvdiffrast's analytic
+  antialiasing; :mod:`studio.rasterize.antialias` spells it out), leaves every other pixel as it
+  is, and is differentiable w.r.t. the colours and, through the edges' positions, the vertices:
+  the only source of silhouette (visibility) gradients in the pipeline.
+* ``texture`` follows ``nvdiffrast.torch.texture`` for 2D textures without mipmaps:
+  :mod:`studio.rasterize.texture` states the conventions (``uv = (0, 0)`` is the corner of the
+  texture's first row, texel centres at ``(j + 0.5) / Wt``).
 """
 
 from __future__ import annotations
@@ -26,7 +34,8 @@ from studio.errors import StudioError
 
 
 class Rasterizer(abc.ABC):
-    """Rasterize triangles, interpolate vertex attributes, antialias silhouettes."""
+    """Rasterize triangles, interpolate vertex attributes, antialias silhouettes, sample
+    textures."""
 
     #: Backend name as used by ``studio.backends`` (``"torch"`` or ``"nvdiffrast"``).
     name: str = ""
@@ -52,7 +61,20 @@ class Rasterizer(abc.ABC):
         pos_clip: torch.Tensor,
         tri: torch.Tensor,
     ) -> torch.Tensor:
-        """``color [B, H, W, C]`` with silhouette edges antialiased (backend-dependent)."""
+        """``color [B, H, W, C]`` with silhouette edges antialiased, differentiable w.r.t.
+        ``color`` and ``pos_clip`` (the positions ``rast`` was rasterized from)."""
+
+    @abc.abstractmethod
+    def texture(
+        self,
+        tex: torch.Tensor,
+        uv: torch.Tensor,
+        filter_mode: str = "linear",
+        boundary_mode: str = "wrap",
+    ) -> torch.Tensor:
+        """Samples ``[B, H, W, C]`` of ``tex [B or 1, Ht, Wt, C]`` at ``uv [B, H, W, 2]``
+        (``filter_mode`` ``linear``/``nearest``, ``boundary_mode`` ``wrap``/``clamp``);
+        bilinear samples are differentiable w.r.t. ``tex`` and ``uv``."""
 
 
 def batched_positions(pos_clip: torch.Tensor) -> torch.Tensor:

@@ -1,7 +1,8 @@
 """nvdiffrast's CUDA rasterizer (``RasterizeCudaContext``; the OpenGL context is never used).
 
-Inputs are converted to what nvdiffrast requires (contiguous float32 positions/attributes, int32
-triangles, CUDA tensors); outputs are nvdiffrast's own. The plugin is loaded through
+Inputs are converted to what nvdiffrast requires (contiguous float32 positions/attributes/textures,
+int32 triangles, CUDA tensors); outputs are nvdiffrast's own (``rasterize``, ``interpolate``,
+``antialias`` and ``texture`` without mipmaps). The plugin is loaded through
 :func:`studio.rasterize.nvdiffrast_compat.load_nvdiffrast`.
 """
 
@@ -21,6 +22,7 @@ from studio.rasterize.base import (
     check_triangles,
 )
 from studio.rasterize.nvdiffrast_compat import load_nvdiffrast
+from studio.rasterize.texture import check_texture_arguments
 
 
 def _cuda_float(t: torch.Tensor) -> torch.Tensor:
@@ -38,7 +40,8 @@ def _int_triangles(tri: torch.Tensor, device: torch.device) -> torch.Tensor:
 
 
 class NvdiffrastRasterizer(Rasterizer):
-    """nvdiffrast ``rasterize`` / ``interpolate`` / ``antialias`` on a CUDA context."""
+    """nvdiffrast ``rasterize`` / ``interpolate`` / ``antialias`` / ``texture`` on a CUDA
+    context."""
 
     name = "nvdiffrast"
 
@@ -78,3 +81,18 @@ class NvdiffrastRasterizer(Rasterizer):
         pos = _cuda_float(batched_positions(pos_clip))
         tri = _int_triangles(tri, pos.device)
         return self.dr.antialias(_cuda_float(color), rast, pos, tri)
+
+    def texture(
+        self,
+        tex: torch.Tensor,
+        uv: torch.Tensor,
+        filter_mode: str = "linear",
+        boundary_mode: str = "wrap",
+    ) -> torch.Tensor:
+        check_texture_arguments(tex, uv, filter_mode, boundary_mode)
+        return self.dr.texture(
+            _cuda_float(tex),
+            _cuda_float(uv),
+            filter_mode=filter_mode,
+            boundary_mode=boundary_mode,
+        )

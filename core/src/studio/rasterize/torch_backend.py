@@ -20,20 +20,26 @@ How a frame is rasterized (``TorchRasterizer.rasterize``):
    edge functions lose ~1e-4 to cancellation on small triangles) with autograd on, so
    ``interpolate`` is differentiable w.r.t. the attributes *and* (through ``u, v``) the vertex
    positions, like nvdiffrast's ``rasterize`` backward (interior gradients; no silhouette gradients,
-   which nvdiffrast obtains from ``antialias``).
+   which come from ``antialias``).
 
-``antialias`` returns its input unchanged: this backend has no analytic silhouette antialiasing, so
-edges are aliased and carry no visibility gradient.
+``antialias`` is nvdiffrast's analytic silhouette antialiasing written in PyTorch
+(:mod:`studio.rasterize.antialias`): pixel pairs straddling a silhouette edge are blended by the
+edge's coverage, which gives the silhouette gradients w.r.t. the vertex positions. The edge-to-
+triangles map it needs is cached for the last ``tri`` tensor seen (while that tensor is alive and
+unmodified). ``texture`` samples 2D textures with nvdiffrast's conventions
+(:mod:`studio.rasterize.texture`).
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from typing import Optional
 
 import torch
 
 from studio.errors import StudioError
+from studio.rasterize.antialias import EdgeTopology, antialias, edge_topology
 from studio.rasterize.base import (
     Rasterizer,
     batched_attributes,
@@ -41,46 +47,11 @@ from studio.rasterize.base import (
     check_resolution,
     check_triangles,
 )
+from studio.rasterize.edges import edge_coefficients, evaluate_edges, pixel_centres_ndc
+from studio.rasterize.texture import sample_texture
 
 TRIANGLE_BITS = 31
 EMPTY_KEY = torch.iinfo(torch.int64).max
-#: Vertex j and k of the edge opposite vertex i (cyclic order keeps the edge's direction).
-NEXT = (1, 2, 0)
-AFTER_NEXT = (2, 0, 1)
-
-
-def edge_coefficients(verts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Edge functions of triangles ``verts [..., 3, 4]`` (clip space).
-
-    Returns ``coeffs [..., 3, 3]`` -- for the edge opposite vertex ``i`` the ``(a, b, c)`` of
-    ``E_i(x, y) = a x + b y + c`` -- and the determinant ``[...]`` of the ``(X, Y, W)`` matrix.
-    Swapping an edge's two vertices negates its coefficients exactly (products commute exactly).
-    """
-    x, y, w = verts[..., 0], verts[..., 1], verts[..., 3]
-    xj, yj, wj = x[..., NEXT], y[..., NEXT], w[..., NEXT]
-    xk, yk, wk = x[..., AFTER_NEXT], y[..., AFTER_NEXT], w[..., AFTER_NEXT]
-    a = yj * wk - wj * yk
-    b = wj * xk - xj * wk
-    c = xj * yk - yj * xk
-    det = x[..., 0] * a[..., 0] + y[..., 0] * b[..., 0] + w[..., 0] * c[..., 0]
-    return torch.stack([a, b, c], dim=-1), det
-
-
-def evaluate_edges(coeffs: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """``E [N, 3]`` for per-sample coefficients ``[N, 3, 3]`` at NDC points ``x, y [N]``.
-
-    Always the same expression ``(a x + b y) + c``, so negated coefficients give negated values.
-    """
-    return coeffs[..., 0] * x[:, None] + coeffs[..., 1] * y[:, None] + coeffs[..., 2]
-
-
-def pixel_centres_ndc(
-    px: torch.Tensor, py: torch.Tensor, height: int, width: int, dtype: torch.dtype
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """NDC ``x = 2 (j + 0.5) / W - 1`` and ``y = 2 (i + 0.5) / H - 1`` of columns/rows ``px, py``."""
-    x = (2 * px + 1).to(dtype) / width - 1.0
-    y = (2 * py + 1).to(dtype) / height - 1.0
-    return x, y
 
 
 def orderable_depth(z: torch.Tensor) -> torch.Tensor:
@@ -231,19 +202,39 @@ def rast_from_triangle_ids(
 class TorchRasterizer(Rasterizer):
     """The always-available backend (CPU or CUDA tensors).
 
-    ``max_candidates`` bounds the pixel candidates tested at once (memory ~ 100 bytes each); the
-    default is 2**21 on CPU and 2**23 on CUDA.
+    ``max_candidates`` bounds the pixel candidates tested at once by ``rasterize`` (memory ~ 100
+    bytes each; default 2**21 on CPU, 2**23 on CUDA), ``max_pairs`` the pixel pairs examined at once
+    by ``antialias`` (~ 0.5 kB each; default 2**18 on CPU, 2**20 on CUDA).
     """
 
     name = "torch"
 
-    def __init__(self, max_candidates: Optional[int] = None):
+    def __init__(self, max_candidates: Optional[int] = None, max_pairs: Optional[int] = None):
         self.max_candidates = max_candidates
+        self.max_pairs = max_pairs
+        self._topology: Optional[tuple[weakref.ref, int, str, EdgeTopology]] = None
 
     def _budget(self, device: torch.device) -> int:
         if self.max_candidates is not None:
             return max(1, int(self.max_candidates))
         return 1 << 23 if device.type == "cuda" else 1 << 21
+
+    def _pair_budget(self, device: torch.device) -> int:
+        if self.max_pairs is not None:
+            return max(1, int(self.max_pairs))
+        return 1 << 20 if device.type == "cuda" else 1 << 18
+
+    def edge_topology(self, tri: torch.Tensor, device: torch.device) -> EdgeTopology:
+        """The edge-to-triangles map of ``tri`` on ``device``, reused while ``tri`` is the same
+        live, unmodified tensor (a renderer antialiases several images per mesh)."""
+        cached = self._topology
+        if cached is not None:
+            ref, version, where, topology = cached
+            if ref() is tri and tri._version == version and where == str(device):
+                return topology
+        topology = edge_topology(tri.to(device=device, dtype=torch.long))
+        self._topology = (weakref.ref(tri), tri._version, str(device), topology)
+        return topology
 
     def rasterize(
         self, pos_clip: torch.Tensor, tri: torch.Tensor, resolution: Sequence[int]
@@ -288,5 +279,29 @@ class TorchRasterizer(Rasterizer):
         pos_clip: torch.Tensor,
         tri: torch.Tensor,
     ) -> torch.Tensor:
-        """Identity: this backend does not antialias (see the module docstring)."""
-        return color
+        """Analytic silhouette antialiasing (:mod:`studio.rasterize.antialias`)."""
+        pos = batched_positions(pos_clip)
+        check_triangles(tri)
+        if color.dim() == 4 and color.shape[0] != rast.shape[0]:
+            raise StudioError(
+                f"antialias: {color.shape[0]} images for a raster of {rast.shape[0]}; antialias "
+                f"the images rendered from this raster."
+            )
+        return antialias(
+            color,
+            rast,
+            pos,
+            tri,
+            topology=self.edge_topology(tri, color.device),
+            max_pairs=self._pair_budget(color.device),
+        )
+
+    def texture(
+        self,
+        tex: torch.Tensor,
+        uv: torch.Tensor,
+        filter_mode: str = "linear",
+        boundary_mode: str = "wrap",
+    ) -> torch.Tensor:
+        """Bilinear or nearest texture samples (:mod:`studio.rasterize.texture`)."""
+        return sample_texture(tex, uv, filter_mode, boundary_mode)

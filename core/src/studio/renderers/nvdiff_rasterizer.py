@@ -2,9 +2,9 @@
 
 The mesh (``geometry.isosurface()``) is projected with ``mvp_mtx`` and rasterized; opacity and
 normals come from the mesh alone, colours from the geometry's features at the visible surface points
-shaded by the material, composited over the background. Silhouettes are antialiased (which also
-gives visibility gradients) by the nvdiffrast backend; the PyTorch backend's antialias is the
-identity (see :mod:`studio.rasterize.torch_backend`).
+shaded by the material, composited over the background. Silhouettes are antialiased by both
+backends, which also gives the vertices visibility (silhouette) gradients: nvdiffrast's analytic
+antialiasing on CUDA, the same scheme in PyTorch elsewhere (:mod:`studio.rasterize.antialias`).
 
 Backends (``backend: auto | nvdiffrast | torch``): ``auto`` uses nvdiffrast's CUDA context for
 meshes on a CUDA device when nvdiffrast is installed, else the PyTorch rasterizer. nvdiffrast's
@@ -37,7 +37,7 @@ class NVDiffRasterizer(BaseRenderer):
         context_type: Literal["cuda", "gl"] = "cuda"
         """nvdiffrast context; ``gl`` is accepted for reference configs and means ``cuda``."""
         backend: Literal["auto", "nvdiffrast", "torch"] = "auto"
-        """Rasterizer: ``nvdiffrast`` (CUDA), ``torch`` (anywhere, no antialiasing) or ``auto``
+        """Rasterizer: ``nvdiffrast`` (CUDA), ``torch`` (anywhere, same antialiasing) or ``auto``
         (nvdiffrast for CUDA meshes when installed, else torch)."""
 
     def configure(self) -> None:
