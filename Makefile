@@ -14,7 +14,8 @@ $(STAMP): core/pyproject.toml $(wildcard plugins/*/pyproject.toml) Makefile
 	$(PIP) install -q --upgrade pip
 	# torch first and pinned: the local CPU wheel (an unpinned torch pulls GBs of CUDA packages)
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q "setuptools>=68" wheel pytest ruff import-linter
+	# setuptools 77+ reads the SPDX `license = "Apache-2.0"` of our pyproject.toml files
+	$(PIP) install -q "setuptools>=77" wheel pytest ruff import-linter
 	# optional libraries whose code paths the tests exercise (int8 T5 encoder)
 	$(PIP) install -q bitsandbytes accelerate
 	$(PIP) install -q -e core $(addprefix -e ,$(PLUGINS))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 
 import imageio.v3 as iio
 import yaml
@@ -55,6 +56,10 @@ def test_run_writes_the_documented_run_directory(studio_cli):
     assert float(rows[4]["train_params/lambda_fit"]) == 1.2
     assert "it/s" in result.stderr  # progress bar with rate
     assert f"Test video: {run_dir}" in result.stderr or "it12-test.mp4" in result.stderr
+    # a bar for training and one for the test views; validation (at step 10) draws none
+    redraws = result.stderr.replace("\r", "\n")
+    assert set(re.findall(r"^(\w+): +\d+%\|", redraws, re.MULTILINE)) == {"train", "test"}
+    assert re.search(r"^test: 100%\|.*\| 6/6 \[", redraws, re.MULTILINE), result.stderr
 
 
 def test_test_and_export_commands_load_the_checkpoint(studio_cli):
@@ -66,6 +71,9 @@ def test_test_and_export_commands_load_the_checkpoint(studio_cli):
 
     tested = studio_cli.run("test", str(run_dir), "data.n_test_views=3")
     assert tested.returncode == 0, tested.stderr
+    # the test views' progress bar (rank 0, stderr): count, elapsed<remaining, rate
+    bar = r"^test: 100%\|.*\| 3/3 \[\d\d:\d\d<\d\d:\d\d, .*view/s\]"
+    assert re.search(bar, tested.stderr.replace("\r", "\n"), re.MULTILINE), tested.stderr
     assert len(list((run_dir / "save" / "it4-test").glob("*.png"))) == 3
     assert (run_dir / "save" / "it4-test.mp4").is_file()
 

@@ -280,3 +280,31 @@ def test_specs_carry_what_core_reads(studio_plugin):
     assert registry.get("method", "kw-method").spec.model_keys == ("system.model",)
     pipe = registry.get("method", "pipe").spec
     assert pipe.is_pipeline and pipe.stages[0].method == "spec-method" and pipe.target == ""
+
+
+def test_methods_survives_a_duplicate_method_and_lists_broken_plugins(studio_plugin):
+    from typer.testing import CliRunner
+
+    from studio.cli.app import app
+
+    class Method:
+        def __init__(self, system: str) -> None:
+            self.system = system
+
+        @hookimpl
+        def studio_register_methods(self, register):
+            register("twin", system=self.system, description="a twin")
+
+    class Typo:
+        @hookimpl
+        def studio_register_method(self, register):
+            pass
+
+    studio_plugin(Method("pkg.a:A"), name="first", distribution="studio-first")
+    studio_plugin(Method("pkg.b:B"), name="second", distribution="studio-second")
+    studio_plugin(Typo(), name="typo", distribution="studio-typo")
+    result = CliRunner().invoke(app, ["methods"])
+    assert result.exit_code == 0, result.output
+    assert "twin" in result.output and "CONFLICT" in result.output
+    assert "studio-first" in result.output and "studio-second" in result.output
+    assert "BROKEN plugin typo (studio-typo)" in result.output

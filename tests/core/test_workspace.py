@@ -48,4 +48,14 @@ def test_plugin_distribution_builds_alone(plugin: Path, tmp_path):
         names = archive.namelist()
         metadata = archive.read(next(n for n in names if n.endswith("METADATA"))).decode()
     assert "Requires-Dist: studio-core" in metadata
+    assert "License-Expression: Apache-2.0" in metadata
     assert f"studio_{plugin.name}/plugin.py" in names
+
+
+@pytest.mark.parametrize("folder", [ROOT / "core", *PLUGINS], ids=lambda p: p.name)
+def test_licence_is_an_spdx_expression(folder: Path):
+    """setuptools deprecates the ``{ text = ... }`` table (a warning on every install); the SPDX
+    string needs setuptools 77 or newer to build."""
+    pyproject = tomllib.loads((folder / "pyproject.toml").read_text())
+    assert pyproject["project"]["license"] == "Apache-2.0"
+    assert pyproject["build-system"]["requires"] == ["setuptools>=77"]

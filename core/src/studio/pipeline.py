@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any, Optional
 
 from studio.config.loading import (
-    apply_overrides,
     dump_yaml,
     get_dotted,
     parse_override,
@@ -37,6 +36,7 @@ from studio.config.loading import (
 from studio.config.resolve import (
     ResolvedConfig,
     apply_shorthands,
+    apply_user_overrides,
     load_preset,
     method_registration,
     resolve,
@@ -46,8 +46,9 @@ from studio.rundir import (
     PIPELINE_FILE,
     STAGES_DIR,
     PipelineDir,
+    claim_root,
     create_at,
-    new_root,
+    remove_untrained,
     stage_dir_name,
     write_text_atomic,
 )
@@ -112,7 +113,7 @@ def _resolve_stage(
     model: Optional[str],
     allow_missing: bool = False,
 ) -> ResolvedConfig:
-    raw = apply_overrides(load_preset(method_registration(stage.method)), overrides)
+    raw = apply_user_overrides(load_preset(method_registration(stage.method)), overrides)
     try:
         apply_shorthands(raw, prompt, model)
         if stage.takes:
@@ -193,12 +194,25 @@ def create(
     prompt: Optional[str],
     model: Optional[str],
     argv: Optional[list[str]] = None,
+    gpus: Optional[list[str]] = None,
+    nproc: Optional[int] = None,
+    overwrite: bool = False,
 ) -> PipelineDir:
-    """Resolve every stage, then create the pipeline's run directory with one per stage."""
+    """Resolve and check every stage (:mod:`studio.preflight`), then create the pipeline's run
+    directory with one per stage."""
+    from studio.preflight import check_before_creating
+
     stages = resolve_stages(spec, overrides, prompt, model)
+    for stage in stages:
+        try:
+            check_before_creating(
+                stage.resolved.parsed, stage.resolved.method.spec.model_keys, gpus, nproc
+            )
+        except StudioError as exc:
+            raise _stage_error(stage.spec, exc) from None
     shared, _ = split_overrides(overrides, spec.stages)
     root_values = _root_values(shared, stages[0].resolved.parsed, spec)
-    root = new_root(root_values)
+    root = claim_root(root_values, overwrite)
     rows = []
     previous: Optional[Path] = None
     for number, stage in enumerate(stages, start=1):
@@ -232,11 +246,40 @@ def run(
     gpus: Optional[list[str]],
     nproc: Optional[int],
     say: Any = None,
+    fresh: bool = False,
 ) -> int:
-    """Train every unfinished stage in order (resuming one that has a checkpoint)."""
+    """Train every unfinished stage in order (resuming one that has a checkpoint), holding the
+    pipeline's lock. ``fresh``: the pipeline was created by this command, so a start that fails
+    before anything was trained removes it."""
+    from studio.runlock import RunLock
+
+    try:
+        with RunLock(pipeline.root, say=say):
+            code = _run_stages(pipeline, gpus, nproc, say)
+    except BaseException:
+        if fresh and remove_untrained(pipeline.root) and say is not None:
+            say(f"Nothing was trained; removed {pipeline.root}.")
+        raise
+    if code not in (0, 130, 143) and fresh and remove_untrained(pipeline.root):
+        if say is not None:
+            say(f"Nothing was trained; removed {pipeline.root}.")
+    return code
+
+
+def _run_stages(
+    pipeline: PipelineDir, gpus: Optional[list[str]], nproc: Optional[int], say: Any
+) -> int:
     from studio.runner import start
 
     stages = pipeline.stages()
+    if all(stage.run.is_finished() for stage in stages):
+        if say is not None:
+            say(
+                f"Every stage of {pipeline.root} has finished ({', '.join(s.name for s in stages)})."
+                f" Render again with `studio test {pipeline.root}`; to train the last stage "
+                f"longer: studio resume {pipeline.root} {stages[-1].name}.trainer.max_steps=N."
+            )
+        return 0
     for stage in stages:
         if stage.run.is_finished():
             continue
@@ -256,6 +299,13 @@ def run(
                 )
             return 0
     return 0
+
+
+def _reopen_if_longer(run: Any, tokens: list[str], reconfigure_run: Any) -> None:
+    """Apply ``tokens`` to a finished run; one that now trains past its last step is reopened."""
+    reconfigure_run(run, tokens)
+    if int(run.load_parsed()["trainer"]["max_steps"]) > run.finished_step():
+        run.finished_marker.unlink(missing_ok=True)
 
 
 def reconfigure(pipeline: PipelineDir, overrides: list[str]) -> None:
@@ -279,11 +329,14 @@ def reconfigure(pipeline: PipelineDir, overrides: list[str]) -> None:
     for stage in stages:
         tokens = per_stage[stage.name]
         if stage.run.is_finished():
-            if tokens:
+            if tokens and stage is not stages[-1]:
                 raise ConfigError(
-                    f"Stage {stage.name!r} of {pipeline.root} has finished; its overrides "
-                    f"({', '.join(tokens)}) would change nothing. Drop them."
+                    f"Stage {stage.name!r} of {pipeline.root} has finished and later stages "
+                    f"started from it; its overrides ({', '.join(tokens)}) would change nothing. "
+                    "Drop them (only the last stage can be trained longer)."
                 )
+            if tokens:
+                _reopen_if_longer(stage.run, tokens, reconfigure_run)
             continue
         parsed = stage.run.load_parsed()
         mine = [t for t in shared if _has(parsed, parse_override(t)[0])] + tokens

@@ -108,6 +108,13 @@ class RunDir:
         """Whether training and the test stage completed (see :meth:`mark_finished`)."""
         return self.finished_marker.is_file()
 
+    def finished_step(self) -> int:
+        """The step recorded in ``finished.yaml`` (0 when absent or unreadable)."""
+        try:
+            return int((load_yaml_file(self.finished_marker) or {}).get("step", 0))
+        except Exception:  # noqa: BLE001 - a damaged marker counts as step 0
+            return 0
+
     def mark_finished(self, step: int) -> None:
         write_text_atomic(self.finished_marker, dump_yaml({"step": int(step)}))
 
@@ -154,6 +161,86 @@ def new_root(parsed: dict[str, Any]) -> Path:
         root = base / f"{leaf}-{suffix}"
         suffix += 1
     return root
+
+
+def holds_a_run(root: Path) -> bool:
+    """Whether ``root`` is a run's (or a pipeline's) directory."""
+    return (root / "configs" / "parsed.yaml").is_file() or (root / PIPELINE_FILE).is_file()
+
+
+def claim_root(parsed: dict[str, Any], overwrite: bool = False) -> Path:
+    """Create the new run's directory (:func:`new_root`) and return it.
+
+    Creation is atomic, so two runs started at once never share a directory: with timestamps on,
+    a taken name gets the next ``-<n>`` suffix; with ``use_timestamp: false``, a directory that
+    holds a run is refused (naming the process using it, if any) unless ``overwrite``, which
+    replaces it. An unwritable place is one paragraph, not a traceback."""
+    import shutil
+
+    from studio.runlock import describe, holder
+
+    root = new_root(parsed)
+    timestamped = parsed.get("use_timestamp", True)
+    for _attempt in range(1000):
+        try:
+            root.parent.mkdir(parents=True, exist_ok=True)
+            root.mkdir()
+            return root
+        except FileExistsError:
+            if timestamped:
+                root = new_root(parsed)
+                continue
+            if not holds_a_run(root) and not any(root.iterdir()):
+                return root  # an empty folder: use it
+            current = holder(root)
+            if current is not None:
+                raise RunDirError(
+                    f"{root} is in use by {describe(current)}. Wait for it, or give this run "
+                    "another tag= (or use_timestamp=true)."
+                ) from None
+            if not overwrite:
+                raise RunDirError(
+                    f"{root} holds a run already (use_timestamp=false, tag {parsed['tag']!r}). "
+                    f"Continue it with `studio resume {root}`, give this run another tag=, or "
+                    "pass --overwrite to replace it."
+                ) from None
+            shutil.rmtree(root)
+        except OSError as exc:
+            raise RunDirError(
+                f"Cannot create the run directory {root} ({exc.strerror or exc}). Set "
+                "exp_root_dir=<a folder you can write>, or run from a writable directory."
+            ) from None
+    raise RunDirError(f"Could not find a free run directory next to {root}.")
+
+
+def has_trained(root: Path) -> bool:
+    """Whether anything under ``root`` holds a checkpoint or a logged step (a run worth keeping)."""
+    for metrics in root.rglob("metrics.csv"):
+        with metrics.open(encoding="utf-8") as handle:
+            if sum(1 for _ in handle) > 1:
+                return True
+    return any(p.is_file() for p in root.rglob("*.ckpt"))
+
+
+def remove_untrained(root: Path) -> bool:
+    """Delete a run directory this command created when nothing was trained in it (the start
+    failed); returns whether it was removed."""
+    import shutil
+
+    if not root.is_dir() or has_trained(root):
+        return False
+    shutil.rmtree(root, ignore_errors=True)
+    return True
+
+
+def remove_temporary_files(run: RunDir) -> list[Path]:
+    """Remove what interrupted atomic writes left in ``ckpts/`` and ``configs/`` (``.*.tmp``)."""
+    removed = []
+    for folder in (run.ckpts, run.configs):
+        for path in folder.glob(".*.tmp") if folder.is_dir() else []:
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
 
 
 def create_at(root: Path, parsed: dict[str, Any], raw: dict[str, Any]) -> RunDir:

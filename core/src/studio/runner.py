@@ -8,13 +8,19 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from studio.config.convert import structure
 from studio.config.experiment import ExperimentConfig
-from studio.config.loading import apply_overrides, dump_yaml
-from studio.config.resolve import resolve
-from studio.rundir import RunDir
+from studio.config.loading import dump_yaml
+from studio.config.resolve import apply_user_overrides, resolve
+from studio.rundir import (
+    RunDir,
+    new_timestamp,
+    remove_temporary_files,
+    remove_untrained,
+    write_text_atomic,
+)
 
 Stage = Literal["fit", "test", "export"]
 
@@ -23,12 +29,56 @@ def _say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def reconfigure(run: RunDir, overrides: list[str]) -> None:
-    """Apply ``key=value`` overrides to an existing run's parsed config (validated, then saved)."""
+def changed_keys(old: Any, new: Any, prefix: str = "") -> list[tuple[str, Any, Any]]:
+    """``(dotted key, old value, new value)`` for every leaf that differs between two configs
+    (a tuple and a list of the same items are the same value)."""
+    old, new = _plain(old), _plain(new)
+    if isinstance(old, dict) and isinstance(new, dict):
+        rows = []
+        for key in [*old, *(k for k in new if k not in old)]:
+            dotted = f"{prefix}.{key}" if prefix else str(key)
+            rows += changed_keys(old.get(key, _ABSENT), new.get(key, _ABSENT), dotted)
+        return rows
+    return [] if old == new else [(prefix, old, new)]
+
+
+_ABSENT = "(absent)"
+
+
+def _plain(value: Any) -> Any:
+    """Tuples as lists, at any depth (YAML reads back lists)."""
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def reconfigure(run: RunDir, overrides: list[str]) -> list[tuple[str, Any, Any]]:
+    """Apply ``key=value`` overrides to an existing run's parsed config (validated, then saved).
+
+    The previous ``parsed.yaml`` is kept as ``configs/history/parsed-<timestamp>.yaml`` and every
+    changed key is printed; returns the changes."""
     if not overrides:
-        return
-    resolved = resolve(apply_overrides(run.load_parsed(), overrides))
-    run.parsed_config.write_text(dump_yaml(resolved.parsed), encoding="utf-8")
+        return []
+    old = run.load_parsed()
+    resolved = resolve(apply_user_overrides(old, overrides))
+    changes = changed_keys(old, resolved.parsed)
+    if not changes:
+        _say(f"The overrides change nothing in {run.parsed_config}.")
+        return []
+    history = run.configs / "history"
+    history.mkdir(parents=True, exist_ok=True)
+    kept = history / f"parsed-{new_timestamp()}.yaml"
+    suffix = 1
+    while kept.exists():
+        kept = history / f"parsed-{new_timestamp()}-{suffix}.yaml"
+        suffix += 1
+    kept.write_bytes(run.parsed_config.read_bytes())
+    write_text_atomic(run.parsed_config, dump_yaml(resolved.parsed))
+    lines = [f"  {key}: {before!r} -> {after!r}" for key, before, after in changes]
+    _say(f"Changed {len(changes)} key(s) of {run.parsed_config} (previous config: {kept}):")
+    for line in lines:
+        _say(line)
+    return changes
 
 
 def execute(run: RunDir, stage: Stage, resume: bool = False, label: str = "") -> int:
@@ -77,16 +127,42 @@ def start(
     nproc: int | None,
     label: str = "",
 ) -> int:
-    """Run in-process for one device, otherwise launch one worker per device."""
-    count = len(gpus) if gpus else (nproc or 1)
-    if count <= 1:
-        if gpus:
-            import os
+    """Run in-process for one device, otherwise launch one worker per device.
 
-            os.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
-            os.environ["CUDA_VISIBLE_DEVICES"] = gpus[0]
-        return execute(run, stage, resume, label)
-    from studio.training.launch import launch
+    Holds the run's lock (:class:`studio.runlock.RunLock`) throughout and first removes what
+    interrupted writes left behind."""
+    from studio.runlock import RunLock
 
-    _say(f"Launching {count} processes ({'GPUs ' + ','.join(gpus) if gpus else 'CPU, gloo'}).")
-    return launch(run.root, stage, resume, count, gpus, label)
+    with RunLock(run.root, say=_say):
+        for leftover in remove_temporary_files(run):
+            _say(f"Removed {leftover.name}, left by an interrupted write.")
+        count = len(gpus) if gpus else (nproc or 1)
+        if count <= 1:
+            if gpus:
+                import os
+
+                os.environ["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
+                os.environ["CUDA_VISIBLE_DEVICES"] = gpus[0]
+            return execute(run, stage, resume, label)
+        from studio.training.launch import launch
+
+        _say(f"Launching {count} processes ({'GPUs ' + ','.join(gpus) if gpus else 'CPU, gloo'}).")
+        return launch(run.root, stage, resume, count, gpus, label)
+
+
+def start_new(run: RunDir, gpus: list[str] | None, nproc: int | None, label: str = "") -> int:
+    """:func:`start` a freshly created run; if it fails before anything was trained, its
+    directory is removed (a refused start leaves nothing behind)."""
+    try:
+        code = start(run, "fit", False, gpus, nproc, label)
+    except BaseException:
+        _drop_if_untrained(run.root)
+        raise
+    if code not in (0, 130, 143):
+        _drop_if_untrained(run.root)
+    return code
+
+
+def _drop_if_untrained(root: Path) -> None:
+    if remove_untrained(root):
+        _say(f"Nothing was trained; removed {root}.")

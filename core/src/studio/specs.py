@@ -90,7 +90,9 @@ class ModelSpec(ComponentSpec):
 
     ``prompt_check`` (``"module:function"``, optional) is called as
     ``function(prompt, negative_prompt)`` and raises ``ConfigError`` for a prompt the model cannot
-    follow (a model with a small vocabulary)."""
+    follow (a model with a small vocabulary); it may return the model's canonical form of the
+    prompt (a string, e.g. its training caption for ``"A Red Cube."``), which prompt processors
+    encode instead (``studio.api.canonical_prompt``), or None."""
 
     prompt_check: Optional[str] = attrs.field(default=None, validator=_check_target)
 

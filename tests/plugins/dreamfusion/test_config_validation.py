@@ -20,6 +20,7 @@ from studio_dreamfusion.networks.encodings import (
     build_encoding,
     encoding_config_class,
     find_encoding_config_class,
+    validate_encoding_config,
 )
 from studio_dreamfusion.networks.mlp import MLPConfig, find_mlp_config_class, mlp_config_class
 
@@ -71,8 +72,19 @@ def test_unknown_mlp_otype_is_refused() -> None:
 
 
 def test_missing_otype_is_refused() -> None:
-    message = resolve_error("dreamfusion-sd", "system.geometry.pos_encoding_config={n_levels: 8}")
+    with pytest.raises(ConfigError) as info:
+        validate_encoding_config({"n_levels": 8}, "system.geometry.pos_encoding_config", 3)
+    message = str(info.value)
     assert "system.geometry.pos_encoding_config.otype: a required value is missing" in message
+
+
+def test_a_partial_mapping_changes_the_default_keys_only() -> None:
+    """``pos_encoding_config={n_levels: 8}`` (no otype) keeps the rest of the default grid."""
+    resolved = load_experiment(
+        "dreamfusion-sd", ["system.geometry.mlp_network_config={n_neurons: 32}"], prompt="a cat"
+    )
+    mlp = resolved.parsed["system"]["geometry"]["mlp_network_config"]
+    assert mlp["n_neurons"] == 32 and mlp["otype"] == "VanillaMLP" and mlp["n_hidden_layers"] == 1
 
 
 # -- the value checks build_encoding / build_mlp make, at resolution time -------------------------
@@ -152,7 +164,8 @@ def test_valid_overrides_resolve_and_otype_is_case_insensitive() -> None:
     )
     geometry = resolved.parsed["system"]["geometry"]
     assert geometry["pos_encoding_config"]["n_levels"] == 8
-    assert geometry["mlp_network_config"] == {"otype": "vanillamlp", "n_neurons": 32}
+    mlp = geometry["mlp_network_config"]  # the default network with these two keys changed
+    assert mlp["otype"] == "vanillamlp" and mlp["n_neurons"] == 32 and mlp["activation"] == "ReLU"
 
 
 # -- sub_configs ----------------------------------------------------------------------------------

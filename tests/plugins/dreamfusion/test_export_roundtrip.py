@@ -6,6 +6,7 @@ pixels both cover. ``isosurface_threshold: auto`` must do at least as well as th
 from __future__ import annotations
 
 import math
+import re
 from types import SimpleNamespace
 
 import numpy as np
@@ -166,3 +167,29 @@ def test_other_formats_match_the_nerf(
     print(f"{fmt} {options}: IoU {iou:.4f}, PSNR {psnr:.2f} dB")
     assert iou >= 0.9
     assert psnr >= 20.0
+
+
+@pytest.mark.slow
+def test_export_prints_each_phase_with_its_duration(fitted, tmp_path, capfd):
+    """One stderr line per phase as it ends (``studio export`` prints them on rank 0), and a
+    progress bar per stage of the threshold search while it runs."""
+    system, _, _ = fitted
+    geometry_settings(system, "auto")
+    system.geometry.cfg.isosurface_resolution = 48
+    options = {"texture_size": 64, "auto_threshold_view_size": 32, "auto_threshold_resolution": 48}
+    export(system, tmp_path, "phases", fmt="obj-mtl", **options)
+    err = capfd.readouterr().err.replace("\r", "\n")
+    phases = [line for line in err.splitlines() if re.search(r" \(\d+\.\d s\)$", line)]
+    expected = [
+        r"export: isosurface_threshold auto -> \S+ \(mean silhouette IoU [\d.]+ against the "
+        r"volume's opacity over \d+ candidates\); [\d.]+ s of it rendering 6 views 32x32",
+        r"export: isosurface \(mc-cpu, grid 48\): \d+ vertices, \d+ faces",
+        r"export: uv atlas \d+ faces -> \d+ uv vertices \(xatlas\)",
+        r"export: texture 64x64 baked",
+        r"export: wrote model\.obj, model\.mtl, texture_kd\.jpg",
+    ]
+    assert len(phases) == len(expected), err
+    for line, pattern in zip(phases, expected, strict=True):
+        assert re.fullmatch(pattern + r" \(\d+\.\d s\)", line), line
+    for stage in ("views", "levels"):
+        assert re.search(rf"^export: isosurface threshold auto: {stage}: +\d+%\|", err, re.M), err

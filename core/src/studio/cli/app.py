@@ -91,17 +91,19 @@ NPROC = typer.Option(
 
 
 def _shorthand(overrides: list[str], key: str, option: Optional[str]) -> Optional[str]:
-    """Take every ``key=value`` token out of ``overrides``; the option, else the last value wins."""
+    """Take every ``key=value`` token out of ``overrides``; the option, else the last value wins.
+
+    The value is the text as typed (``prompt=no`` is the prompt "no"; quotes are removed)."""
     tokens = [o for o in overrides if o.startswith(f"{key}=")]
     overrides[:] = [o for o in overrides if not o.startswith(f"{key}=")]
     if not tokens or option is not None:
         return option
-    from studio.config.loading import parse_override
+    from studio.config.loading import override_text, text_value
 
-    value = parse_override(tokens[-1])[1]
-    if key == "model" and (value is None or value == ""):
+    value = text_value(override_text(tokens[-1])[1], optional=False) or ""
+    if key == "model" and not value.strip():
         fail(f"{tokens[-1]!r} names no model; write model=NAME or --model NAME.")
-    return str(value)
+    return value
 
 
 @app.command()
@@ -122,31 +124,47 @@ def run(
     ),
     gpus: Optional[str] = GPUS,
     nproc: Optional[int] = NPROC,
+    overwrite: bool = typer.Option(
+        False,
+        "--overwrite",
+        help="With use_timestamp=false: replace a finished or stopped run of the same tag.",
+    ),
 ) -> int:
-    """Train a method (every stage of a pipeline), then render the test video."""
+    """Train a method (every stage of a pipeline), then render the test video.
+
+    Everything that can be checked is checked before the run directory is created (the config,
+    the optimizer, the devices, the models, writable places); a start that fails before anything
+    was trained removes the directory it created."""
     from studio import rundir
     from studio.config.resolve import compose_raw, resolve
+    from studio.preflight import check_before_creating
     from studio.registry import get_registry
-    from studio.runner import start
+    from studio.runner import start_new
 
     overrides = list(overrides or [])
     prompt = _shorthand(overrides, "prompt", prompt)
     model = _shorthand(overrides, "model", model)
+    gpu_ids = _parse_gpus(gpus)
     registry = get_registry()
     if source in registry.names("method") and registry.get("method", source).spec.is_pipeline:
         from studio import pipeline
 
         spec = registry.get("method", source).spec
-        created = pipeline.create(spec, overrides, prompt, model)
+        created = pipeline.create(
+            spec, overrides, prompt, model, gpus=gpu_ids, nproc=nproc, overwrite=overwrite
+        )
         typer.echo(f"Run directory: {created.root}", err=True)
-        code = pipeline.run(created, _parse_gpus(gpus), nproc, say=_say)
+        code = pipeline.run(created, gpu_ids, nproc, say=_say, fresh=True)
         typer.echo(f"Run directory: {created.root}", err=True)
         return code
     resolved = resolve(compose_raw(source, overrides, prompt, model))
-    run_dir = rundir.create(resolved.parsed, resolved.raw)
+    check_before_creating(resolved.parsed, resolved.method.spec.model_keys, gpu_ids, nproc)
+    run_dir = rundir.create_at(
+        rundir.claim_root(resolved.parsed, overwrite), resolved.parsed, resolved.raw
+    )
     run_dir.record_command()
     typer.echo(f"Run directory: {run_dir.root}", err=True)
-    return start(run_dir, "fit", False, _parse_gpus(gpus), nproc)
+    return start_new(run_dir, gpu_ids, nproc)
 
 
 def _say(message: str) -> None:
@@ -162,10 +180,15 @@ STAGE = typer.Option(
 
 
 def _existing(run_dir: str, overrides: Optional[list[str]], stage: Optional[str] = None):
+    from studio.errors import RunDirError
     from studio.rundir import open_run
+    from studio.runlock import describe, holder
     from studio.runner import reconfigure
 
     run = open_run(run_dir, stage)
+    current = holder(run.root)
+    if current is not None:
+        raise RunDirError(f"{run.root} is in use by {describe(current)}; wait for it to finish.")
     reconfigure(run, list(overrides or []))
     run.record_command()
     return run
@@ -179,25 +202,47 @@ def resume(
     gpus: Optional[str] = GPUS,
     nproc: Optional[int] = NPROC,
 ) -> int:
-    """Continue training a run (a pipeline: its unfinished stages) from its newest checkpoint."""
+    """Continue training a run (a pipeline: its unfinished stages) from its newest checkpoint.
+
+    A finished run is left as it is, unless the overrides raise ``trainer.max_steps``."""
     from studio.errors import RunDirError
+    from studio.preflight import check_devices
     from studio.rundir import PipelineDir, is_pipeline_dir
     from studio.runner import start
 
+    gpu_ids = _parse_gpus(gpus)
+    check_devices("auto", gpu_ids, nproc)
     if is_pipeline_dir(run_dir):
         from studio import pipeline
 
         pipe = PipelineDir(Path(run_dir))
+        from studio.runlock import describe, holder
+
+        current = holder(pipe.root)
+        if current is not None:
+            raise RunDirError(f"{pipe.root} is in use by {describe(current)}; wait for it.")
         pipeline.reconfigure(pipe, list(overrides or []))
         pipe.record_command()
-        return pipeline.run(pipe, _parse_gpus(gpus), nproc, say=_say)
+        return pipeline.run(pipe, gpu_ids, nproc, say=_say)
     run = _existing(run_dir, overrides)
+    if run.is_finished():
+        step = run.finished_step()
+        max_steps = int(run.load_parsed()["trainer"]["max_steps"])
+        if max_steps <= step:
+            typer.echo(
+                f"{run.root} finished training at step {step} (its test views are in "
+                f"save/it{step}-test/). To train it longer: studio resume {run.root} "
+                f"trainer.max_steps={step * 2}; to render again: studio test {run.root}.",
+                err=True,
+            )
+            return 0
+        run.finished_marker.unlink(missing_ok=True)
     if run.newest_checkpoint() is None:
         raise RunDirError(
             f"{run.root} has no checkpoint to resume from (the run stopped before its first "
             f"checkpoint). Start it again with `studio run {run.parsed_config}`."
         )
-    return start(run, "fit", True, _parse_gpus(gpus), nproc)
+    return start(run, "fit", True, gpu_ids, nproc)
 
 
 @app.command()
@@ -260,22 +305,27 @@ def eval_run(
 @app.command()
 @friendly_errors
 def methods() -> None:
-    """List the methods `studio run` knows, with one line each."""
+    """List the methods `studio run` knows, with one line each (and broken plugins)."""
     from studio.registry import get_registry
 
     registry = get_registry()
-    registry.raise_conflict("method")
     entries = registry.entries("method")
     if not entries:
         typer.echo(
             "No methods are installed. Install a method plugin, e.g. pip install -e plugins/dreamfusion"
         )
-        return
-    width = max(len(e.name) for e in entries)
+    width = max((len(e.name) for e in entries), default=0)
     for entry in entries:
         typer.echo(f"{entry.name.ljust(width)}  {entry.description}  [{entry.plugin.distribution}]")
         for number, stage in enumerate(entry.spec.stages, start=1):
             typer.echo(f"{''.ljust(width)}    stage {number} {stage.name}: {stage.method}")
+    for conflict in registry.conflicts:
+        if conflict.kind == "method":
+            typer.echo(f"CONFLICT {conflict.message()}")
+    for broken in registry.broken:
+        typer.echo(
+            f"BROKEN plugin {broken.plugin.name} ({broken.plugin.distribution}): {broken.error}"
+        )
 
 
 @plugins_app.command("list")

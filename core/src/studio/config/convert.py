@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import math
 import types
 import typing
 from typing import Any, TypeVar
@@ -22,6 +23,7 @@ from cattrs.errors import (
 )
 from cattrs.gen import make_dict_structure_fn
 
+from studio.config.bounds import check_bounds
 from studio.config.schedule import Scheduled, validate_schedule
 from studio.errors import ConfigError
 
@@ -49,7 +51,21 @@ def _strict_int(value: object, _: type) -> int:
 def _strict_float(value: object, _: type) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError(f"expected a number, got {_describe(value)}")
+    if not math.isfinite(value):
+        raise ValueError(f"expected a finite number, got {value!r}")
     return float(value)
+
+
+def _make_annotated_hook(converter: cattrs.Converter):
+    """``Annotated[T, Range(...), ...]``: structure as ``T``, then check the declared bounds."""
+
+    def structure_annotated(value: object, tp: object) -> object:
+        base, *metadata = typing.get_args(tp)
+        out = converter.structure(value, base)
+        check_bounds(out, metadata)
+        return out
+
+    return structure_annotated
 
 
 def _strict_str(value: object, _: type) -> str:
@@ -134,6 +150,9 @@ def converter() -> cattrs.Converter:
     conv.register_structure_hook(Scheduled, _schedule)
     conv.register_unstructure_hook(Scheduled, lambda v: v)
     conv.register_structure_hook_func(_is_union, _make_union_hook(conv))
+    conv.register_structure_hook_func(
+        lambda tp: typing.get_origin(tp) is typing.Annotated, _make_annotated_hook(conv)
+    )
     conv.register_structure_hook_func(
         lambda tp: typing.get_origin(tp) is typing.Literal, _literal_hook
     )

@@ -7,9 +7,11 @@ command lines carry over (``name``, ``tag``, ``seed``, ``exp_root_dir``, ``train
 
 from __future__ import annotations
 
-from typing import Any, Literal, Optional
+from typing import Annotated, Any, Literal, Optional
 
 import attrs
+
+from studio.config.bounds import NonNegativeFloat, NonNegativeInt, PositiveInt, Range
 
 Precision = Literal["32", "32-true", "16-mixed", "bf16-mixed"]
 
@@ -18,27 +20,29 @@ Precision = Literal["32", "32-true", "16-mixed", "bf16-mixed"]
 class TrainerConfig:
     """How the training loop runs (the reference passes these to its trainer)."""
 
-    max_steps: int = 10000
+    max_steps: PositiveInt = 10000
     """Optimizer steps to train for; the test views are rendered after the last one."""
-    val_check_interval: int = 200
+    val_check_interval: PositiveInt = 200
     """Validate (render the validation views) and refresh ``last.ckpt`` every this many steps."""
-    log_every_n_steps: int = 1
+    log_every_n_steps: PositiveInt = 1
     """Write the training scalars to ``metrics.csv`` (and TensorBoard) every this many steps."""
-    num_sanity_val_steps: int = 0
+    num_sanity_val_steps: NonNegativeInt = 0
     """Validation views rendered before the first training step of a fresh run (0: none)."""
     enable_progress_bar: bool = True
     """Show a progress bar with the latest losses on stderr (rank 0 only)."""
     precision: Precision = "32"
     """Training precision: ``32``/``32-true`` float32, ``16-mixed`` float16 autocast with a grad
     scaler (float32 on CPU), ``bf16-mixed`` bfloat16 autocast."""
-    accumulate_grad_batches: int = 1
+    accumulate_grad_batches: PositiveInt = 1
     """Batches whose gradients are averaged into one optimizer step (1: no accumulation)."""
-    gradient_clip_val: Optional[float] = None
+    gradient_clip_val: Optional[NonNegativeFloat] = None
     """Clip the global gradient norm of the optimized parameters to this value (None or 0: off)."""
     accelerator: Literal["auto", "cpu", "cuda"] = "auto"
     """Device to train on: ``auto`` (CUDA when available), ``cpu`` or ``cuda``."""
     tensorboard: bool = False
     """Also log the training scalars to TensorBoard under ``tb_logs/`` (needs tensorboard)."""
+    max_nonfinite_steps: NonNegativeInt = 20
+    """Stop after this many steps in a row skipped for a NaN/inf loss or gradient (0: never)."""
 
 
 @attrs.define(kw_only=True)
@@ -47,9 +51,9 @@ class CheckpointConfig:
 
     save_last: bool = True
     """Write ``ckpts/last.ckpt`` at every validation and at the end of training."""
-    save_top_k: int = -1
+    save_top_k: Annotated[int, Range(low=-1)] = -1
     """How many periodic ``step=N.ckpt`` files to keep, the newest (-1 or 0: keep all)."""
-    every_n_train_steps: Optional[int] = None
+    every_n_train_steps: Optional[PositiveInt] = None
     """Also write a periodic ``step=N.ckpt`` every this many steps (None or 0: never)."""
 
 
@@ -100,7 +104,7 @@ class ExperimentConfig:
     """Free text describing the run; recorded in the config, not used otherwise."""
     tag: str = ""
     """Run folder name before ``@<timestamp>``; empty: derived from the prompt (or the method)."""
-    seed: int = 0
+    seed: NonNegativeInt = 0
     """Random seed; each process seeds with ``seed + rank``."""
     use_timestamp: bool = True
     """Append ``@<timestamp>`` to the run folder (false: ``<tag>`` alone, reused if it exists)."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import yaml
 
@@ -78,6 +78,33 @@ def parse_override(token: str) -> tuple[str, Any]:
     if isinstance(value, str) and _FLOAT.match(value):
         value = float(value)
     return key, value
+
+
+#: The YAML words for null; a text key (an optional string) given one of these is None.
+NULL_WORDS = ("", "~", "null", "Null", "NULL")
+
+
+def override_text(token: str) -> tuple[str, str]:
+    """``"a.b=some text"`` -> ``("a.b", "some text")``: the value as the user typed it."""
+    key, _sep, raw = token.partition("=")
+    return key.strip(), raw
+
+
+def text_value(raw: str, optional: bool) -> Optional[str]:
+    """What a text-typed key holds for the typed ``raw``: the text itself, however YAML would read
+    it (``no``, ``a sky: at dusk``, ``42``); a quoted YAML string without its quotes; None for a
+    YAML null word when the key is optional."""
+    stripped = raw.strip()
+    if optional and stripped in NULL_WORDS:
+        return None
+    if stripped[:1] in ("'", '"') and stripped[-1:] == stripped[:1] and len(stripped) > 1:
+        try:
+            parsed = yaml.load(stripped, Loader=_Loader)  # noqa: S506 - SafeLoader subclass
+        except yaml.YAMLError:
+            parsed = None
+        if isinstance(parsed, str):
+            return parsed
+    return raw
 
 
 def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:

@@ -21,16 +21,19 @@ from studio.config.convert import structure, unstructure
 from studio.config.experiment import ExperimentConfig
 from studio.config.loading import (
     MISSING,
-    apply_overrides,
     deep_merge,
     get_dotted,
     load_yaml_file,
     missing_paths,
+    override_text,
+    parse_override,
     parse_yaml,
     resolve_references,
     set_dotted,
+    text_value,
 )
 from studio.config.model_shorthand import guidance_suffixes, model_overrides
+from studio.config.schema import field_type, is_text
 from studio.errors import ConfigError, PluginError
 from studio.models.embedded import prompt_check_of
 from studio.registry import KINDS, Registration, get_registry, import_target
@@ -155,8 +158,24 @@ def compose_raw(
     else:
         method_registration(source)  # raises with close matches
         raise AssertionError("unreachable")
-    raw = apply_overrides(base, overrides)
+    raw = apply_user_overrides(base, overrides)
     apply_shorthands(raw, prompt, model)
+    return raw
+
+
+def apply_user_overrides(base: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """``base`` with the command line's ``key=value`` overrides applied in order: values are read
+    as YAML, except for keys whose declared type is text (prompts, names, tags, paths), which keep
+    the text as typed (:func:`studio.config.loading.text_value`)."""
+    raw = deep_merge({}, base)
+    for token in overrides:
+        key, text = override_text(token)
+        declared = field_type(raw, key) if "=" in token else None
+        if declared is not None and is_text(declared):
+            parse_override(f"{key}=")  # the key's syntax, as for any override
+            set_dotted(raw, key, text_value(text, optional=declared is not str))
+        else:
+            set_dotted(raw, *parse_override(token))
     return raw
 
 
@@ -178,6 +197,20 @@ def apply_shorthands(raw: dict[str, Any], prompt: str | None, model: str | None)
         )
         for key, value in overrides.items():
             set_dotted(raw, key, value)
+
+
+def check_path_part(key: str, value: Any) -> None:
+    """``name`` and ``tag`` become folder names under ``exp_root_dir``: one plain name each."""
+    if not isinstance(value, str):
+        return
+    if key == "name" and not value.strip():
+        raise ConfigError("name='': give the experiment a name (runs go to exp_root_dir/name/).")
+    if "/" in value or "\\" in value or value in (".", "..") or "\0" in value:
+        raise ConfigError(
+            f"{key}={value!r}: {key} names one folder below exp_root_dir, so it cannot hold a path "
+            f"separator or be '.' or '..'. Use a plain name (e.g. {key}=my-run); to place runs "
+            "elsewhere, set exp_root_dir=PATH."
+        )
 
 
 def _tag_from_prompt(prompt: str) -> str:
@@ -317,11 +350,20 @@ def resolve(raw: dict[str, Any], allow_missing: bool = False) -> ResolvedConfig:
             f"values are marked ??? in the preset."
         )
     data = _resolve_library_prompts(data)
+    key = prompt_key(method)
+    if key and not missing:
+        prompt = _dotted(data, key)
+        if isinstance(prompt, str) and not prompt.strip():
+            raise ConfigError(
+                f'{key}: the prompt is empty. Give the text to create, e.g. prompt="a red cube".'
+            )
     if not data.get("tag"):
         prompt = _dotted(data, prompt_key(method)) if prompt_key(method) else None
         given = prompt and prompt != MISSING
         data["tag"] = _tag_from_prompt(str(prompt)) if given else method.name
 
+    for part in ("name", "tag"):
+        check_path_part(part, data.get(part))
     experiment = structure(data, ExperimentConfig)
     parsed = unstructure(experiment)
     system_cls = import_target(method)

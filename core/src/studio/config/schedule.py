@@ -14,6 +14,7 @@ is loaded, so a malformed schedule is caught before training starts.
 
 from __future__ import annotations
 
+import math
 from typing import NewType, Union
 
 Number = Union[int, float]
@@ -27,6 +28,8 @@ def validate_schedule(value: object) -> float | list[float | int]:
     if isinstance(value, bool):
         raise ValueError(f"expected a number or a schedule list, got the boolean {value!r}")
     if isinstance(value, (int, float)):
+        if not math.isfinite(value):
+            raise ValueError(f"expected a finite number, got {value!r}")
         return float(value)
     if not isinstance(value, (list, tuple)):
         raise ValueError(
@@ -41,6 +44,8 @@ def validate_schedule(value: object) -> float | list[float | int]:
     for item in value:
         if isinstance(item, bool) or not isinstance(item, (int, float)):
             raise ValueError(f"schedule elements must be numbers; got {item!r} in {list(value)!r}")
+        if not math.isfinite(item):
+            raise ValueError(f"schedule elements must be finite; got {item!r} in {list(value)!r}")
     steps = [value[-1]] if len(value) == 3 else [value[0], value[-1]]
     for step in steps:
         if float(step) != int(step):

@@ -26,12 +26,21 @@ import functools
 import itertools
 import math
 from collections.abc import Sequence
-from typing import Any, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
 import attrs
 import torch
 import torch.nn.functional as F
 
+from studio.config.bounds import (
+    NonNegativeFloat,
+    Ordered,
+    PixelSize,
+    PixelSizes,
+    PositiveFloat,
+    PositiveInt,
+    Range,
+)
 from studio.data import cameras as cam
 from studio.data.base import Batch, DataModule, LazySequence
 from studio.errors import ConfigError
@@ -45,48 +54,48 @@ PIXELS_PER_DRAW = 2**18
 
 @attrs.define(kw_only=True)
 class RandomCameraConfig:
-    height: IntOrList = 64
+    height: PixelSizes = 64
     """Training image height in pixels, or one per stage of ``resolution_milestones``."""
-    width: IntOrList = 64
+    width: PixelSizes = 64
     """Training image width in pixels, or one per stage of ``resolution_milestones``."""
-    batch_size: IntOrList = 1
+    batch_size: Annotated[IntOrList, Range(low=1, high=4096)] = 1
     """Cameras per training batch (per process), or one per stage of ``resolution_milestones``."""
     resolution_milestones: list[int] = attrs.Factory(list)
     """Steps (increasing) at which list-valued ``height``/``width``/``batch_size`` move on."""
-    eval_height: int = 512
+    eval_height: PixelSize = 512
     """Validation and test image height in pixels."""
-    eval_width: int = 512
+    eval_width: PixelSize = 512
     """Validation and test image width in pixels."""
-    eval_batch_size: int = 1
+    eval_batch_size: PositiveInt = 1
     """Accepted for reference configs; evaluation always renders one view at a time."""
-    n_val_views: int = 1
+    n_val_views: PositiveInt = 1
     """Validation views, evenly spaced in azimuth around the object."""
-    n_test_views: int = 120
+    n_test_views: PositiveInt = 120
     """Test-video frames, azimuth 0 to 360 degrees inclusive (first and last frame coincide)."""
-    elevation_range: tuple[float, float] = (-10.0, 90.0)
+    elevation_range: Annotated[tuple[float, float], Ordered(), Range(-90.0, 90.0)] = (-10.0, 90.0)
     """Training camera elevation range in degrees (half uniform in degrees, half on the sphere)."""
-    azimuth_range: tuple[float, float] = (-180.0, 180.0)
+    azimuth_range: Annotated[tuple[float, float], Ordered()] = (-180.0, 180.0)
     """Training camera azimuth range in degrees (measured from +x toward +y)."""
-    camera_distance_range: tuple[float, float] = (1.0, 1.5)
+    camera_distance_range: Annotated[tuple[float, float], Ordered(), Range(low=1e-6)] = (1.0, 1.5)
     """Training camera distance range from the origin, in world units."""
-    fovy_range: tuple[float, float] = (40.0, 70.0)
+    fovy_range: Annotated[tuple[float, float], Ordered(), Range(1e-3, 179.0)] = (40.0, 70.0)
     """Training vertical field of view range in degrees."""
-    camera_perturb: float = 0.1
+    camera_perturb: NonNegativeFloat = 0.1
     """Camera position jitter: uniform in ``[-p, p]`` per axis, world units (0: none)."""
-    center_perturb: float = 0.2
+    center_perturb: NonNegativeFloat = 0.2
     """Look-at point jitter around the origin: normal standard deviation, world units (0: none)."""
-    up_perturb: float = 0.02
+    up_perturb: NonNegativeFloat = 0.02
     """Up vector jitter: normal standard deviation added to ``(0, 0, 1)`` (0: none)."""
-    light_position_perturb: float = 1.0
+    light_position_perturb: NonNegativeFloat = 1.0
     """``dreamfusion`` light strategy: standard deviation of the normal noise added to the camera
     position before taking the light's direction."""
-    light_distance_range: tuple[float, float] = (0.8, 1.5)
+    light_distance_range: Annotated[tuple[float, float], Ordered(), Range(low=0.0)] = (0.8, 1.5)
     """Point light distance range from the origin, in world units."""
-    eval_elevation_deg: float = 15.0
+    eval_elevation_deg: Annotated[float, Range(-90.0, 90.0)] = 15.0
     """Elevation of the validation/test orbit in degrees."""
-    eval_camera_distance: float = 1.5
+    eval_camera_distance: PositiveFloat = 1.5
     """Camera distance of the validation/test orbit, in world units."""
-    eval_fovy_deg: float = 70.0
+    eval_fovy_deg: Annotated[float, Range(1e-3, 179.0)] = 70.0
     """Vertical field of view of the validation/test views in degrees."""
     light_sample_strategy: Literal["dreamfusion", "magic3d"] = "dreamfusion"
     """Light placement: ``dreamfusion`` (near the camera's direction) or ``magic3d`` (random
@@ -95,7 +104,7 @@ class RandomCameraConfig:
     """Stratify azimuths within a batch (one per equal bin) instead of drawing them uniformly."""
     rays_d_normalize: bool = True
     """Normalize ray directions to unit length."""
-    batches_per_draw: int = 16
+    batches_per_draw: PositiveInt = 16
     """Training batches drawn at once in one vectorised draw (at most 2^18 rays; 1: every call)."""
 
 

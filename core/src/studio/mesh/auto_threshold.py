@@ -27,6 +27,10 @@ from studio.mesh.mesh import Mesh
 log = logging.getLogger(__name__)
 
 OpacityFn = Callable[[dict[str, torch.Tensor]], torch.Tensor]
+#: ``progress(stage, done, total)`` of the search: ``stage`` is ``"views"`` (rendering the volume's
+#: opacity, the slow part on a CPU) or ``"levels"`` (scoring candidate levels); ``done`` steps of
+#: that stage out of at most ``total``.
+ProgressFn = Callable[[str, int, int], None]
 
 
 @dataclass
@@ -128,17 +132,29 @@ def choose_isosurface_threshold(
     n_candidates: int = 14,
     n_refine: int = 6,
     chunk: int = 262144,
+    progress: ProgressFn | None = None,
 ) -> ThresholdChoice:
     """Pick the level of ``geometry``'s field that best matches ``render_opacity`` silhouettes.
 
     ``render_opacity(view)`` returns the volume's opacity ``[1, H, W, 1]`` for a camera batch of
     :func:`orbit_views`. Raises :class:`StudioError` when the field has no surface at any level.
+    ``progress`` (optional, :data:`ProgressFn`) is called after every rendered view and scored
+    level, and with ``done == total`` when a stage ends.
     """
+
+    def report(stage: str, done: int, total: int) -> None:
+        if progress is not None:
+            progress(stage, min(done, total), total)
+
     device = geometry.bbox.device
     radius = float(geometry.bbox[1].abs().max())
     views = orbit_views(n_views, view_size, radius, device=device)
+    rendered = []
     with torch.no_grad():
-        opacity = torch.stack([render_opacity(v)[0, ..., 0].float().clamp(0.0, 1.0) for v in views])
+        for view in views:
+            rendered.append(render_opacity(view)[0, ..., 0].float().clamp(0.0, 1.0))
+            report("views", len(rendered), n_views)
+    opacity = torch.stack(rendered)
     if float(opacity.max()) < 0.05:
         raise StudioError(
             "isosurface_threshold=auto: the volume renders empty from every orbit view (max "
@@ -158,9 +174,12 @@ def choose_isosurface_threshold(
             else:
                 world = Mesh(lo + mesh.v_pos.to(device) * (hi - lo), mesh.t_pos_idx.to(device))
                 tried[threshold] = silhouette_iou(mesh_coverage(world, views, rasterizer), opacity)
+        scored[0] += 1
+        report("levels", scored[0], levels)
         return tried[threshold]
 
     candidates = _quantile_candidates(values, n_candidates)
+    scored, levels = [0], len(candidates) + n_refine
     scores = [score(t) for t in candidates]
     best = max(range(len(candidates)), key=scores.__getitem__)
     left = candidates[max(best - 1, 0)]
@@ -176,6 +195,7 @@ def choose_isosurface_threshold(
         )
     choice = ThresholdChoice(threshold, best_score, sorted(tried.items()))
     log.info(choice.describe())
+    report("levels", levels, levels)
     return choice
 
 
@@ -186,6 +206,7 @@ def silhouette_threshold(
     n_views: int = 6,
     view_size: int = 128,
     resolution: int = 96,
+    progress: ProgressFn | None = None,
 ) -> ThresholdChoice:
     """:func:`choose_isosurface_threshold` for a lift-3D ``system``: its geometry's field against
     its renderer's opacity (the renderer in eval mode while it renders). The exporter and geometry
@@ -207,6 +228,7 @@ def silhouette_threshold(
             n_views=n_views,
             view_size=view_size,
             resolution=resolution,
+            progress=progress,
         )
     finally:
         renderer.train(was_training)

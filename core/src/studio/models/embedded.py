@@ -123,3 +123,16 @@ def prompt_check_of(name: str) -> Optional[Callable[[str, str], None]]:
         return None
     check_spec = attrs.evolve(registration.spec, target=target, prompt_check=None)
     return import_target(Registration(KIND, check_spec, registration.plugin))
+
+
+def canonical_prompt(name: str, prompt: str, negative_prompt: str = "") -> str:
+    """The prompt to encode for the model ``name``: what its ``prompt_check`` returns when that
+    is a string (the model's canonical form of ``prompt``, e.g. the caption a small model was
+    trained on), else ``prompt`` unchanged (not a registered model, a local folder of that name,
+    no check, or a check that returns None). The check raises for a prompt the model cannot
+    follow."""
+    check = prompt_check_of(name)
+    if check is None:
+        return prompt
+    canonical = check(prompt, negative_prompt)
+    return canonical if isinstance(canonical, str) else prompt

@@ -129,6 +129,12 @@ class PlainSkySystem(DreamFusionSystem):
     class Config(DreamFusionSystem.Config):
         pass
 
+    @classmethod
+    def loss_terms(cls, cfg):
+        """DreamFusion's terms plus ``plain_sky`` (so ``lambda_plain_sky`` is a known key)."""
+        terms = super().loss_terms(cfg)
+        return None if terms is None else terms | {{"plain_sky"}}
+
     def training_step(self, batch):
         out = super().training_step(batch)
         weight = self.C(self.cfg.loss.get("lambda_plain_sky", 0.0))

@@ -37,6 +37,28 @@ from studio.config.schedule import Scheduled, scheduled_value
 from studio.errors import StudioError
 
 
+def check_loss_keys(loss: dict[str, Any], terms: Optional[set[str]], path: str) -> None:
+    """Every key of ``loss`` is ``lambda_<term>`` with ``term`` in ``terms`` (when known); else a
+    :class:`ConfigError` naming the key and the closest valid one."""
+    import difflib
+
+    from studio.errors import ConfigError
+
+    valid = sorted(f"lambda_{t}" for t in terms) if terms is not None else None
+    for key in loss:
+        if not key.startswith("lambda_"):
+            raise ConfigError(
+                f"{path}.{key}: loss weights are named lambda_<term> (e.g. {path}.lambda_sds)."
+            )
+        if valid is not None and key not in valid:
+            close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
+            hint = f" Did you mean {path}.{close[0]}?" if close else ""
+            raise ConfigError(
+                f"{path}.{key}: no loss term {key[len('lambda_') :]!r} in this system.{hint} "
+                f"Its terms: {', '.join(valid) or 'none'}."
+            )
+
+
 class BaseSystem(BaseModule):
     @attrs.define(kw_only=True)
     class Config(BaseModule.Config):
@@ -78,8 +100,17 @@ class BaseSystem(BaseModule):
         super().__init__(cfg, **kwargs)
 
     @classmethod
+    def loss_terms(cls, cfg: Any) -> Optional[set[str]]:
+        """The loss terms this system (with this config) weighs by ``loss.lambda_<term>``; None
+        when it cannot say (then any ``lambda_*`` is accepted). Systems that know their terms
+        (their regularisers plus their guidance's) override this, so a misspelt
+        ``system.loss.lambda_sdss`` is refused before anything is created."""
+        return None
+
+    @classmethod
     def validate_config(cls, cfg: Any, path: str) -> None:
         super().validate_config(cfg, path)
+        check_loss_keys(cfg.loss, cls.loss_terms(cfg), f"{path}.loss")
         if cfg.weights:
             from studio.errors import ConfigError, RunDirError
             from studio.rundir import find_checkpoint

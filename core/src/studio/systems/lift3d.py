@@ -24,6 +24,11 @@ from studio.registry import get_registry
 from studio.systems.base import BaseSystem
 
 
+def load_component(kind: str, name: str) -> Any:
+    """The class (or callable) registered as ``name`` for ``kind`` (``PluginError`` if none)."""
+    return get_registry().load(kind, name)
+
+
 def build_component(
     kind: str, name: str, cfg: dict[str, Any], config_path: str, **kwargs: Any
 ) -> Any:

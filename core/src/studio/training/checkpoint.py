@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from studio.errors import RunDirError
+from studio.errors import RunDirError, one_line
 
 FORMAT = "studio-checkpoint"
 VERSION = 1
@@ -58,6 +58,21 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
     atomic_write(path, lambda handle: torch.save(data, handle))
 
 
+def checkpoint_problem(exc: BaseException) -> str:
+    """What went wrong reading a checkpoint, without torch's advice to load untrusted pickles."""
+    import zipfile
+
+    text = str(exc)
+    if "Unsupported global" in text or "This file can still be loaded" in text:
+        return (
+            "it holds Python objects that a studio checkpoint never contains (a file from "
+            "elsewhere, or a tampered one), so it was refused"
+        )
+    if isinstance(exc, (zipfile.BadZipFile, EOFError)) or "weights_only" in text or "zip" in text:
+        return "the file is truncated, damaged or not a torch checkpoint"
+    return f"{type(exc).__name__}: {one_line(text, 160)}"
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load a studio checkpoint safely (``weights_only=True``)."""
     path = Path(path)
@@ -67,8 +82,10 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         data = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - corrupt or foreign file
         raise RunDirError(
-            f"{path} could not be read as a studio checkpoint ({type(exc).__name__}: {exc}). "
-            f"If a periodic checkpoint exists in the same folder, copy it over last.ckpt."
+            f"{path} could not be read as a studio checkpoint: {checkpoint_problem(exc)}. "
+            "Studio loads checkpoints as plain tensors and values only, never as arbitrary "
+            "objects. Use another checkpoint of the run (`studio resume` picks the newest "
+            "readable one when this one is deleted) or the file written by `studio run`."
         ) from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise RunDirError(f"{path} is not a studio checkpoint (no studio format marker).")

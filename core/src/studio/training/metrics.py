@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import csv
+import io
 import math
 from pathlib import Path
 
 from studio.errors import StudioError
+
+
+def _step(row: dict[str, object]) -> float:
+    """A row's step (infinity for a damaged row, which is then dropped)."""
+    try:
+        return int(str(row.get("step")))
+    except ValueError:
+        return math.inf
 
 
 class MetricsWriter:
@@ -19,10 +28,12 @@ class MetricsWriter:
         self.columns: list[str] = ["step"]
         self.rows: list[dict[str, object]] = []
         if resume_from_step is not None and path.is_file():
-            with path.open(newline="") as handle:
-                reader = csv.DictReader(handle)
-                self.columns = list(reader.fieldnames or ["step"])
-                self.rows = [r for r in reader if int(r["step"]) <= resume_from_step]
+            text = path.read_text(encoding="utf-8")
+            if text and not text.endswith("\n"):  # a row cut short by a kill: not a row
+                text = text[: text.rfind("\n") + 1]
+            reader = csv.DictReader(io.StringIO(text, newline=""))
+            self.columns = list(reader.fieldnames or ["step"])
+            self.rows = [r for r in reader if _step(r) <= resume_from_step]
             self._rewrite()
         else:
             self._rewrite()

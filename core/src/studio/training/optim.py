@@ -79,6 +79,14 @@ def wants_fused(name: str, args: dict[str, Any], groups: list[dict[str, Any]]) -
     return all(p.is_cuda and p.is_floating_point() for p in params)
 
 
+def optimizer_args(cfg: OptimizerConfig) -> dict[str, Any]:
+    """``cfg.args`` as the optimizer takes them (``betas`` a tuple)."""
+    args = dict(cfg.args)
+    if "betas" in args and isinstance(args["betas"], list):
+        args["betas"] = tuple(args["betas"])
+    return args
+
+
 def build_optimizer(system: nn.Module, cfg: OptimizerConfig) -> torch.optim.Optimizer:
     """``torch.optim.<name>`` over the configured parameter groups (fused Adam on CUDA unless
     ``fused`` or ``foreach`` is given in ``args``)."""
@@ -87,9 +95,7 @@ def build_optimizer(system: nn.Module, cfg: OptimizerConfig) -> torch.optim.Opti
         raise ConfigError(
             "system.optimizer: no trainable parameters were selected; check system.optimizer.params."
         )
-    args = dict(cfg.args)
-    if "betas" in args and isinstance(args["betas"], list):
-        args["betas"] = tuple(args["betas"])
+    args = optimizer_args(cfg)
     if wants_fused(cfg.name, args, groups):
         args["fused"] = True
     try:

@@ -61,3 +61,38 @@ class StepLogs:
             self._copied.synchronize()
         read = self._host.tolist() if self._host is not None else []
         return {**dict(zip(self._names, read, strict=True)), **self._numbers}
+
+
+#: Logged 1.0 for a step whose update was skipped (a non-finite loss or gradient), else 0.0.
+NONFINITE = "train/nonfinite"
+
+
+class SkippedSteps:
+    """Counts the steps skipped for a non-finite loss or gradient, from their logged
+    :data:`NONFINITE` flags (fed in step order, as they are read back: no extra host sync).
+
+    Also keeps the ``train/*`` values of the last step that was not skipped, for the message that
+    stops a run after too many skipped steps in a row."""
+
+    def __init__(self) -> None:
+        self.consecutive = 0
+        self.total = 0
+        self.streak_start: int | None = None
+        self.last_good_step: int | None = None
+        self.last_good_losses: dict[str, float] = {}
+
+    def observe(self, step: int, values: dict[str, float]) -> bool:
+        """Count step ``step`` with its logged ``values``; True when its update was skipped."""
+        if values.get(NONFINITE, 0.0) > 0:
+            if self.consecutive == 0:
+                self.streak_start = step
+            self.consecutive += 1
+            self.total += 1
+            return True
+        self.consecutive = 0
+        self.streak_start = None
+        self.last_good_step = step
+        self.last_good_losses = {
+            k: v for k, v in values.items() if k.startswith("train/") and k != NONFINITE
+        }
+        return False

@@ -7,6 +7,17 @@ Exactness of resume: a checkpoint holds the system's parameters and buffers, opt
 AMP scaler, the step and every rank's RNG states; resuming restores all of them right before the
 next step, so a run stopped at step k and resumed ends bit-identical to an uninterrupted one
 (deterministic CPU kernels).
+
+Non-finite steps: a step whose loss or gradients hold inf/NaN is skipped (the parameters and the
+optimizer state stay as they were; the step still counts towards ``max_steps`` and the scheduler)
+and logged ``train/nonfinite`` = 1 in ``metrics.csv`` (a column always written: 0 for the other
+steps). Every precision steps through a ``GradScaler`` for this: ``16-mixed`` (on CUDA) with its
+usual dynamic scale, every other one with a scale held at exactly 1.0, which changes no value.
+The skip is decided on the device (the fused Adam takes the inf flag as a tensor; other
+optimizers on CUDA pay one host sync per step, GradScaler's own) and the flags are counted from
+the one-step-late logs; after ``trainer.max_nonfinite_steps`` skipped steps in a row the run
+stops with :class:`NonFiniteTraining`, keeping its checkpoints. Parameters are checked before
+every checkpoint and validation, so neither is ever written from non-finite values.
 """
 
 from __future__ import annotations
@@ -36,7 +47,7 @@ from studio.training.checkpoint import (
 from studio.training.metrics import MetricsWriter
 from studio.training.optim import build_optimizer, build_scheduler
 from studio.training.signals import StopRequests
-from studio.training.step_logs import StepLogs, loggable
+from studio.training.step_logs import NONFINITE, SkippedSteps, StepLogs, loggable
 from studio.training.transfer import to_device
 
 
@@ -44,6 +55,24 @@ class TrainingTerminated(StudioError):
     """SIGTERM: a checkpoint was written and the run stopped (resume it later)."""
 
     exit_code = 143
+
+
+class NonFiniteTraining(StudioError):
+    """Too many steps in a row had a non-finite loss or gradient, or the parameters went
+    non-finite: the run stopped without writing them (its last checkpoint is still good)."""
+
+
+def unit_scaler(device_type: str) -> torch.amp.GradScaler:
+    """A GradScaler whose scale stays exactly 1.0 (growth and backoff factors 1.0): it scales
+    nothing (times 1.0 is exact) but finds inf/NaN gradients and skips that optimizer step."""
+    scaler = torch.amp.GradScaler(device_type, init_scale=1.0)
+    scaler.set_growth_factor(1.0)  # the constructor insists on > 1 and < 1
+    scaler.set_backoff_factor(1.0)
+    return scaler
+
+
+def _is_unit_scaler_state(state: dict[str, Any]) -> bool:
+    return state.get("growth_factor") == 1.0 and state.get("backoff_factor") == 1.0
 
 
 def seed_everything(seed: int) -> None:
@@ -80,6 +109,8 @@ class Trainer:
         self.optimizer: torch.optim.Optimizer | None = None
         self.scheduler: Any = None
         self.scaler: torch.amp.GradScaler | None = None
+        self.skipped = SkippedSteps()
+        self.good_checkpoint: tuple[Path, int] | None = None  # the last one written or loaded
 
     # -- set-up ----------------------------------------------------------------------------------
     def setup(self, from_checkpoint: bool | None = None) -> None:
@@ -136,8 +167,10 @@ class Trainer:
                 self.autocast_dtype = torch.float16
         elif precision == "bf16-mixed":
             self.autocast_dtype = torch.bfloat16
-        use_scaler = self.autocast_dtype is torch.float16
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=use_scaler)
+        if self.autocast_dtype is torch.float16:  # dynamic loss scale
+            self.scaler = torch.amp.GradScaler(self.device.type)
+        else:  # only the inf/NaN check
+            self.scaler = unit_scaler(self.device.type)
 
     def autocast(self) -> contextlib.AbstractContextManager:
         if self.autocast_dtype is None:
@@ -150,7 +183,10 @@ class Trainer:
 
     # -- checkpoints -----------------------------------------------------------------------------
     def save_checkpoint(self, path: Path) -> None:
-        """Gather every rank's RNG and data-stream state, then write on rank 0 (atomically)."""
+        """Gather every rank's RNG and data-stream state, then write on rank 0 (atomically).
+
+        Refused (:class:`NonFiniteTraining`) when a parameter holds inf/NaN."""
+        self._check_finite_parameters(f"writing {path.name}")
         rng = D.gather_objects(capture_rng_state(), self.ctx)
         data = D.gather_objects(self.data.state_dict(), self.ctx)
         if self.ctx.is_main:
@@ -164,14 +200,13 @@ class Trainer:
                 },
                 "optimizer": self.optimizer.state_dict() if self.optimizer else None,
                 "scheduler": self.scheduler.state_dict() if self.scheduler else None,
-                "scaler": self.scaler.state_dict()
-                if self.scaler and self.scaler.is_enabled()
-                else None,
+                "scaler": self.scaler.state_dict() if self.scaler else None,
                 "rng": rng,
                 "data": data,
             }
             save_checkpoint(path, payload)
         D.barrier(self.ctx)
+        self.good_checkpoint = (path, self.global_step)
 
     def _save_last(self) -> None:
         if self.cfg.checkpoint.save_last:
@@ -206,8 +241,16 @@ class Trainer:
         checkpoint = load_checkpoint(path)  # CPU: RNG states must stay on the host
         self.system.load_state_dict(checkpoint["state_dict"])
         self._set_step(int(checkpoint["global_step"]))
+        self.good_checkpoint = (path, self.global_step)
         self.system.do_update_step(0, self.global_step, on_load_weights=True)
         return checkpoint
+
+    def _load_scaler(self, saved: dict[str, Any] | None) -> None:
+        """Restore the scaler from a checkpoint's state of the same kind: dynamic (``16-mixed``)
+        or unit scale. Anything else (another precision; ``None`` from a checkpoint written
+        before every run had a scaler) leaves it fresh, as it was before."""
+        if saved and _is_unit_scaler_state(saved) == (self.scaler.get_growth_factor() == 1.0):
+            self.scaler.load_state_dict(saved)
 
     def _restore_objects(self, objects: dict[str, Any], saved: dict[str, Any]) -> None:
         missing = sorted(set(objects) - set(saved))
@@ -261,8 +304,7 @@ class Trainer:
                 self.optimizer.load_state_dict(checkpoint["optimizer"])
             if self.scheduler is not None and checkpoint.get("scheduler"):
                 self.scheduler.load_state_dict(checkpoint["scheduler"])
-            if checkpoint.get("scaler") and self.scaler.is_enabled():
-                self.scaler.load_state_dict(checkpoint["scaler"])
+            self._load_scaler(checkpoint.get("scaler"))
         if rng_state is not None:
             restore_rng_state(rng_state)
 
@@ -304,6 +346,7 @@ class Trainer:
                             f"{self.run.last_ckpt}. Continue with: studio resume {self.run.root}"
                         )
                     if validate:
+                        self._check_finite_parameters("rendering the validation views")
                         self.validate()
                         self._save_last()
                     self._save_periodic()
@@ -312,8 +355,15 @@ class Trainer:
                 if pending is not None:
                     self._report(pending, metrics, progress)
                 self._save_last()
+                if not self.cfg.checkpoint.save_last:  # checked there otherwise
+                    self._check_finite_parameters("rendering the test views")
                 if stop_training:  # said once the checkpoint is on disk
                     self.log(f"Training stopped by Ctrl+C after step {self.global_step}.")
+                if self.skipped.total and self.ctx.is_main:
+                    self.log(
+                        f"{self.skipped.total} training step(s) had a non-finite loss or "
+                        f"gradient and were skipped ({NONFINITE} = 1 in {self.run.metrics})."
+                    )
         finally:
             if progress is not None:
                 progress.close()
@@ -321,12 +371,79 @@ class Trainer:
                 metrics.close()
 
     def _report(self, logs: StepLogs, metrics: MetricsWriter | None, progress: Any) -> None:
-        """Write a finished step's scalars to the metrics file and the progress bar."""
+        """Write a finished step's scalars to the metrics file and the progress bar; count a
+        skipped step and stop after ``trainer.max_nonfinite_steps`` of them in a row."""
         values = logs.values()
+        skipped = self.skipped.observe(logs.step, values)
         if metrics is not None and logs.step % self.cfg.trainer.log_every_n_steps == 0:
             metrics.log(logs.step, values)
         if progress is not None:
-            progress.set_postfix(_short(values), refresh=False)
+            progress.set_postfix(_short(values, self.skipped.total), refresh=False)
+        limit = self.cfg.trainer.max_nonfinite_steps
+        if skipped and limit and self.skipped.consecutive >= limit:
+            raise NonFiniteTraining(self._nonfinite_message(logs.step))
+
+    def _nonfinite_message(self, step: int) -> str:
+        skipped, trainer = self.skipped, self.cfg.trainer
+        if skipped.last_good_step is None:
+            last = "No step since the run (re)started had a finite loss and gradients"
+        else:
+            losses = ", ".join(f"{k}={v:.6g}" for k, v in skipped.last_good_losses.items())
+            last = f"The last step with finite ones was {skipped.last_good_step} ({losses})"
+        if self.good_checkpoint is None:
+            keep = (
+                "No checkpoint was written yet: once fixed, start the run again with "
+                f"`studio run {self.run.parsed_config}`"
+            )
+        else:
+            path, at = self.good_checkpoint
+            keep = (
+                f"The last good checkpoint is {path} (step {at}, finite parameters): continue "
+                f"from it with `studio resume {self.run.root} key=value ...` once fixed"
+            )
+        in_fp32 = trainer.precision in ("32", "32-true")
+        fp32 = "" if in_fp32 else ", or train in float32 (trainer.precision=32)"
+        return (
+            f"Training stopped at step {step}: it and the {skipped.consecutive - 1} step(s) "
+            f"before it (from step {skipped.streak_start}) had a non-finite (NaN/inf) loss or "
+            f"gradient, so their updates were skipped, and trainer.max_nonfinite_steps is "
+            f"{trainer.max_nonfinite_steps} ({skipped.total} skipped in all; {NONFINITE} in "
+            f"{self.run.metrics}). {last}. Lower the learning rate (system.optimizer.args.lr and "
+            "the lr of system.optimizer.params.*), check the system.loss.* weights and the "
+            f"guidance scale (system.guidance.guidance_scale){fp32}. {keep}."
+        )
+
+    def _check_finite_parameters(self, doing: str) -> None:
+        """Raise :class:`NonFiniteTraining` (on every rank) if a parameter holds inf/NaN.
+
+        Skipped steps leave the parameters as they were, so this fires only when something other
+        than the optimizer wrote them (one host sync: done before checkpoints and validation)."""
+        named = list(self.system.named_parameters())
+        for name, obj in self.system.trainable_objects().items():
+            named += [(f"{name}.{key}", p) for key, p in obj.trainable_named_parameters()]
+        named = [(n, p) for n, p in named if p.is_floating_point() and p.numel()]
+        if not named:
+            return
+        finite = torch.stack([torch.isfinite(p.detach()).all().to(self.device) for _, p in named])
+        flags = finite.tolist()
+        (bad,) = D.any_rank([not all(flags)], self.ctx, self.device)
+        if not bad:
+            return
+        names = [n for (n, _), ok in zip(named, flags, strict=True) if not ok]
+        shown = ", ".join(f"system.{n}" for n in names[:5]) + (" ..." if len(names) > 5 else "")
+        where = (
+            f"the last good checkpoint is {self.good_checkpoint[0]} (step "
+            f"{self.good_checkpoint[1]}): `studio resume {self.run.root}` continues from it"
+            if self.good_checkpoint
+            else "no checkpoint was written before"
+        )
+        raise NonFiniteTraining(
+            f"At step {self.global_step}, before {doing}: {len(names)} parameter tensor(s) hold "
+            f"NaN/inf ({shown}) although no update with a non-finite gradient was applied, so "
+            "something other than the optimizer wrote them (the system's update_step or "
+            "training_step, a custom initialisation or the loaded weights). Nothing was written; "
+            f"{where}."
+        )
 
     def _progress(self, start: int):
         if not (self.ctx.is_main and self.cfg.trainer.enable_progress_bar):
@@ -353,6 +470,7 @@ class Trainer:
         system, optimizer = self.system, self.optimizer
         accumulate = self.cfg.trainer.accumulate_grad_batches
         logs: dict[str, Any] = {}
+        scaler = self.scaler
         for _ in range(accumulate):
             batch = self._next_batch()
             system.do_update_step(0, self.global_step)
@@ -362,7 +480,11 @@ class Trainer:
                 raise StudioError(
                     f"{type(system).__name__}.training_step returned no 'loss' (keys: {list(out)})."
                 )
-            self.scaler.scale(out["loss"] / accumulate).backward()
+            loss = out["loss"] / accumulate
+            # A non-finite loss makes every gradient NaN (times NaN), even where its non-finite
+            # part has no gradient of its own, so the scaler skips the step, on every rank (the
+            # gradients are averaged); a finite one is multiplied by exactly 1.0. No host sync.
+            scaler.scale(loss * (loss.detach() * 0 + 1)).backward()
             for key, value in out.items():
                 scalar = loggable(value)
                 if scalar is not None:
@@ -371,11 +493,19 @@ class Trainer:
                         logs[name] + scalar / accumulate if name in logs else scalar / accumulate
                     )
         D.average_gradients(params, self.ctx)
-        if self.cfg.trainer.gradient_clip_val:
-            self.scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(params, self.cfg.trainer.gradient_clip_val)
-        self.scaler.step(optimizer)
-        self.scaler.update()
+        if not any(p.grad is not None for p in params):  # nothing to check or update
+            optimizer.step()
+            logs[NONFINITE] = 0.0
+        else:
+            if self.cfg.trainer.gradient_clip_val:
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(params, self.cfg.trainer.gradient_clip_val)
+            scaler.step(optimizer)  # skipped (on the device) when a gradient is inf/NaN
+            found = list(scaler._found_inf_per_device(optimizer).values())
+            if len(found) > 1:  # gradients on several devices
+                found = [torch.stack([f.to(found[0].device) for f in found]).amax()]
+            logs[NONFINITE] = found[0]  # 1.0: skipped
+            scaler.update()
         optimizer.zero_grad(set_to_none=True)
         if self.scheduler is not None:
             self.scheduler.step()
@@ -385,17 +515,48 @@ class Trainer:
             logs[f"lr/{group.get('name', 'group')}"] = float(group["lr"])
         return logs
 
-    def _eval_pass(self, batches, step_fn, cleanup: bool, limit: int | None = None) -> None:
+    def _eval_pass(
+        self,
+        batches,
+        step_fn,
+        cleanup: bool,
+        limit: int | None = None,
+        progress: str | None = None,
+    ) -> None:
+        """Run ``step_fn`` over the first ``limit`` (default all) batches, split across ranks.
+
+        ``progress`` names a progress bar over the views (rank 0, on stderr, with ETA, when
+        ``trainer.enable_progress_bar``); None draws none. Validation draws none: it runs while
+        the training bar is on screen, and a second bar would break that bar's line (in logs and
+        pipes, where a bar cannot be erased, every redraw of both would be kept)."""
         n = len(batches) if limit is None else min(limit, len(batches))
         was_training = self.system.training
         rng = capture_rng_state()  # evaluation must not shift the training random streams
+        bar = None
+        if progress and self.ctx.is_main and self.cfg.trainer.enable_progress_bar:
+            from tqdm import tqdm
+
+            bar = tqdm(
+                total=n,
+                desc=f"{self.label} {progress}" if self.label else progress,
+                unit="view",
+                dynamic_ncols=True,
+                mininterval=0.5,
+                file=sys.stderr,
+            )
         self.system.eval()
-        with torch.no_grad():
-            for index in self.ctx.shard(n):
-                with self.autocast():
-                    step_fn(to_device(batches[index], self.device), index)
-                if cleanup:
-                    _cleanup(self.device)
+        try:
+            with torch.no_grad():
+                for index in self.ctx.shard(n):
+                    with self.autocast():
+                        step_fn(to_device(batches[index], self.device), index)
+                    if cleanup:
+                        _cleanup(self.device)
+                    if bar is not None:  # the other ranks render their views meanwhile
+                        bar.update(min(self.ctx.world_size, n - bar.n))
+        finally:
+            if bar is not None:
+                bar.close()
         self.system.saver.flush()
         D.barrier(self.ctx)
         self.system.train(was_training)
@@ -415,6 +576,7 @@ class Trainer:
             self.data.test_batches(),
             self.system.test_step,
             self.system.cfg.cleanup_after_test_step,
+            progress="test",
         )
         video = self.system.on_test_end() if self.ctx.is_main else None
         D.barrier(self.ctx)
@@ -429,6 +591,11 @@ class Trainer:
         D.destroy_process_group()
 
 
-def _short(logs: dict[str, float]) -> dict[str, str]:
-    shown = {k.split("/", 1)[1]: v for k, v in logs.items() if k.startswith("train/")}
-    return {k: f"{v:.4g}" for k, v in list(shown.items())[:4]}
+def _short(logs: dict[str, float], skipped: int = 0) -> dict[str, str]:
+    shown = {
+        k.split("/", 1)[1]: v for k, v in logs.items() if k.startswith("train/") and k != NONFINITE
+    }
+    short = {k: f"{v:.4g}" for k, v in list(shown.items())[:4]}
+    if skipped:
+        short["skipped"] = str(skipped)
+    return short

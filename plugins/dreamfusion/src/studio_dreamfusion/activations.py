@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
+import attrs
 import torch
 import torch.nn.functional as F
 
@@ -99,3 +101,21 @@ SLOPES: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 def get_activation_slope(name: str | None) -> Callable[[torch.Tensor], torch.Tensor] | None:
     """The derivative of the activation ``name`` (see :data:`SLOPES`), or None if not known."""
     return SLOPES["none"] if name is None else SLOPES.get(name)
+
+
+def check_activation_fields(cfg: Any, path: str) -> None:
+    """Every ``*_activation`` field of the attrs config ``cfg`` names a known activation."""
+    for field in attrs.fields(type(cfg)):
+        value = getattr(cfg, field.name)
+        if field.name.endswith("_activation") and (value is None or isinstance(value, str)):
+            get_activation(value, f"{path}.{field.name}")
+
+
+class ValidatesActivations:
+    """Mixin: ``validate_config`` also checks the config's ``*_activation`` names, so an unknown
+    one is refused when the run's config is resolved, before anything is created."""
+
+    @classmethod
+    def validate_config(cls, cfg: Any, path: str) -> None:
+        super().validate_config(cfg, path)  # type: ignore[misc]
+        check_activation_fields(cfg, path)

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from studio.api import BaseBackground
-from studio_dreamfusion.activations import get_activation
+from studio_dreamfusion.activations import ValidatesActivations, get_activation
 from studio_dreamfusion.networks import defaults
 from studio_dreamfusion.networks.encodings import (
     build_encoding,
@@ -26,7 +26,7 @@ def _random_colors(dirs: torch.Tensor, channels: int) -> torch.Tensor:
     return torch.rand(dirs.shape[0], *([1] * (dirs.dim() - 2)), channels, device=dirs.device)
 
 
-class NeuralEnvironmentMap(BaseBackground):
+class NeuralEnvironmentMap(ValidatesActivations, BaseBackground):
     """Colour of a direction from an MLP on its spherical-harmonics encoding.
 
     ``random_aug``: in training, with probability ``random_aug_prob`` the whole background of the
@@ -133,7 +133,7 @@ class SolidColor(BaseBackground):
         return color
 
 
-class Textured(BaseBackground):
+class Textured(ValidatesActivations, BaseBackground):
     """A learnable texture on the sphere of directions (spherical UV, bilinear, reflection padding)."""
 
     @attrs.define(kw_only=True)

@@ -27,6 +27,7 @@ from typing import Any, Optional
 import numpy as np
 
 from studio.api import StudioError, one_line
+from studio_dreamfusion.quiet import quiet_loading
 
 MODEL_VARIABLE = "STUDIO_CLIP_MODEL"
 DEFAULT_MODEL = "openai/clip-vit-base-patch32"
@@ -183,6 +184,7 @@ class ClipScorer:
     device: Any
 
     @classmethod
+    @quiet_loading()
     def load(cls, folder: Path) -> ClipScorer:
         """Load ``folder`` (local files only); :class:`StudioError` when it is no CLIP model."""
         import torch

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from studio.api import BaseMaterial, StudioError
-from studio_dreamfusion.activations import get_activation
+from studio_dreamfusion.activations import ValidatesActivations, get_activation
 from studio_dreamfusion.networks import defaults
 from studio_dreamfusion.networks.encodings import (
     build_encoding,
@@ -22,7 +22,7 @@ from studio_dreamfusion.networks.mlp import build_mlp, find_mlp_config_class, va
 Shading = Literal["albedo", "diffuse", "textureless"]
 
 
-class DiffuseWithPointLight(BaseMaterial):
+class DiffuseWithPointLight(ValidatesActivations, BaseMaterial):
     """Lambertian shading from a point light plus ambient light, with the reference's sampling of
     shading modes during training (albedo / textureless / diffuse) and an ambient-only warm-up.
     """
@@ -110,7 +110,7 @@ class DiffuseWithPointLight(BaseMaterial):
         return {"albedo": self._albedo_activation(features[..., :3]).clamp(0.0, 1.0)}
 
 
-class NoMaterial(BaseMaterial):
+class NoMaterial(ValidatesActivations, BaseMaterial):
     """Colour = activation(features) (any channel count, e.g. 4 latent channels), optionally after
     an MLP when both ``input_feature_dims`` and ``mlp_network_config`` are set."""
 
@@ -172,7 +172,7 @@ class NoMaterial(BaseMaterial):
         return {"albedo": color[..., :3].clamp(0.0, 1.0)}
 
 
-class NeuralRadiance(BaseMaterial):
+class NeuralRadiance(ValidatesActivations, BaseMaterial):
     """View-dependent colour: ``act(MLP([features, SH((viewdir + 1) / 2)]))``."""
 
     @attrs.define(kw_only=True)

@@ -9,12 +9,12 @@ schedulable ``system.loss.lambda_X``, and add the orientation, sparsity, opacity
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 import attrs
 import torch
 
-from studio.api import BaseLift3DSystem, ConfigError
+from studio.api import BaseLift3DSystem, ConfigError, StudioError, load_component
 from studio_dreamfusion.losses import (
     opaque_loss,
     orientation_loss,
@@ -49,10 +49,27 @@ def weighted_guidance_losses(
     return torch.as_tensor(total) if isinstance(total, float) else total, logged
 
 
+#: The 3D regularisers DreamFusion's system weighs (``system.loss.lambda_<name>``).
+REGULARISERS = ("orient", "sparsity", "opaque", "z_variance")
+
+
 class DreamFusionSystem(BaseLift3DSystem):
     @attrs.define(kw_only=True)
     class Config(BaseLift3DSystem.Config):
         pass
+
+    @classmethod
+    def loss_terms(cls, cfg: Any) -> Optional[set[str]]:
+        """The regularisers plus the guidance class's ``loss_terms`` (None when it declares
+        none: then any ``lambda_*`` is accepted)."""
+        if not cfg.guidance_type:
+            return set(REGULARISERS)
+        try:
+            guidance = load_component("guidance", cfg.guidance_type)
+        except StudioError:
+            return None
+        terms = getattr(guidance, "loss_terms", None)
+        return None if terms is None else set(REGULARISERS) | set(terms)
 
     def on_fit_start(self) -> None:
         super().on_fit_start()

@@ -83,6 +83,9 @@ def test_loss_gradient_is_grad_over_batch() -> None:
 def test_step_range_and_sampling_bounds() -> None:
     assert sds.step_range(1000, 0.02, 0.98) == (20, 980)
     assert sds.step_range(1000, 0.5, 0.5) == (500, 500)
+    # the reference draws t = 1000 for a percent of 1.0, one past its 1000-entry tables
+    assert sds.step_range(1000, 0.0, 1.0) == (0, 999)
+    assert sds.step_range(1000, 1.0, 1.0) == (999, 999)
     gen = torch.Generator().manual_seed(4)
     t = sds.sample_timesteps(4000, 500, 503, torch.device("cpu"), generator=gen)
     assert t.dtype == torch.long and t.shape == (4000,)

@@ -53,6 +53,15 @@ def _bias_and_gradient(
     )
 
 
+def check_density_bias(kind: DensityBias, path: str) -> None:
+    """``kind`` is a number or a known blob (ConfigError naming ``path`` otherwise)."""
+    if isinstance(kind, (int, float)) or kind in ("blob_dreamfusion", "blob_magic3d", "blob"):
+        return
+    raise ConfigError(
+        f"{path}: unknown value {kind!r}; use blob_magic3d, blob_dreamfusion or a number."
+    )
+
+
 def finite_difference_normal(
     density_fn: Callable[[torch.Tensor], torch.Tensor],
     points: torch.Tensor,

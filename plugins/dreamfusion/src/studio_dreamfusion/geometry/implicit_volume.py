@@ -10,9 +10,14 @@ import torch
 import torch.nn.functional as F
 
 from studio.api import BaseImplicitGeometry, contract_to_unit_cube
-from studio_dreamfusion.activations import get_activation, get_activation_slope
+from studio_dreamfusion.activations import (
+    ValidatesActivations,
+    get_activation,
+    get_activation_slope,
+)
 from studio_dreamfusion.geometry.density import (
     analytic_normal,
+    check_density_bias,
     density_bias,
     density_bias_with_gradient,
     finite_difference_normal,
@@ -40,7 +45,7 @@ NormalType = Literal[
 ]
 
 
-class ImplicitVolume(BaseImplicitGeometry):
+class ImplicitVolume(ValidatesActivations, BaseImplicitGeometry):
     """Normals: ``analytic`` (the gradient of the density), ``finite_difference`` (central, as
     the reference's original), ``finite_difference_forward`` (the reference's later default),
     ``finite_difference_laplacian`` (alias of central), ``pred`` (a third MLP head), or none.
@@ -102,6 +107,7 @@ class ImplicitVolume(BaseImplicitGeometry):
         """Also every check :func:`build_encoding` and :func:`build_mlp` make (an unknown
         ``otype``, a grid with 0 levels, an unknown activation)."""
         super().validate_config(cfg, path)
+        check_density_bias(cfg.density_bias, f"{path}.density_bias")
         validate_encoding_config(
             cfg.pos_encoding_config, f"{path}.pos_encoding_config", cfg.n_input_dims
         )

@@ -9,11 +9,15 @@ import torch
 import torch.nn.functional as F
 
 from studio.api import BaseImplicitGeometry
-from studio_dreamfusion.activations import get_activation
-from studio_dreamfusion.geometry.density import density_bias, finite_difference_normal
+from studio_dreamfusion.activations import ValidatesActivations, get_activation
+from studio_dreamfusion.geometry.density import (
+    check_density_bias,
+    density_bias,
+    finite_difference_normal,
+)
 
 
-class VolumeGrid(BaseImplicitGeometry):
+class VolumeGrid(ValidatesActivations, BaseImplicitGeometry):
     """``density = act(raw * exp(density_scale) + bias)``; ``density_scale`` is a learnable scalar
     (initialised 0) unless the bias is ``blob`` (then a fixed 0). Finite-difference normals are
     central differences.
@@ -44,6 +48,11 @@ class VolumeGrid(BaseImplicitGeometry):
         """Step of finite-difference normals in world units."""
         isosurface_threshold: Union[float, Literal["auto"]] = "auto"
         """Density level of the extracted surface, or ``auto`` (chosen on export/conversion)."""
+
+    @classmethod
+    def validate_config(cls, cfg: Any, path: str) -> None:
+        super().validate_config(cfg, path)
+        check_density_bias(cfg.density_bias, f"{path}.density_bias")
 
     def configure(self) -> None:
         super().configure()

@@ -29,6 +29,7 @@ from studio_dreamfusion.pretrained import (
     pick_variant,
     resolve_pretrained,
 )
+from studio_dreamfusion.quiet import quiet_loading
 
 
 class DeepFloydGuidance(DiffusersGuidance):
@@ -44,6 +45,7 @@ class DeepFloydGuidance(DiffusersGuidance):
 
     cfg: Config
 
+    @quiet_loading()
     def load_models(self) -> DiffusionModels:
         from diffusers import IFPipeline
 

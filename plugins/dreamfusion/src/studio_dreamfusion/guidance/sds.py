@@ -56,8 +56,25 @@ def sds_weight(strategy: str, alphas_cumprod_t: torch.Tensor) -> torch.Tensor:
 
 
 def step_range(num_train_timesteps: int, min_percent: float, max_percent: float) -> tuple[int, int]:
-    """``(int(T * min_percent), int(T * max_percent))`` -- the inclusive timestep range."""
-    return int(num_train_timesteps * min_percent), int(num_train_timesteps * max_percent)
+    """``(int(T * min_percent), int(T * max_percent))`` -- the inclusive timestep range, clamped
+    to the schedule's ``[0, T - 1]`` (the reference draws ``t = T`` for a percent of 1.0, one past
+    the end of its ``T``-entry tables)."""
+    last = num_train_timesteps - 1
+    low = min(max(int(num_train_timesteps * min_percent), 0), last)
+    high = min(max(int(num_train_timesteps * max_percent), 0), last)
+    return low, high
+
+
+def schedule_breakpoints(*values: Any) -> list[int]:
+    """Steps at which piecewise-linear schedules (or constants) change slope, plus step 0: two
+    such schedules compare everywhere as they compare at these steps."""
+    steps = {0}
+    for value in values:
+        if isinstance(value, (list, tuple)):
+            steps.update(
+                int(v) for v in ([value[-1]] if len(value) == 3 else [value[0], value[-1]])
+            )
+    return sorted(steps)
 
 
 def sample_timesteps(
@@ -148,6 +165,19 @@ class DiffusionModels:
     vae: Any = None
 
 
+def check_percent_schedule(value: Any, key: str) -> None:
+    """Raise :class:`ConfigError` unless the constant or schedule ``value`` stays in [0, 1]."""
+    if isinstance(value, (int, float)):
+        ends = [value]
+    else:  # [start, end, end_step] or [start_step, start, end, end_step]
+        ends = value[:2] if len(value) == 3 else value[1:3]
+    if not all(0.0 <= float(v) <= 1.0 for v in ends):
+        raise ConfigError(
+            f"{key}={value!r} must stay within [0, 1] (a fraction of the diffusion timesteps), "
+            f"e.g. {key.rsplit('.', 1)[-1]}=0.5."
+        )
+
+
 class ScoreDistillationGuidance(BaseObject):
     """An SDS guidance: ``guidance(images, prompt_utils, elevation, azimuth, camera_distances)``
     returns ``{"loss_sds", "grad_norm", "min_step", "max_step"}``.
@@ -158,6 +188,8 @@ class ScoreDistillationGuidance(BaseObject):
     """
 
     config_path: ClassVar[str] = "system.guidance"
+    #: The losses it returns (``loss_<term>``), each weighed by ``system.loss.lambda_<term>``.
+    loss_terms: ClassVar[tuple[str, ...]] = ("sds",)
 
     @attrs.define(kw_only=True)
     class Config:
@@ -195,28 +227,30 @@ class ScoreDistillationGuidance(BaseObject):
         raise NotImplementedError
 
     # -- setup and schedules --------------------------------------------------------------------
-    def configure(self) -> None:
-        check_weighting_strategy(self.cfg.weighting_strategy, self.config_path)
+    @classmethod
+    def validate_config(cls, cfg: Any, path: str) -> None:
+        """Weighting, step percents within [0, 1] and ``min <= max`` at every step: checked when
+        the run's config is resolved, before anything is created or loaded."""
+        super().validate_config(cfg, path)
+        check_weighting_strategy(cfg.weighting_strategy, path)
         for name in ("min_step_percent", "max_step_percent"):
-            self._check_percent_schedule(name)
+            check_percent_schedule(getattr(cfg, name), f"{path}.{name}")
+        low, high = cfg.min_step_percent, cfg.max_step_percent
+        for step in schedule_breakpoints(low, high):
+            if scheduled_value(high, step) < scheduled_value(low, step):
+                raise ConfigError(
+                    f"{path}.max_step_percent={high!r} falls below min_step_percent={low!r} at "
+                    f"step {step}; keep max_step_percent >= min_step_percent at every step."
+                )
+
+    def configure(self) -> None:
+        type(self).validate_config(self.cfg, self.config_path)
         self.models = self.load_models()
         scheduler = self.models.scheduler
         self.num_train_timesteps = int(scheduler.config.num_train_timesteps)
         self.alphas_cumprod = scheduler.alphas_cumprod.to(self.device, torch.float32)
         self.grad_clip_val: Optional[float] = None
         self.update_step(0, 0)
-
-    def _check_percent_schedule(self, name: str) -> None:
-        value = getattr(self.cfg, name)
-        if isinstance(value, float):
-            ends = [value]
-        else:  # [start, end, end_step] or [start_step, start, end, end_step]
-            ends = value[:2] if len(value) == 3 else value[1:3]
-        if not all(0.0 <= float(v) <= 1.0 for v in ends):
-            raise ConfigError(
-                f"{self.config_path}.{name}={value!r} must stay within [0, 1] (a fraction of the "
-                f"diffusion timesteps), e.g. {name}=0.5."
-            )
 
     def update_step(self, epoch: int, global_step: int, on_load_weights: bool = False) -> None:
         """Evaluate ``grad_clip`` and ``min/max_step_percent`` at ``global_step``."""

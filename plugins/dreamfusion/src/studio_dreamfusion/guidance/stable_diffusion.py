@@ -28,6 +28,7 @@ from studio_dreamfusion.guidance.loading import (
 )
 from studio_dreamfusion.guidance.sds import DiffusionModels
 from studio_dreamfusion.pretrained import diffusers_dtype_kwargs, resolve_pretrained
+from studio_dreamfusion.quiet import quiet_loading
 
 
 class StableDiffusionGuidance(DiffusersGuidance):
@@ -45,6 +46,7 @@ class StableDiffusionGuidance(DiffusersGuidance):
 
     cfg: Config
 
+    @quiet_loading()
     def load_models(self) -> DiffusionModels:
         from diffusers import DDIMScheduler, StableDiffusionPipeline
 

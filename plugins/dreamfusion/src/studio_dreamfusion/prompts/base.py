@@ -14,6 +14,11 @@ something is missing and are deleted (and the CUDA cache emptied) right after en
 to free the encoder's GPU memory. We encode in-process and free the encoder explicitly instead, so
 the flag changes nothing.
 
+An embedded model with a small vocabulary may want its prompts in the exact form it was trained on
+(the primitives models: ``"a red cube"`` for ``"A Red Cube."``): when the registered model's
+``prompt_check`` (:class:`studio.api.ModelSpec`) returns a string, that string is the prompt
+encoded (:func:`model_prompt`); the view prompts are built from it.
+
 Subclasses implement :meth:`PromptProcessor.load_text_encoder` and
 :meth:`PromptProcessor.encode_prompts`.
 """
@@ -28,10 +33,26 @@ from typing import Any, ClassVar, Optional
 import attrs
 import torch
 
-from studio.api import BaseObject, main_rank_first, prompt_library
+from studio.api import (
+    BaseObject,
+    ModelNotAvailableError,
+    canonical_prompt,
+    main_rank_first,
+    prompt_library,
+)
 from studio_dreamfusion.prompts import cache
 from studio_dreamfusion.prompts.output import PromptProcessorOutput
 from studio_dreamfusion.prompts.views import DIRECTION_NAMES, ViewThresholds, build_directions
+from studio_dreamfusion.quiet import quiet_loading
+
+
+def model_prompt(model: str, prompt: str, negative_prompt: str = "") -> str:
+    """The prompt to encode for ``model`` (:func:`studio.api.canonical_prompt`); a model that is
+    not available is reported when it is loaded, not here."""
+    try:
+        return canonical_prompt(model, prompt, negative_prompt)
+    except ModelNotAvailableError:
+        return prompt
 
 
 @dataclass
@@ -124,8 +145,10 @@ class PromptProcessor(BaseObject):
 
     def _resolve_prompt(self, prompt: str) -> str:
         if prompt_library.is_library_prompt(prompt):
-            return prompt_library.lookup(prompt, f"{self.config_path}.prompt")
-        return prompt
+            prompt = prompt_library.lookup(prompt, f"{self.config_path}.prompt")
+        return model_prompt(
+            self.cfg.pretrained_model_name_or_path, prompt, self.cfg.negative_prompt
+        )
 
     @functools.cached_property
     def model_id(self) -> str:
@@ -147,7 +170,8 @@ class PromptProcessor(BaseObject):
         }
 
     def _encode_to_cache(self, prompts: list[str]) -> None:
-        encoder = self.load_text_encoder()
+        with quiet_loading():
+            encoder = self.load_text_encoder()
         try:
             with torch.no_grad():
                 embeddings = self.encode_prompts(encoder, prompts)

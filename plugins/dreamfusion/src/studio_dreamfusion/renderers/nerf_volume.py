@@ -23,7 +23,7 @@ import attrs
 import torch
 import torch.nn.functional as F
 
-from studio.api import BaseRenderer
+from studio.api import BaseRenderer, PositiveInt
 from studio.api import choose_backend as choose
 from studio_dreamfusion.renderers.occupancy_marching import march
 from studio_dreamfusion.renderers.volume import (
@@ -40,10 +40,10 @@ PER_RAY = ("opacity", "depth", "comp_rgb_fg", "z_variance", "comp_normal")
 class NeRFVolumeRenderer(BaseRenderer):
     @attrs.define(kw_only=True)
     class Config(BaseRenderer.Config):
-        num_samples_per_ray: int = 512
+        num_samples_per_ray: PositiveInt = 512
         """Samples across the box per ray (nerfacc: marching step ``sqrt(3) * 2 * radius / N``;
         torch: N samples between the ray's entry and exit)."""
-        eval_chunk_size: int = 160000
+        eval_chunk_size: PositiveInt = 160000
         """Evaluation renders in chunks of this many sample points (torch: this many divided by
         ``num_samples_per_ray`` rays), to bound memory."""
         randomized: bool = True
@@ -63,7 +63,7 @@ class NeRFVolumeRenderer(BaseRenderer):
         stop rays once transmittance is below 1e-4; false: dense uniform marching."""
         prune_alpha_threshold: bool = True
         """With ``grid_prune``: also skip samples whose alpha is below 0.01."""
-        occupancy_grid_resolution: int = 32
+        occupancy_grid_resolution: PositiveInt = 32
         """Cells per axis of nerfacc's occupancy grid."""
         backend: Literal["auto", "nerfacc", "torch"] = "auto"
         """Ray marching: ``nerfacc`` (CUDA), ``torch`` (anywhere) or ``auto`` (nerfacc on CUDA

@@ -50,6 +50,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from studio.api import ConfigError
+from studio_dreamfusion.quiet import quiet_loading
 from studio_primitives.data import PAIRS, generate
 from studio_primitives.models.architectures import (
     IFFormConfig,
@@ -488,6 +489,7 @@ def save_grid(images: torch.Tensor, columns: int, path: Path) -> None:
 # -- saving -------------------------------------------------------------------------------------
 
 
+@quiet_loading()
 def load_pipeline(form: str, folder: Path) -> Any:
     """A saved pipeline of ``form`` in float32, to continue training it (``--init``)."""
     from diffusers import IFPipeline, StableDiffusionPipeline
@@ -504,6 +506,7 @@ def load_pipeline(form: str, folder: Path) -> Any:
     return pipe
 
 
+@quiet_loading()
 def save_pipeline(pipe: Any, folder: Path) -> Path:
     """``save_pretrained`` as fp16 safetensors into a staging folder renamed to ``folder``."""
     folder = Path(folder)
