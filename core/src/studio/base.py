@@ -93,32 +93,12 @@ def parse_config(cls: type, cfg: Any, path: str = "") -> Any:
     return structure(cfg if cfg is not None else {}, config_cls, path)
 
 
-class BaseObject(Updateable):
-    """A configurable object that is not an ``nn.Module``.
-
-    Its state is not checkpointed or synced across ranks, except the trainable parameters of
-    :meth:`trainable_modules`."""
-
-    @attrs.define(kw_only=True)
-    class Config:
-        pass
+class Configurable:
+    """What every configurable class shares: its config's dotted path and the class-level
+    config checks run when a run's config is resolved."""
 
     cfg: Any
     config_path: str = ""
-
-    def __init__(
-        self,
-        cfg: Any = None,
-        *,
-        device: Optional[torch.device] = None,
-        config_path: Optional[str] = None,
-        **kwargs: Any,
-    ):
-        if config_path is not None:
-            self.config_path = config_path
-        self.cfg = parse_config(type(self), cfg, self.config_path)
-        self.device = device if device is not None else torch.device("cpu")
-        self.configure(**kwargs)
 
     @classmethod
     def sub_configs(cls, cfg: Any) -> dict[str, type]:
@@ -135,6 +115,34 @@ class BaseObject(Updateable):
         structures every :meth:`sub_configs` mapping strictly; override to check more (call
         ``super().validate_config(cfg, path)``)."""
         check_sub_configs(cls, cfg, path)
+
+    def _set_config(self, cfg: Any, config_path: Optional[str]) -> None:
+        if config_path is not None:
+            self.config_path = config_path
+        self.cfg = parse_config(type(self), cfg, self.config_path)
+
+
+class BaseObject(Configurable, Updateable):
+    """A configurable object that is not an ``nn.Module``.
+
+    Its state is not checkpointed or synced across ranks, except the trainable parameters of
+    :meth:`trainable_modules`."""
+
+    @attrs.define(kw_only=True)
+    class Config:
+        pass
+
+    def __init__(
+        self,
+        cfg: Any = None,
+        *,
+        device: Optional[torch.device] = None,
+        config_path: Optional[str] = None,
+        **kwargs: Any,
+    ):
+        self._set_config(cfg, config_path)
+        self.device = device if device is not None else torch.device("cpu")
+        self.configure(**kwargs)
 
     def configure(self, **kwargs: Any) -> None:
         """Build state from ``self.cfg``; called once by the constructor."""
@@ -186,7 +194,7 @@ class BaseObject(Updateable):
                 param.copy_(value.to(param.device, param.dtype))
 
 
-class BaseModule(nn.Module, Updateable):
+class BaseModule(nn.Module, Configurable, Updateable):
     """A configurable ``nn.Module``; its parameters are trained and checkpointed with the system.
 
     ``Config.weights = "path/to/last.ckpt:prefix"`` loads the module's parameters from the entries of
@@ -199,33 +207,12 @@ class BaseModule(nn.Module, Updateable):
         """Initial weights from a studio checkpoint file or run directory, ``PATH:prefix`` for a
         component (its entries under ``prefix.``, e.g. ``geometry``); None starts fresh."""
 
-    cfg: Any
-    config_path: str = ""
-
     def __init__(self, cfg: Any = None, *, config_path: Optional[str] = None, **kwargs: Any):
         super().__init__()
-        if config_path is not None:
-            self.config_path = config_path
-        self.cfg = parse_config(type(self), cfg, self.config_path)
+        self._set_config(cfg, config_path)
         self.configure(**kwargs)
         if getattr(self.cfg, "weights", None):
             self.load_weights_from(self.cfg.weights)
-
-    @classmethod
-    def sub_configs(cls, cfg: Any) -> dict[str, type]:
-        """Free-form mapping fields of ``cfg`` whose content is an attrs config of its own (an
-        encoding chosen by its ``otype``): field name -> that attrs class. They are structured
-        strictly by :meth:`validate_config` and documented by ``studio config show``."""
-        return {}
-
-    @classmethod
-    def validate_config(cls, cfg: Any, path: str) -> None:
-        """Check a structured config beyond its types (raise ``ConfigError`` naming ``path``).
-
-        Called when a run's config is resolved, before anything is created. The default
-        structures every :meth:`sub_configs` mapping strictly; override to check more (call
-        ``super().validate_config(cfg, path)``)."""
-        check_sub_configs(cls, cfg, path)
 
     def configure(self, **kwargs: Any) -> None:
         """Build sub-modules and parameters from ``self.cfg``; called once by the constructor."""

@@ -13,12 +13,11 @@ import torch.nn.functional as F
 from studio.api import BaseBackground
 from studio_dreamfusion.activations import ValidatesActivations, get_activation
 from studio_dreamfusion.networks import defaults
+from studio_dreamfusion.networks.configs import NetworkConfigs
 from studio_dreamfusion.networks.encodings import (
     build_encoding,
-    find_encoding_config_class,
-    validate_encoding_config,
 )
-from studio_dreamfusion.networks.mlp import build_mlp, find_mlp_config_class, validate_mlp_config
+from studio_dreamfusion.networks.mlp import build_mlp
 
 
 def _random_colors(dirs: torch.Tensor, channels: int) -> torch.Tensor:
@@ -26,7 +25,7 @@ def _random_colors(dirs: torch.Tensor, channels: int) -> torch.Tensor:
     return torch.rand(dirs.shape[0], *([1] * (dirs.dim() - 2)), channels, device=dirs.device)
 
 
-class NeuralEnvironmentMap(ValidatesActivations, BaseBackground):
+class NeuralEnvironmentMap(NetworkConfigs, ValidatesActivations, BaseBackground):
     """Colour of a direction from an MLP on its spherical-harmonics encoding.
 
     ``random_aug``: in training, with probability ``random_aug_prob`` the whole background of the
@@ -53,21 +52,8 @@ class NeuralEnvironmentMap(ValidatesActivations, BaseBackground):
         eval_color: Optional[tuple[float, ...]] = None
         """Constant colour (``n_output_dims`` values) in validation and test; null: the MLP's."""
 
-    @classmethod
-    def sub_configs(cls, cfg: Any) -> dict[str, type]:
-        """The encoding and MLP mappings (those whose ``otype`` is known)."""
-        found = {
-            "dir_encoding_config": find_encoding_config_class(cfg.dir_encoding_config),
-            "mlp_network_config": find_mlp_config_class(cfg.mlp_network_config),
-        }
-        return {name: sub_cls for name, sub_cls in found.items() if sub_cls is not None}
-
-    @classmethod
-    def validate_config(cls, cfg: Any, path: str) -> None:
-        """Also every check :func:`build_encoding` and :func:`build_mlp` make."""
-        super().validate_config(cfg, path)
-        validate_encoding_config(cfg.dir_encoding_config, f"{path}.dir_encoding_config", 3)
-        validate_mlp_config(cfg.mlp_network_config, f"{path}.mlp_network_config")
+    encoding_fields = {"dir_encoding_config": 3}
+    mlp_fields = ("mlp_network_config",)
 
     def configure(self) -> None:
         cfg = self.cfg

@@ -12,12 +12,11 @@ import torch.nn.functional as F
 from studio.api import BaseMaterial, StudioError
 from studio_dreamfusion.activations import ValidatesActivations, get_activation
 from studio_dreamfusion.networks import defaults
+from studio_dreamfusion.networks.configs import NetworkConfigs
 from studio_dreamfusion.networks.encodings import (
     build_encoding,
-    find_encoding_config_class,
-    validate_encoding_config,
 )
-from studio_dreamfusion.networks.mlp import build_mlp, find_mlp_config_class, validate_mlp_config
+from studio_dreamfusion.networks.mlp import build_mlp
 
 Shading = Literal["albedo", "diffuse", "textureless"]
 
@@ -110,7 +109,7 @@ class DiffuseWithPointLight(ValidatesActivations, BaseMaterial):
         return {"albedo": self._albedo_activation(features[..., :3]).clamp(0.0, 1.0)}
 
 
-class NoMaterial(ValidatesActivations, BaseMaterial):
+class NoMaterial(NetworkConfigs, ValidatesActivations, BaseMaterial):
     """Colour = activation(features) (any channel count, e.g. 4 latent channels), optionally after
     an MLP when both ``input_feature_dims`` and ``mlp_network_config`` are set."""
 
@@ -128,18 +127,7 @@ class NoMaterial(ValidatesActivations, BaseMaterial):
         requires_normal: bool = False
         """Ask the renderer for normals (this material itself does not use them)."""
 
-    @classmethod
-    def sub_configs(cls, cfg: Any) -> dict[str, type]:
-        """The MLP mapping, when set and its ``otype`` is known."""
-        found = find_mlp_config_class(cfg.mlp_network_config)
-        return {"mlp_network_config": found} if found is not None else {}
-
-    @classmethod
-    def validate_config(cls, cfg: Any, path: str) -> None:
-        """Also every check :func:`build_mlp` makes on ``mlp_network_config`` when it is set."""
-        super().validate_config(cfg, path)
-        if cfg.mlp_network_config is not None:
-            validate_mlp_config(cfg.mlp_network_config, f"{path}.mlp_network_config")
+    mlp_fields = ("mlp_network_config",)
 
     def configure(self) -> None:
         cfg = self.cfg
@@ -172,7 +160,7 @@ class NoMaterial(ValidatesActivations, BaseMaterial):
         return {"albedo": color[..., :3].clamp(0.0, 1.0)}
 
 
-class NeuralRadiance(ValidatesActivations, BaseMaterial):
+class NeuralRadiance(NetworkConfigs, ValidatesActivations, BaseMaterial):
     """View-dependent colour: ``act(MLP([features, SH((viewdir + 1) / 2)]))``."""
 
     @attrs.define(kw_only=True)
@@ -189,21 +177,8 @@ class NeuralRadiance(ValidatesActivations, BaseMaterial):
         )
         """The colour MLP: ``otype`` (VanillaMLP, FullyFusedMLP, CutlassMLP) and its keys."""
 
-    @classmethod
-    def sub_configs(cls, cfg: Any) -> dict[str, type]:
-        """The encoding and MLP mappings (those whose ``otype`` is known)."""
-        found = {
-            "dir_encoding_config": find_encoding_config_class(cfg.dir_encoding_config),
-            "mlp_network_config": find_mlp_config_class(cfg.mlp_network_config),
-        }
-        return {name: sub_cls for name, sub_cls in found.items() if sub_cls is not None}
-
-    @classmethod
-    def validate_config(cls, cfg: Any, path: str) -> None:
-        """Also every check :func:`build_encoding` and :func:`build_mlp` make."""
-        super().validate_config(cfg, path)
-        validate_encoding_config(cfg.dir_encoding_config, f"{path}.dir_encoding_config", 3)
-        validate_mlp_config(cfg.mlp_network_config, f"{path}.mlp_network_config")
+    encoding_fields = {"dir_encoding_config": 3}
+    mlp_fields = ("mlp_network_config",)
 
     def configure(self) -> None:
         cfg = self.cfg

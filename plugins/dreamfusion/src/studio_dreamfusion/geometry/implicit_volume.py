@@ -23,17 +23,14 @@ from studio_dreamfusion.geometry.density import (
     finite_difference_normal,
 )
 from studio_dreamfusion.networks import defaults
+from studio_dreamfusion.networks.configs import NetworkConfigs
 from studio_dreamfusion.networks.encodings import (
     build_encoding,
-    find_encoding_config_class,
     supports_jacobian,
-    validate_encoding_config,
 )
 from studio_dreamfusion.networks.mlp import (
     VanillaMLP,
     build_mlp,
-    find_mlp_config_class,
-    validate_mlp_config,
 )
 
 NormalType = Literal[
@@ -45,7 +42,7 @@ NormalType = Literal[
 ]
 
 
-class ImplicitVolume(ValidatesActivations, BaseImplicitGeometry):
+class ImplicitVolume(NetworkConfigs, ValidatesActivations, BaseImplicitGeometry):
     """Normals: ``analytic`` (the gradient of the density), ``finite_difference`` (central, as
     the reference's original), ``finite_difference_forward`` (the reference's later default),
     ``finite_difference_laplacian`` (alias of central), ``pred`` (a third MLP head), or none.
@@ -93,25 +90,13 @@ class ImplicitVolume(ValidatesActivations, BaseImplicitGeometry):
         isosurface_threshold: Union[float, Literal["auto"]] = 25.0
         """Density level of the extracted surface, or ``auto`` (chosen on export/conversion)."""
 
-    @classmethod
-    def sub_configs(cls, cfg: Any) -> dict[str, type]:
-        """The encoding and MLP mappings (those whose ``otype`` is known)."""
-        found = {
-            "pos_encoding_config": find_encoding_config_class(cfg.pos_encoding_config),
-            "mlp_network_config": find_mlp_config_class(cfg.mlp_network_config),
-        }
-        return {name: sub_cls for name, sub_cls in found.items() if sub_cls is not None}
+    encoding_fields = {"pos_encoding_config": "n_input_dims"}
+    mlp_fields = ("mlp_network_config",)
 
     @classmethod
     def validate_config(cls, cfg: Any, path: str) -> None:
-        """Also every check :func:`build_encoding` and :func:`build_mlp` make (an unknown
-        ``otype``, a grid with 0 levels, an unknown activation)."""
         super().validate_config(cfg, path)
         check_density_bias(cfg.density_bias, f"{path}.density_bias")
-        validate_encoding_config(
-            cfg.pos_encoding_config, f"{path}.pos_encoding_config", cfg.n_input_dims
-        )
-        validate_mlp_config(cfg.mlp_network_config, f"{path}.mlp_network_config")
 
     def configure(self) -> None:
         super().configure()
