@@ -182,13 +182,16 @@ def test_test_export_eval_act_on_the_last_stage_or_the_one_named(studio_cli, uni
     for path in root.rglob("it20-test"):
         for png in path.glob("*.png"):
             png.unlink()
-    run_ok(studio, "test", str(root))
+    record = (stage(root, "refine") / "configs" / "conversion.yaml").read_text()
+    err = run_ok(studio, "test", str(root))
+    assert "Geometry converted" not in err  # conversion runs once, at the stage's start
+    assert (stage(root, "refine") / "configs" / "conversion.yaml").read_text() == record
     assert list((stage(root, "refine") / "save" / "it20-test").glob("*.png"))
     assert not list((stage(root, "coarse") / "save" / "it20-test").glob("*.png"))
     run_ok(studio, "test", str(root), "--stage", "coarse")
     assert list((stage(root, "coarse") / "save" / "it20-test").glob("*.png"))
 
-    run_ok(studio, "export", str(root))
+    assert "Geometry converted" not in run_ok(studio, "export", str(root))
     exported = json.loads(
         (stage(root, "refine") / "save" / "it20-export" / "geometry.json").read_text()
     )
