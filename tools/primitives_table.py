@@ -1,4 +1,4 @@
-"""DreamFusion on every shape x colour prompt of the primitives models: R-precision and wall time.
+"""A method on every shape x colour prompt of the primitives models: R-precision and wall time.
 
 usage: python tools/primitives_table.py OUT [--presets P ...] [--prompts "a red cube" ...]
        [--jobs N] [--studio PATH] [--set KEY=VALUE ...]
@@ -7,7 +7,8 @@ usage: python tools/primitives_table.py OUT [--presets P ...] [--prompts "a red 
 For every (preset, prompt) pair, in parallel over ``--jobs`` worker processes: ``studio run PRESET
 prompt=...`` (training and the test orbit), then ``studio eval RUN -e primitives-r-precision``.
 Each finished run appends one JSON line to ``OUT/results.jsonl`` at once (a run cut short by a
-time limit keeps what finished) and keeps the RGB column of every test frame, as the evaluator
+time limit keeps what finished); a pipeline's every stage is scored (``--stage``), its last stage
+is the result. The tool keeps the RGB column of every test frame, as the evaluator
 saw it, in ``OUT/test-frames/PRESET/PROMPT/``. At the end, and
 with ``--summarize`` from an existing ``results.jsonl``, writes ``OUT/table.md`` (per preset: a
 shape x colour grid of R-precision, the mean, wall times) and ``OUT/frames-PRESET.png`` (one test
@@ -77,18 +78,33 @@ def run_one(
         if code != 0:
             return {**record, "error": f"studio run exited {code} (see {log})"}
         (run_dir,) = (root / preset).iterdir()
+        # a pipeline: every stage is scored (its own run directory under stages/), the last one
+        # is the result; a single-stage method: the run itself
+        stages = sorted((run_dir / "stages").iterdir()) if (run_dir / "stages").is_dir() else []
+        targets = [(d.name.split("-", 1)[1], d) for d in stages] or [(None, run_dir)]
         started = time.perf_counter()
-        code = subprocess.call(
-            [studio, "eval", str(run_dir), "-e", EVALUATOR], stdout=sink, stderr=subprocess.STDOUT
-        )
+        for stage, folder in targets:
+            command = [studio, "eval", str(run_dir), "-e", EVALUATOR]
+            code = subprocess.call(
+                command + (["--stage", stage] if stage else []),
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+            )
+            if code != 0:
+                return {**record, "error": f"studio eval exited {code} (see {log})"}
+            if stage is not None:
+                record.setdefault("stages", {})[stage] = stage_metrics(folder)
         record["eval_s"] = round(time.perf_counter() - started, 1)
-    if code != 0:
-        return {**record, "error": f"studio eval exited {code} (see {log})"}
-    metrics = json.loads((run_dir / "save" / "eval.json").read_text())["evaluators"][EVALUATOR]
-    record.update({k: metrics[k] for k in ("r_precision", "shape_accuracy", "color_accuracy")})
-    record["frames"] = metrics["frames"]
-    keep_test_frames(run_dir, frames_folder(out, preset, prompt))
+    record.update(stage_metrics(targets[-1][1]))
+    keep_test_frames(targets[-1][1], frames_folder(out, preset, prompt))
     return record
+
+
+def stage_metrics(run_dir: Path) -> dict[str, Any]:
+    """R-precision, accuracies and frame count of a run (or stage) directory's ``eval.json``."""
+    metrics = json.loads((run_dir / "save" / "eval.json").read_text())["evaluators"][EVALUATOR]
+    keys = ("r_precision", "shape_accuracy", "color_accuracy", "frames")
+    return {k: metrics[k] for k in keys}
 
 
 def frames_folder(out: Path, preset: str, prompt: str) -> Path:
@@ -205,6 +221,7 @@ def summarize(out: Path, classifier: Path | None = None) -> str:
                 f"{statistics.median(times):.1f} s, min {min(times):.1f} s, max {max(times):.1f} s"
                 f"; eval median {statistics.median(r['eval_s'] for r in scored):.1f} s."
             )
+            lines += stage_lines(scored)
         if failed:
             lines.append(f"{len(failed)} runs failed: " + ", ".join(r["prompt"] for r in failed))
         lines.append("")
@@ -214,6 +231,27 @@ def summarize(out: Path, classifier: Path | None = None) -> str:
     name = "table.md" if classifier is None else f"table-{classifier.stem}.md"
     (out / name).write_text(text, encoding="utf-8")
     return text
+
+
+def stage_lines(scored: list[dict[str, Any]]) -> list[str]:
+    """For pipelines: each stage's mean R-precision, and how often the last stage scored at
+    least as high as the one before (per prompt)."""
+    staged = [r for r in scored if r.get("stages")]
+    if not staged:
+        return []
+    names = list(staged[0]["stages"])
+    means = [
+        f"{name} {statistics.fmean(r['stages'][name]['r_precision'] for r in staged):.3f}"
+        for name in names
+    ]
+    lines = ["", f"Per stage, mean R-precision: {', '.join(means)}."]
+    if len(names) > 1:
+        last, before = names[-1], names[-2]
+        kept = sum(
+            r["stages"][last]["r_precision"] >= r["stages"][before]["r_precision"] for r in staged
+        )
+        lines.append(f"{last} >= {before} on {kept} of {len(staged)} prompts.")
+    return lines
 
 
 def frame_grid(out: Path, preset: str) -> None:

@@ -75,6 +75,19 @@ def test_merge_preset_keeps_a_block_when_the_type_is_unchanged():
     assert merge_preset(parent, {"geometry": {"y": 3}})["geometry"] == {"x": 1, "y": 3}
 
 
+def test_another_network_replaces_the_parents_mapping():
+    parent = {"encoding": {"otype": "ProgressiveBandHashGrid", "n_levels": 16, "start_level": 8}}
+    child = {"encoding": {"otype": "HashGrid", "n_levels": 8}}
+    assert merge_preset(parent, child) == {"encoding": {"otype": "HashGrid", "n_levels": 8}}
+    # the same network: merged key by key
+    same = {"encoding": {"otype": "ProgressiveBandHashGrid", "n_levels": 4}}
+    assert merge_preset(parent, same)["encoding"] == {
+        "otype": "ProgressiveBandHashGrid",
+        "n_levels": 4,
+        "start_level": 8,
+    }
+
+
 @pytest.mark.parametrize(
     ("name", "error", "expected"),
     [

@@ -120,7 +120,11 @@ def load_preset(method: Registration, _chain: tuple[str, ...] = ()) -> dict[str,
 def merge_preset(parent: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
     """``child`` merged into ``parent`` as :func:`deep_merge` does, except that where the child
     names another component (``geometry_type`` differs), the parent's block for it (``geometry``)
-    is dropped: another component has another config."""
+    is dropped, and where a child mapping names another network (its ``otype`` differs: a
+    ``HashGrid`` replacing a ``ProgressiveBandHashGrid``) it replaces the parent's mapping:
+    another component or network has another config."""
+    if "otype" in child and child["otype"] != parent.get("otype"):
+        return deep_merge({}, child)
     parent = dict(parent)
     for key, value in child.items():
         if key.endswith("_type") and value != parent.get(key):

@@ -1,0 +1,126 @@
+"""Magic3D training steps vs the guidance alone (CUDA): the coarse and the refine stage.
+
+Uses bench/dreamfusion.py's SD-2.1-base-*sized* pipeline (random weights, no download) and
+measures, per preset, in one run (eager, batch 1, 16-mixed autocast as the presets train):
+
+* ``guidance``: the guidance call alone, forward + backward, on a random render of the preset's
+  training size (64x64 coarse, 512x512 refine; both reach the UNet as 64x64 latents);
+* ``full step``: the preset's whole training step (``magic3d-coarse-sd``: the NeRF at 64x64 with
+  512 samples per ray; ``magic3d-refine-sd``: the DMTet grid's marching tetrahedra, nvdiffrast
+  rasterization with antialiasing at 512x512, texture, guidance, normal consistency, backward,
+  Adam);
+
+and the peak VRAM of the full step. The refine stage's grid holds a sphere (the benchmark has no
+coarse run to convert; the surface's size, not its shape, sets the cost). Usage:
+``python bench/magic3d.py [--quick]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+from dreamfusion import (
+    build_sd21_sized,
+    full_step_of,
+    make_guidance,
+    random_prompt_output,
+)
+from timing import interleaved_ms, timed_ms
+
+#: preset -> (the step the benchmark starts at, render size)
+PRESETS = {"magic3d-coarse-sd": (5000, 64), "magic3d-refine-sd": (100, 512)}
+
+
+def make_system(preset: str, guidance, prompt_utils):
+    from studio.config.resolve import load_experiment
+    from studio.data.random_camera import RandomCameraDataModule
+    from studio.training.optim import build_optimizer
+    from studio_magic3d.system import Magic3DSystem
+
+    overrides = ["system.geometry_convert_from="] if "refine" in preset else []
+    experiment = load_experiment(preset, overrides, prompt="a bench").experiment
+    system_cfg = dict(experiment.system)
+    for key in ("prompt_processor", "guidance"):  # the guidance is handed in, already built
+        system_cfg.pop(key)
+        system_cfg[f"{key}_type"] = ""
+    system = Magic3DSystem(system_cfg).cuda()
+    if "refine" in preset:
+        geometry = system.geometry
+        with torch.no_grad():  # a sphere of radius 0.7 (in a radius-2 box)
+            geometry.sdf.copy_(geometry.grid_points().norm(dim=-1, keepdim=True) - 0.7)
+        print(f"{preset}: {geometry.isosurface().n_faces} faces", file=sys.stderr)
+    system.guidance, system.prompt_utils = guidance, prompt_utils
+    data = RandomCameraDataModule(experiment.data, device=torch.device("cuda"))
+    return system, data, build_optimizer(system, system.cfg.optimizer)
+
+
+def bench(path: Path, preset: str, iters: int) -> dict[str, float]:
+    cuda = torch.device("cuda")
+    first_step, size = PRESETS[preset]
+    guidance = make_guidance(path, "none", False)
+    prompt_utils = random_prompt_output(cuda)
+    cams = {
+        "elevation": torch.full((1,), 10.0, device="cuda"),
+        "azimuth": torch.zeros(1, device="cuda"),
+        "camera_distances": torch.full((1,), 1.8, device="cuda"),
+    }
+    render = torch.rand(1, size, size, 3, device="cuda", requires_grad=True)
+
+    def guidance_only() -> None:
+        with torch.autocast("cuda", dtype=torch.float16):
+            loss = guidance(render, prompt_utils, **cams)["loss_sds"]
+        loss.backward()
+
+    system, data, optimizer = make_system(preset, guidance, prompt_utils)
+    full_step = full_step_of(system, data, optimizer, torch.amp.GradScaler("cuda"), [first_step])
+    for _ in range(8):
+        guidance_only()
+    torch.cuda.reset_peak_memory_stats()
+    for _ in range(8):
+        full_step()
+    timed = interleaved_ms({"guidance": guidance_only, "full": full_step}, cuda, 0, iters)
+    peak = torch.cuda.max_memory_allocated() / 2**30
+
+    def render_only() -> None:
+        from studio.training.trainer import to_device
+
+        with torch.autocast("cuda", dtype=torch.float16):
+            system.renderer(**to_device(data.train_batch(), cuda))
+
+    return {**timed, "render": timed_ms(render_only, cuda, 3, iters), "peak": peak}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true", help="fewer iterations")
+    args = parser.parse_args()
+    if not torch.cuda.is_available():
+        print("bench/magic3d.py: needs CUDA (full-sized UNet); skipped.")
+        return 0
+    iters = 10 if args.quick else 30
+    rows = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = build_sd21_sized(Path(tmp))
+        for preset in PRESETS:
+            torch.cuda.empty_cache()
+            rows[preset] = bench(path, preset, iters)
+            print(f"{preset}: {rows[preset]}", file=sys.stderr, flush=True)
+    print(
+        f"\nMagic3D steps on {torch.cuda.get_device_name()} (eager, batch 1, median ms, {iters} iters)"
+    )
+    print("| preset | render | guidance alone | full step | full / guidance | peak VRAM |")
+    print("|---|---|---|---|---|---|")
+    for preset, r in rows.items():
+        print(
+            f"| {preset} | {r['render']:.1f} | {r['guidance']:.1f} | {r['full']:.1f} | "
+            f"{r['full'] / r['guidance']:.2f} | {r['peak']:.2f} GiB |"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
