@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from studio.errors import ConfigError, StudioError
+from studio.indexing import take_rows
 from studio.mesh.mesh import Mesh
 from studio.mesh.tets import lattice_vertices, tet_grid, tet_grid_edges
 
@@ -173,8 +174,8 @@ def marching_tetrahedra(
         second = torch.gather(tet_vertex[two], 1, table[two, 1])
         faces = torch.cat([first, second])
 
-    p_a, p_b = vertices[edges[:, 0]], vertices[edges[:, 1]]
-    l_a, l_b = level[edges[:, 0]].unsqueeze(-1), level[edges[:, 1]].unsqueeze(-1)
+    p_a, p_b = take_rows(vertices, edges).unbind(dim=1)
+    l_a, l_b = take_rows(level.reshape(-1, 1), edges).unbind(dim=1)
     v_pos = (p_a * l_b - p_b * l_a) / (l_b - l_a)
     return v_pos, faces
 

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from studio.errors import ConfigError
+from studio.indexing import take_rows
 
 
 def _unique_edges(faces: torch.Tensor, n_vertices: int) -> torch.Tensor:
@@ -107,7 +108,7 @@ class Mesh:
 
     def _compute_vertex_normals(self) -> torch.Tensor:
         v, f = self.v_pos, self.t_pos_idx
-        v0, v1, v2 = v[f[:, 0]], v[f[:, 1]], v[f[:, 2]]
+        v0, v1, v2 = take_rows(v, f).unbind(dim=1)
         face_normals = torch.cross(v1 - v0, v2 - v0, dim=-1)  # length = 2 * area
         summed = torch.zeros_like(v)
         for corner in range(3):
@@ -180,7 +181,7 @@ class Mesh:
         """Mean over unique edges of ``1 - cos(n_a, n_b)`` of the endpoints' vertex normals."""
         normals = self.v_nrm
         a, b = self.edges[:, 0], self.edges[:, 1]
-        return (1.0 - (normals[a] * normals[b]).sum(dim=-1)).mean()
+        return (1.0 - (take_rows(normals, a) * take_rows(normals, b)).sum(dim=-1)).mean()
 
     def laplacian_matrix(self) -> torch.Tensor:
         """The (cached, constant) sparse uniform Laplacian of the mesh's edge graph."""

@@ -58,6 +58,7 @@ from dataclasses import dataclass
 import torch
 
 from studio.errors import StudioError
+from studio.indexing import take_batched_rows
 from studio.rasterize.edges import (
     AFTER_NEXT,
     NEXT,
@@ -212,7 +213,7 @@ def select_blends(
         x[keep] for x in (front, other, vertical, tri_face, image)
     )
     sign = silhouettes.signs[image, tri_face]
-    coeffs, _ = edge_coefficients(pos[image[:, None], tri[tri_face]])
+    coeffs, _ = edge_coefficients(take_batched_rows(pos, image[:, None], tri[tri_face]))
     coeffs = coeffs * sign[:, None, None]
     e_front = evaluate_edges(coeffs, *pixel_ndc(front, height, width)).clamp(min=0.0)
     e_other = evaluate_edges(coeffs, *pixel_ndc(other, height, width))

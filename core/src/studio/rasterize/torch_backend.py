@@ -39,6 +39,7 @@ from typing import Optional
 import torch
 
 from studio.errors import StudioError
+from studio.indexing import take_batched_rows
 from studio.rasterize.antialias import EdgeTopology, antialias, edge_topology
 from studio.rasterize.base import (
     Rasterizer,
@@ -265,7 +266,9 @@ class TorchRasterizer(Rasterizer):
         face = face[index]
         image = torch.div(index, height * width, rounding_mode="floor")
         image = image if attr.shape[0] == batch else torch.zeros_like(image)
-        corners = attr[image[:, None], tri.to(device=attr.device, dtype=torch.long)[face]]
+        corners = take_batched_rows(
+            attr, image[:, None], tri.to(device=attr.device, dtype=torch.long)[face]
+        )
         u, v = flat[index, 0], flat[index, 1]
         weights = torch.stack([u, v, 1.0 - u - v], dim=1).to(attr.dtype)
         values = (weights[..., None] * corners).sum(dim=1)
