@@ -19,7 +19,10 @@ class MeanColourGuidance:
 
 
 def refine_system(resolution: int = 16, **loss: float) -> tuple[Magic3DSystem, dict]:
-    overrides = ["system.geometry_convert_from=", f"system.geometry.isosurface_resolution={resolution}"]
+    overrides = [
+        "system.geometry_convert_from=",
+        f"system.geometry.isosurface_resolution={resolution}",
+    ]
     overrides += [f"system.loss.lambda_{name}={value}" for name, value in loss.items()]
     resolved = load_experiment("magic3d-refine-primitives", overrides, prompt="a red cube")
     parsed = resolved.parsed
