@@ -107,3 +107,33 @@ def test_an_overridden_threshold_is_used_and_recorded(sphere_run):
     )
     assert record.threshold == 10.0 and record.threshold_rule == "configured"
     assert record.checkpoint == str(sphere_run / "ckpts" / "last.ckpt")
+
+
+@pytest.mark.slow
+def test_the_converted_grid_keeps_the_nerfs_silhouette_from_held_out_views(sphere_run):
+    """The Magic3D acceptance: IoU >= 0.9 between the converted DMTet's rasterized silhouette and
+    the source NeRF's rendered opacity (> 0.5), from views the auto threshold never saw."""
+    from studio.mesh.auto_threshold import mesh_coverage, orbit_views
+    from studio.rasterize.torch_backend import TorchRasterizer
+    from tests.core.rasterize.reference import iou
+
+    geometry, _ = convert_geometry(
+        TetrahedraSDFGrid,
+        target_config(),
+        source=str(sphere_run),
+        inherit_texture=False,
+        override={},
+        device=torch.device("cpu"),
+        config_path="system.geometry",
+    )
+    source, *_ = load_source_system(str(sphere_run), {}, torch.device("cpu"))
+    source.renderer.eval()
+    views = orbit_views(5, 96, 1.0, elevations_deg=(25.0, 0.0, 55.0, -5.0, 35.0))
+    with torch.no_grad():
+        opacity = torch.cat([source.renderer(**view)["opacity"][..., 0] for view in views])
+        coverage = mesh_coverage(geometry.isosurface(), views, TorchRasterizer())
+    scores = [iou(coverage[i] > 0.5, opacity[i] > 0.5) for i in range(len(views))]
+    print(
+        f"\nconverted DMTet vs NeRF opacity, held-out silhouette IoU: {[f'{s:.3f}' for s in scores]}"
+    )
+    assert min(scores) >= 0.9, scores
