@@ -107,9 +107,14 @@ def _resolve_threshold(system: Any) -> tuple[Optional[float], str]:
         return float(configured), "configured"
     if getattr(system, "renderer", None) is None:
         return None, "auto (mean field value; the source has no renderer)"
+    from studio.io.progress import StageBars
     from studio.mesh.auto_threshold import silhouette_threshold
 
-    choice = silhouette_threshold(system)
+    bars = StageBars("conversion: isosurface threshold auto:")
+    try:
+        choice = silhouette_threshold(system, progress=bars)
+    finally:
+        bars.close()
     geometry.set_isosurface_threshold(choice.threshold)
     return choice.threshold, choice.describe()
 
