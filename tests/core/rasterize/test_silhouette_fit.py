@@ -30,20 +30,25 @@ def fibonacci_directions(n: int, twist: float = 0.0) -> torch.Tensor:
     return torch.stack([r * phi.cos(), r * phi.sin(), z], dim=-1)
 
 
+def pixel_rays(inverse: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(origins, directions)`` ``[n * n, 3]`` (float64) of rays through an ``n x n`` grid of
+    pixel-centred points, unprojected through one view's inverse ``mvp``."""
+    sub = (torch.arange(n, dtype=torch.float64) + 0.5) / n * 2 - 1
+    y, x = torch.meshgrid(sub, sub, indexing="ij")
+    ends = []
+    for z in (-1.0, 1.0):
+        ndc = torch.stack([x, y, torch.full_like(x, z), torch.ones_like(x)], dim=-1)
+        world = ndc.reshape(-1, 4) @ inverse.T
+        ends.append(world[:, :3] / world[:, 3:])
+    return ends[0], torch.nn.functional.normalize(ends[1] - ends[0], dim=-1)
+
+
 def sphere_coverage(mvp: torch.Tensor, size: int, samples: int = 4) -> torch.Tensor:
     """Exact-ish coverage ``[B, size, size, 1]`` of the analytic sphere: the fraction of
     ``samples x samples`` sub-pixel rays that hit it (rays unprojected through ``mvp``)."""
-    n = size * samples
-    sub = (torch.arange(n, dtype=torch.float64) + 0.5) / n * 2 - 1
-    y, x = torch.meshgrid(sub, sub, indexing="ij")
     out = []
     for inverse in torch.linalg.inv(mvp.double()):
-        ends = []
-        for z in (-1.0, 1.0):
-            ndc = torch.stack([x, y, torch.full_like(x, z), torch.ones_like(x)], dim=-1)
-            world = ndc.reshape(-1, 4) @ inverse.T
-            ends.append(world[:, :3] / world[:, 3:])
-        origin, direction = ends[0], torch.nn.functional.normalize(ends[1] - ends[0], dim=-1)
+        origin, direction = pixel_rays(inverse, size * samples)
         offset = origin - CENTRE
         b = (offset * direction).sum(-1)
         hit = b**2 - ((offset * offset).sum(-1) - RADIUS**2) > 0

@@ -6,16 +6,10 @@ from __future__ import annotations
 import pytest
 
 from tests.core.test_bad_inputs import refuse
+from tests.plugins.dreamfusion.test_bad_inputs import here  # noqa: F401 - fixture
 
 PIPE = ["run", "magic3d-primitives", "prompt=a red cube"]
 REFINE = ["run", "magic3d-refine-primitives", "prompt=a red cube"]
-
-
-@pytest.fixture
-def here(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("STUDIO_OFFLINE", "1")
-    return tmp_path
 
 
 CASES = [
@@ -43,5 +37,5 @@ CASES = [
 
 
 @pytest.mark.parametrize(("args", "expected"), CASES, ids=[" ".join(c[0][1:]) for c in CASES])
-def test_bad_input_is_one_paragraph_and_creates_nothing(here, args, expected):
+def test_bad_input_is_one_paragraph_and_creates_nothing(here, args, expected):  # noqa: F811
     refuse(args, *expected, cwd=here)

@@ -26,6 +26,7 @@ from tests.core.rasterize.test_silhouette_fit import (
     SIZE,
     NoAntialias,
     fibonacci_directions,
+    pixel_rays,
     sphere_coverage,
 )
 
@@ -45,16 +46,9 @@ def small_grid(device: str) -> TetrahedraSDFGrid:
 def sphere_normals(mvp: torch.Tensor, size: int) -> torch.Tensor:
     """``[B, size, size, 3]``: the analytic sphere's normals mapped to ``[0, 1]`` at each pixel
     centre's first hit, 0 where the ray misses (the renderer's ``comp_normal`` convention)."""
-    sub = (torch.arange(size, dtype=torch.float64) + 0.5) / size * 2 - 1
-    y, x = torch.meshgrid(sub, sub, indexing="ij")
     out = []
     for inverse in torch.linalg.inv(mvp.double()):
-        ends = []
-        for z in (-1.0, 1.0):
-            ndc = torch.stack([x, y, torch.full_like(x, z), torch.ones_like(x)], dim=-1)
-            world = ndc.reshape(-1, 4) @ inverse.T
-            ends.append(world[:, :3] / world[:, 3:])
-        origin, direction = ends[0], F.normalize(ends[1] - ends[0], dim=-1)
+        origin, direction = pixel_rays(inverse, size)
         offset = origin - CENTRE
         b = (offset * direction).sum(-1)
         disc = b**2 - ((offset * offset).sum(-1) - RADIUS**2)

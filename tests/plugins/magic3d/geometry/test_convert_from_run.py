@@ -61,17 +61,22 @@ def target_config() -> dict:
     return {"isosurface_resolution": RES, "mlp_network_config": MLP}
 
 
-@pytest.mark.slow
-def test_auto_threshold_is_the_exporters_and_the_surface_is_kept(sphere_run, tmp_path):
-    geometry, record = convert_geometry(
+def convert(source: str, override: dict | None = None):
+    """``(geometry, record)`` of ``target_config()`` converted from ``source`` on the CPU."""
+    return convert_geometry(
         TetrahedraSDFGrid,
         target_config(),
-        source=str(sphere_run),
+        source=source,
         inherit_texture=False,
-        override={},
+        override=override or {},
         device=torch.device("cpu"),
         config_path="system.geometry",
     )
+
+
+@pytest.mark.slow
+def test_auto_threshold_is_the_exporters_and_the_surface_is_kept(sphere_run, tmp_path):
+    geometry, record = convert(str(sphere_run))
     assert record.parent == str(sphere_run) and record.step == 150
     assert record.source_method == "dreamfusion-primitives"
     assert record.source_geometry == "ImplicitVolume"
@@ -96,15 +101,7 @@ def test_auto_threshold_is_the_exporters_and_the_surface_is_kept(sphere_run, tmp
 
 
 def test_an_overridden_threshold_is_used_and_recorded(sphere_run):
-    _, record = convert_geometry(
-        TetrahedraSDFGrid,
-        target_config(),
-        source=str(sphere_run / "ckpts" / "last.ckpt"),
-        inherit_texture=False,
-        override={"isosurface_threshold": 10.0},
-        device=torch.device("cpu"),
-        config_path="system.geometry",
-    )
+    _, record = convert(str(sphere_run / "ckpts" / "last.ckpt"), {"isosurface_threshold": 10.0})
     assert record.threshold == 10.0 and record.threshold_rule == "configured"
     assert record.checkpoint == str(sphere_run / "ckpts" / "last.ckpt")
 
@@ -117,15 +114,7 @@ def test_the_converted_grid_keeps_the_nerfs_silhouette_from_held_out_views(spher
     from studio.rasterize.torch_backend import TorchRasterizer
     from tests.core.rasterize.reference import iou
 
-    geometry, _ = convert_geometry(
-        TetrahedraSDFGrid,
-        target_config(),
-        source=str(sphere_run),
-        inherit_texture=False,
-        override={},
-        device=torch.device("cpu"),
-        config_path="system.geometry",
-    )
+    geometry, _ = convert(str(sphere_run))
     source, *_ = load_source_system(str(sphere_run), {}, torch.device("cpu"))
     source.renderer.eval()
     views = orbit_views(5, 96, 1.0, elevations_deg=(25.0, 0.0, 55.0, -5.0, 35.0))
