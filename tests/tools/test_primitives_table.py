@@ -77,3 +77,24 @@ def test_frame_grid_places_each_prompts_first_kept_frame(tmp_path, table):
     assert (grid[row * 8 : row * 8 + 8, column * 8 : column * 8 + 8] == red).all()
     grid[row * 8 : row * 8 + 8, column * 8 : column * 8 + 8] = 128
     assert (grid == 128).all()  # every other prompt has no run
+
+
+def test_a_pipelines_table_gives_each_stages_mean_and_how_often_the_last_kept_up(tmp_path, table):
+    def record(prompt: str, coarse: float, refine: float) -> dict:
+        stage = lambda r: {"r_precision": r, "shape_accuracy": r, "color_accuracy": 1.0}  # noqa: E731
+        return {
+            "preset": "magic3d-primitives",
+            "prompt": prompt,
+            "stages": {"coarse": stage(coarse), "refine": stage(refine)},
+            **stage(refine),
+            "frames": 30,
+            "run_s": 100.0,
+            "eval_s": 20.0,
+        }
+
+    records = [record("a red cube", 1.0, 0.8), record("a blue sphere", 0.5, 1.0)]
+    (tmp_path / "results.jsonl").write_text("\n".join(json.dumps(r) for r in records) + "\n")
+    text = table.summarize(tmp_path)
+    assert "mean R-precision **0.900**" in text  # the last stage's
+    assert "Per stage, mean R-precision: coarse 0.750, refine 0.900." in text
+    assert "refine >= coarse on 1 of 2 prompts." in text
