@@ -171,10 +171,12 @@ def run_all(args: argparse.Namespace) -> None:
                 flush=True,
             )
 
-    if jobs:  # the first run alone: it JIT-builds nerfacc's CUDA code (~75 s) the others then load
-        work(jobs[0])
+    # the first run alone: it JIT-builds nerfacc's CUDA code (~75 s) the others then load
+    first = 1 if jobs and args.first_alone else 0
+    for job in jobs[:first]:
+        work(job)
     with ThreadPoolExecutor(args.jobs) as pool:
-        list(pool.map(work, jobs[1:]))
+        list(pool.map(work, jobs[first:]))
 
 
 def read_results(out: Path) -> list[dict[str, Any]]:
@@ -288,6 +290,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--studio", default=shutil.which("studio") or "studio")
     parser.add_argument(
         "--set", nargs="*", default=[], help="config overrides for every run (KEY=VALUE)"
+    )
+    parser.add_argument(
+        "--no-first-alone",
+        dest="first_alone",
+        action="store_false",
+        help="start all jobs at once (when nerfacc's CUDA code is already built)",
     )
     parser.add_argument("--summarize", action="store_true", help="only rewrite table.md")
     parser.add_argument(
