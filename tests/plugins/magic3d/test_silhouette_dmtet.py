@@ -98,7 +98,7 @@ def fit(rasterizer, device: str) -> tuple[float, float, float]:
         loss.backward()
         optimizer.step()
     after = held_out_iou(grid)
-    surface = mesh_samples(grid.isosurface(), 4000).float().cpu()
+    surface = mesh_samples(grid.isosurface().to("cpu"), 4000).float()
     direction = F.normalize(
         torch.randn(4000, 3, generator=torch.Generator().manual_seed(1)), dim=-1
     )
