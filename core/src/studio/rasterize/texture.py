@@ -16,6 +16,7 @@ from __future__ import annotations
 import torch
 
 from studio.errors import StudioError
+from studio.indexing import take_batched_rows
 
 FILTER_MODES = ("linear", "nearest")
 BOUNDARY_MODES = ("wrap", "clamp")
@@ -84,11 +85,12 @@ def sample_texture(
     batch, height, width, _ = uv.shape
     tex_batch, tex_height, tex_width, channels = tex.shape
     flat = tex.reshape(tex_batch, tex_height * tex_width, channels)
-    image = torch.arange(batch, device=uv.device)[:, None] if tex_batch > 1 else 0
+    shared = torch.zeros(1, 1, dtype=torch.long, device=uv.device)
+    image = torch.arange(batch, device=uv.device)[:, None] if tex_batch > 1 else shared
     u, v = uv[..., 0].reshape(batch, -1), uv[..., 1].reshape(batch, -1)
 
     def fetch(row: torch.Tensor, column: torch.Tensor) -> torch.Tensor:
-        return flat[image, row * tex_width + column]
+        return take_batched_rows(flat, image, row * tex_width + column)
 
     if filter_mode == "nearest":
         out = fetch(
