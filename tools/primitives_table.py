@@ -53,6 +53,13 @@ def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
 
+def log_tail(log: Path, lines: int = 6) -> str:
+    """The last ``lines`` non-empty lines of a run's log, joined: a failure's reason stays in
+    ``results.jsonl`` even when the machine that wrote the log is gone."""
+    text = log.read_text(encoding="utf-8", errors="replace").splitlines()
+    return " | ".join([line.strip() for line in text if line.strip()][-lines:]) + f" ({log})"
+
+
 def run_one(
     studio: str, preset: str, prompt: str, out: Path, overrides: Sequence[str]
 ) -> dict[str, Any]:
@@ -76,7 +83,7 @@ def run_one(
         code = subprocess.call(command, stdout=sink, stderr=subprocess.STDOUT)
         record["run_s"] = round(time.perf_counter() - started, 1)
         if code != 0:
-            return {**record, "error": f"studio run exited {code} (see {log})"}
+            return {**record, "error": f"studio run exited {code}: {log_tail(log)}"}
         (run_dir,) = (root / preset).iterdir()
         # a pipeline: every stage is scored (its own run directory under stages/), the last one
         # is the result; a single-stage method: the run itself
@@ -91,7 +98,7 @@ def run_one(
                 stderr=subprocess.STDOUT,
             )
             if code != 0:
-                return {**record, "error": f"studio eval exited {code} (see {log})"}
+                return {**record, "error": f"studio eval exited {code}: {log_tail(log)}"}
             if stage is not None:
                 record.setdefault("stages", {})[stage] = stage_metrics(folder)
         record["eval_s"] = round(time.perf_counter() - started, 1)

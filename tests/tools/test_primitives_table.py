@@ -98,3 +98,11 @@ def test_a_pipelines_table_gives_each_stages_mean_and_how_often_the_last_kept_up
     assert "mean R-precision **0.900**" in text  # the last stage's
     assert "Per stage, mean R-precision: coarse 0.750, refine 0.900." in text
     assert "refine >= coarse on 1 of 2 prompts." in text
+
+
+def test_a_failed_runs_record_keeps_the_end_of_its_log(tmp_path, table):
+    log = tmp_path / "run.log"
+    log.write_text("step 1\n\nstep 2\nerror: no surface at threshold 5.0\n", encoding="utf-8")
+    tail = table.log_tail(log, lines=2)
+    assert tail.startswith("step 2 | error: no surface at threshold 5.0")
+    assert str(log) in tail
