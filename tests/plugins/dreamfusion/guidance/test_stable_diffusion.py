@@ -28,16 +28,6 @@ TOLERANCE = 5e-5  # float32 model vs float64 hand computation (observed ~6e-6), 
 
 
 @pytest.fixture(scope="module")
-def prompts(tiny_sd_model: Path, tmp_path_factory: pytest.TempPathFactory) -> PromptProcessorOutput:
-    with cache_dir(tmp_path_factory.mktemp("cache")):
-        processor = StableDiffusionPromptProcessor(
-            {"pretrained_model_name_or_path": str(tiny_sd_model), "prompt": "a red chair"},
-            device=CPU,
-        )
-    return processor()
-
-
-@pytest.fixture(scope="module")
 def perp_neg_prompts(
     tiny_sd_model: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> PromptProcessorOutput:

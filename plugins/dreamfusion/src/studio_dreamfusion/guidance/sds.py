@@ -282,18 +282,7 @@ class ScoreDistillationGuidance(BaseObject):
         timesteps: Optional[torch.Tensor] = None,
     ) -> dict[str, Any]:
         """SDS loss for ``latents`` ``[B, C, H, W]`` (any differentiable function of the scene)."""
-        batch = latents.shape[0]
-        if timesteps is None:
-            timesteps = sample_timesteps(batch, self.min_step, self.max_step, latents.device)
-        timesteps = timesteps.to(device=latents.device, dtype=torch.long).reshape(batch)
-        if noise is None:
-            noise = torch.randn_like(latents)
-        elif noise.shape != latents.shape:
-            raise ValueError(
-                f"noise has shape {tuple(noise.shape)}, latents {tuple(latents.shape)}"
-            )
-        noise = noise.to(latents)
-
+        noise, timesteps = self.draw_noise_and_timesteps(latents, noise, timesteps)
         with torch.no_grad():
             noisy = self.models.scheduler.add_noise(latents.detach(), noise, timesteps)
             eps_hat = self.guided_noise(
@@ -307,6 +296,26 @@ class ScoreDistillationGuidance(BaseObject):
             "min_step": self.min_step,
             "max_step": self.max_step,
         }
+
+    def draw_noise_and_timesteps(
+        self,
+        latents: torch.Tensor,
+        noise: Optional[torch.Tensor] = None,
+        timesteps: Optional[torch.Tensor] = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(noise, timesteps)`` for ``latents`` ``[B, ...]``: the given ones checked and placed,
+        else ``randn_like(latents)`` and ``t ~ randint(min_step, max_step + 1)`` per sample."""
+        batch = latents.shape[0]
+        if timesteps is None:
+            timesteps = sample_timesteps(batch, self.min_step, self.max_step, latents.device)
+        timesteps = timesteps.to(device=latents.device, dtype=torch.long).reshape(batch)
+        if noise is None:
+            noise = torch.randn_like(latents)
+        elif noise.shape != latents.shape:
+            raise ValueError(
+                f"noise has shape {tuple(noise.shape)}, latents {tuple(latents.shape)}"
+            )
+        return noise.to(latents), timesteps
 
     def guided_noise(
         self,

@@ -6,6 +6,10 @@ vae_scale_factor``: 512 for SD 2.1-base), mapped to [-1, 1] and encoded
 resized to the UNet's latent size (64) and used as the latents directly. The SDS step itself is
 :mod:`studio_dreamfusion.guidance.sds`.
 
+With ``use_sjc`` the gradient is Score Jacobian Chaining's (:mod:`studio_dreamfusion.guidance.sjc`)
+on a DDPM schedule with Stable Diffusion's betas instead of SDS; every other option (model, VRAM
+switches, compile, Perp-Neg) applies unchanged.
+
 The UNet and VAE are frozen, in eval mode, held outside any ``nn.Module`` and run in the weights
 dtype (fp16 on CUDA when ``half_precision_weights``; fp32 on CPU) with autocast disabled; their
 outputs are cast back to the input dtype.
@@ -26,9 +30,28 @@ from studio_dreamfusion.guidance.loading import (
     place_pipeline,
     weights_dtype,
 )
-from studio_dreamfusion.guidance.sds import DiffusionModels
+from studio_dreamfusion.guidance.sds import DiffusionModels, sds_loss
+from studio_dreamfusion.guidance.sjc import (
+    SJC_BETA_END,
+    SJC_BETA_START,
+    sjc_gradient,
+    sjc_noise_level,
+    sjc_perturb,
+)
 from studio_dreamfusion.pretrained import diffusers_dtype_kwargs, resolve_pretrained
 from studio_dreamfusion.quiet import quiet_loading
+
+
+def sjc_scheduler(num_train_timesteps: int) -> Any:
+    """SJC's DDPM schedule: Stable Diffusion's scaled-linear training betas."""
+    from diffusers import DDPMScheduler
+
+    return DDPMScheduler(
+        num_train_timesteps=num_train_timesteps,
+        beta_start=SJC_BETA_START,
+        beta_end=SJC_BETA_END,
+        beta_schedule="scaled_linear",
+    )
 
 
 class StableDiffusionGuidance(DiffusersGuidance):
@@ -43,6 +66,12 @@ class StableDiffusionGuidance(DiffusersGuidance):
         """Apply ToMe token merging to the UNet (faster, approximate; needs tomesd)."""
         token_merging_params: dict[str, Any] = attrs.Factory(dict)
         """Keyword arguments of ``tomesd.apply_patch`` (e.g. ``ratio: 0.5``)."""
+        use_sjc: bool = False
+        """Score Jacobian Chaining's gradient instead of SDS: the perturb-and-average score on a
+        DDPM schedule with SD's betas, no ``w(t)`` (``weighting_strategy`` is not used)."""
+        var_red: bool = True
+        """With ``use_sjc``: subtract the injected noise (SJC's variance reduction, Eq. 16);
+        false: the raw denoiser score."""
 
     cfg: Config
 
@@ -70,6 +99,8 @@ class StableDiffusionGuidance(DiffusersGuidance):
         freeze(pipe.unet, pipe.vae)
         place_pipeline(pipe, pipe.unet, options, self.device)
         scheduler = DDIMScheduler.from_pretrained(path, subfolder="scheduler")
+        if self.cfg.use_sjc:
+            scheduler = sjc_scheduler(int(scheduler.config.num_train_timesteps))
         vae_config = pipe.vae.config
         self.vae_scale_factor = 2 ** (len(vae_config.block_out_channels) - 1)
         self.latent_size = int(pipe.unet.config.sample_size)
@@ -125,7 +156,8 @@ class StableDiffusionGuidance(DiffusersGuidance):
             size = self.image_size
             resized = F.interpolate(images, (size, size), mode="bilinear", align_corners=False)
             latents = self.encode_images(resized)
-        return self.compute_sds(
+        compute = self.compute_sjc if self.cfg.use_sjc else self.compute_sds
+        return compute(
             latents,
             prompt_utils,
             elevation,
@@ -134,3 +166,32 @@ class StableDiffusionGuidance(DiffusersGuidance):
             noise=noise,
             timesteps=timesteps,
         )
+
+    def compute_sjc(
+        self,
+        latents: torch.Tensor,
+        prompt_utils: Any,
+        elevation: torch.Tensor,
+        azimuth: torch.Tensor,
+        camera_distances: torch.Tensor,
+        noise: Optional[torch.Tensor] = None,
+        timesteps: Optional[torch.Tensor] = None,
+    ) -> dict[str, Any]:
+        """The SJC loss for ``latents`` ``[B, 4, h, w]``: returned as ``loss_sds`` (the same
+        reparameterised loss and lambda as SDS), with ``grad_norm``, ``min_step``, ``max_step``."""
+        noise, timesteps = self.draw_noise_and_timesteps(latents, noise, timesteps)
+        sigma = sjc_noise_level(self.alphas_cumprod[timesteps])
+        with torch.no_grad():
+            perturbed, model_input = sjc_perturb(latents.detach(), noise, sigma)
+            eps_hat = self.guided_noise(
+                model_input, timesteps, prompt_utils, elevation, azimuth, camera_distances
+            )
+        grad = sjc_gradient(
+            latents.detach(), perturbed, eps_hat, sigma, self.cfg.var_red, self.grad_clip_val
+        )
+        return {
+            "loss_sds": sds_loss(latents, grad),
+            "grad_norm": grad.norm(),
+            "min_step": self.min_step,
+            "max_step": self.max_step,
+        }
