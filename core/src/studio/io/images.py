@@ -10,7 +10,7 @@ import numpy as np
 
 from studio.errors import StudioError
 
-Colormap = Optional[Literal["jet"]]
+Colormap = Optional[Literal["jet", "spectral"]]
 
 
 def to_numpy(img: Any) -> np.ndarray:
@@ -45,6 +45,27 @@ def _jet(x: np.ndarray) -> np.ndarray:
     return np.stack([r, g, b], axis=-1)
 
 
+#: Anchors of the ``spectral`` map, evenly spaced from 0 to 1: dark red, orange, pale yellow,
+#: green, blue-violet (a diverging red-to-blue ramp; chosen here, not taken from a palette file).
+SPECTRAL_ANCHORS = np.array(
+    [
+        [0.60, 0.00, 0.25],
+        [0.93, 0.35, 0.22],
+        [0.99, 0.80, 0.45],
+        [0.98, 0.98, 0.75],
+        [0.62, 0.85, 0.60],
+        [0.25, 0.60, 0.72],
+        [0.37, 0.30, 0.64],
+    ]
+)
+
+
+def _spectral(x: np.ndarray) -> np.ndarray:
+    """Piecewise-linear interpolation between :data:`SPECTRAL_ANCHORS` (0: red, 1: violet)."""
+    grid = np.linspace(0.0, 1.0, len(SPECTRAL_ANCHORS))
+    return np.stack([np.interp(x, grid, SPECTRAL_ANCHORS[:, c]) for c in range(3)], axis=-1)
+
+
 def grayscale_to_uint8(
     img: Any, data_range: Optional[tuple[float, float]] = (0.0, 1.0), cmap: Colormap = None
 ) -> np.ndarray:
@@ -58,7 +79,12 @@ def grayscale_to_uint8(
     else:
         lo, hi = data_range
     arr = np.clip((arr - lo) / (hi - lo), 0.0, 1.0)
-    colour = _jet(arr) if cmap == "jet" else np.repeat(arr[..., None], 3, axis=-1)
+    if cmap == "jet":
+        colour = _jet(arr)
+    elif cmap == "spectral":
+        colour = _spectral(arr)
+    else:
+        colour = np.repeat(arr[..., None], 3, axis=-1)
     return (colour * 255.0 + 0.5).astype(np.uint8)
 
 
