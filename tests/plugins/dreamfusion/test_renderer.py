@@ -13,6 +13,8 @@ from studio_dreamfusion.geometry.implicit_volume import ImplicitVolume
 from studio_dreamfusion.materials import NoMaterial
 from studio_dreamfusion.renderers.nerf_volume import NeRFVolumeRenderer
 from studio_dreamfusion.renderers.volume import (
+    accumulate,
+    marching_samples,
     ray_aabb,
     uniform_samples,
     visible_uniform,
@@ -179,7 +181,8 @@ def test_training_outputs_carry_per_sample_tensors_for_regularisers():
     geometry = ImplicitVolume(
         {"radius": 1.0, "pos_encoding_config": GRID, "normal_type": "analytic"}
     )
-    renderer = renderer_for(geometry, samples=8, return_comp_normal=True).train()
+    renderer = renderer_for(geometry, samples=8, return_comp_normal=True, grid_prune=False)
+    renderer.train()
     o = torch.tensor([-2.5, 0.0, 0.0]).expand(2, 3, 4, 3)
     d = torch.tensor([1.0, 0.0, 0.0]).expand(2, 3, 4, 3)
     out = renderer(rays_o=o, rays_d=d, light_positions=torch.zeros(2, 3))
@@ -229,3 +232,52 @@ def test_checkpoints_load_across_backends():
     state["estimator.binaries"] = torch.zeros(1, 32, 32, 32, dtype=torch.bool)
     result = renderer.load_state_dict(state, strict=True)
     assert not result.unexpected_keys
+
+
+BOX = torch.tensor([[-1.0] * 3, [1.0] * 3])
+
+
+def test_marching_samples_step_like_nerfacc_from_the_near_plane():
+    """nerfacc's dense marching: fixed steps from t0, kept where the midpoint is in the box."""
+    o = torch.tensor([[-3.0, 0.0, 0.0], [-3.0, 5.0, 0.0], [0.0, 0.0, 0.0]])
+    d = torch.tensor([[1.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    step = 1.732 * 2 / 16
+    samples = marching_samples(o, d, BOX, step, stratified=False)
+    valid = samples.valid.reshape(3, -1)
+    mids = samples.t_points.reshape(3, -1)
+    expected = [(k + 0.5) * step for k in range(40) if 2.0 <= (k + 0.5) * step < 4.0]
+    torch.testing.assert_close(mids[0][valid[0]], torch.tensor(expected))
+    assert not valid[1].any()  # misses the box
+    inside = [(k + 0.5) * step for k in range(40) if (k + 0.5) * step < 1.0]
+    torch.testing.assert_close(mids[2][valid[2]], torch.tensor(inside))  # starts inside
+    widths = (samples.t_ends - samples.t_starts)[samples.valid]
+    torch.testing.assert_close(widths, torch.full_like(widths, step))
+    # the longest chord (the diagonal) fits in the padded length
+    corner = torch.tensor([[-1.0, -1.0, -1.0]]) * 1.5
+    diagonal = marching_samples(corner, -corner / corner.norm(), BOX, step, stratified=False)
+    assert diagonal.valid.sum() >= 15 and diagonal.valid.numel() > diagonal.valid.sum()
+
+    torch.manual_seed(0)
+    jittered = marching_samples(o[:1], d[:1], BOX, step, stratified=True)
+    t = jittered.t_points[jittered.valid]
+    assert t.min() >= 2.0 and t.max() < 4.0 and len(t) in (len(expected), len(expected) + 1)
+    torch.testing.assert_close(t.diff(), torch.full_like(t.diff(), step))
+
+
+@pytest.mark.parametrize("sampling", ["box", "marching"])
+def test_per_sample_outputs_hold_only_the_surviving_samples(sampling):
+    """Samples nerfacc would not return (pruned, or marching's padding) are not in the
+    per-sample outputs; per-ray sums are those of the surviving samples alone."""
+    renderer = renderer_for(ConstantSphere({"radius": 1.0}), samples=32, torch_sampling=sampling)
+    renderer.train()
+    o = torch.tensor([-3.0, 0.0, 0.0]).expand(1, 2, 2, 3).clone()
+    o[0, 0, 0, 1] = 0.8  # this ray misses the ball: every sample pruned
+    d = torch.tensor([1.0, 0.0, 0.0]).expand(1, 2, 2, 3)
+    out = renderer(rays_o=o, rays_d=d, light_positions=torch.zeros(1, 3))
+    weights = out["weights"][:, 0]
+    assert (out["density"] > 0).all() and (weights > 0).all()
+    assert 0 < weights.numel() < 4 * 32 and 0 not in out["ray_indices"].tolist()
+    opacity = accumulate(torch.ones_like(weights)[:, None], weights, out["ray_indices"], 4)
+    torch.testing.assert_close(opacity.reshape(1, 2, 2, 1), out["opacity"])
+    t = out["t_points"][:, 0]
+    assert ((o[0, 0, 1, 0] + t).abs() < 0.5 + 1e-6).all()  # every sample inside the ball

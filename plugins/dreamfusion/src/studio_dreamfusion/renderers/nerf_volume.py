@@ -5,12 +5,16 @@ Sampling backends (``backend: auto | nerfacc | torch``):
 * ``nerfacc`` (CUDA): ``OccGridEstimator`` marching with a fixed step ``sqrt(3) * 2r / N``,
   skipping empty cells of an occupancy grid updated every 16 training steps and, with
   ``prune_alpha_threshold``, samples whose alpha is below 0.01;
-* ``torch`` (everywhere): ``N`` stratified samples between the ray's entry and exit of the box;
-  with ``grid_prune`` it drops the samples nerfacc's marching would skip (alpha below 0.01 at
-  the marching step with ``prune_alpha_threshold``, transmittance below 1e-4), so both paths see
-  the same density threshold; the occupancy grid itself, an acceleration structure, is not kept.
+* ``torch`` (everywhere): ``N`` stratified samples between the ray's entry and exit of the box
+  (``torch_sampling: box``), or nerfacc's own fixed-step marching (``marching``: the same
+  samples and weights as the nerfacc backend); with ``grid_prune`` it drops the samples
+  nerfacc's marching would skip (alpha below 0.01 at the marching step with
+  ``prune_alpha_threshold``, transmittance below 1e-4), so both paths see the same density
+  threshold; the occupancy grid itself, an acceleration structure, is not kept.
 
-Both produce packed samples and share the shading and compositing code. In evaluation the rays are
+Both produce packed samples and share the shading and compositing code. The per-sample outputs
+of training hold the surviving samples only, on either backend, so losses reduced over samples
+(SJC's emptiness: a mean over them) do not depend on the backend. In evaluation the rays are
 processed in chunks so 512x512 renders stay within memory (``eval_chunk_size`` sample points
 evaluated at once).
 """
@@ -29,6 +33,7 @@ from studio_dreamfusion.renderers.occupancy_marching import march
 from studio_dreamfusion.renderers.volume import (
     RaySamples,
     accumulate,
+    marching_samples,
     uniform_samples,
     visible_uniform,
     weights_from_density_uniform,
@@ -68,6 +73,10 @@ class NeRFVolumeRenderer(BaseRenderer):
         backend: Literal["auto", "nerfacc", "torch"] = "auto"
         """Ray marching: ``nerfacc`` (CUDA), ``torch`` (anywhere) or ``auto`` (nerfacc on CUDA
         when installed, else torch)."""
+        torch_sampling: Literal["box", "marching"] = "box"
+        """The torch backend's samples: ``box``, N per ray spread over its chord of the box;
+        ``marching``, nerfacc's fixed step ``sqrt(3) * 2 * radius / N`` from the near plane (the
+        nerfacc backend's samples and weights exactly, e.g. for per-sample losses)."""
 
     def configure(self) -> None:
         cfg = self.cfg
@@ -133,6 +142,16 @@ class NeRFVolumeRenderer(BaseRenderer):
         cfg = self.cfg
         stratified = self.training and cfg.randomized
         if not self._uses_nerfacc(rays_o):
+            if cfg.torch_sampling == "marching":
+                return marching_samples(
+                    rays_o,
+                    rays_d,
+                    self.bbox,
+                    self.render_step_size,
+                    stratified,
+                    cfg.near_plane,
+                    cfg.far_plane,
+                )
             return uniform_samples(
                 rays_o,
                 rays_d,
@@ -191,37 +210,53 @@ class NeRFVolumeRenderer(BaseRenderer):
             return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
         return torch.cat(parts)
 
-    def _weights(self, density: torch.Tensor, samples: RaySamples, n_rays: int) -> torch.Tensor:
-        if samples.samples_per_ray is not None:
-            n_samples = samples.samples_per_ray
-            if self.cfg.grid_prune:
-                # The torch path drops the samples nerfacc's marching would skip, so both paths
-                # train alike: no gradient reaches near-empty space (without this, SDS on the CPU
-                # could grow density into the whole box; docs/primitives.md).
-                keep = visible_uniform(
-                    density,
-                    samples.t_starts,
-                    samples.t_ends,
-                    n_rays,
-                    n_samples,
-                    min_alpha=0.01 if self.cfg.prune_alpha_threshold else 0.0,
-                    early_stop_eps=1e-4,
-                    step_size=self.render_step_size,
-                )
-                density = density * keep
-            return weights_from_density_uniform(
-                density, samples.t_starts, samples.t_ends, n_rays, n_samples
-            )
-        import nerfacc
+    def _weights(
+        self,
+        density: torch.Tensor,
+        samples: RaySamples,
+        shaded: Optional[torch.Tensor],
+        n_rays: int,
+    ) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """``(weights, surviving)`` of the shaded samples (``density [n]`` at the positions
+        ``shaded`` of ``samples``; None: all of them): ``surviving`` (bool ``[n]``) marks those
+        nerfacc's marching would keep, None when all survive."""
+        if samples.samples_per_ray is None:  # nerfacc: it returned the surviving samples only
+            import nerfacc
 
-        weights, _, _ = nerfacc.render_weight_from_density(
-            samples.t_starts,
-            samples.t_ends,
-            density,
-            ray_indices=samples.ray_indices,
-            n_rays=n_rays,
+            weights, _, _ = nerfacc.render_weight_from_density(
+                samples.t_starts,
+                samples.t_ends,
+                density,
+                ray_indices=samples.ray_indices,
+                n_rays=n_rays,
+            )
+            return weights, None
+        n_samples = samples.samples_per_ray
+        if shaded is not None:  # padding samples hold no density
+            density = density.new_zeros(samples.t_starts.shape[0]).index_copy(0, shaded, density)
+        surviving = None
+        if self.cfg.grid_prune:
+            # The torch path drops the samples nerfacc's marching would skip, so both paths
+            # train alike: no gradient reaches near-empty space (without this, SDS on the CPU
+            # could grow density into the whole box; docs/primitives.md).
+            surviving = visible_uniform(
+                density,
+                samples.t_starts,
+                samples.t_ends,
+                n_rays,
+                n_samples,
+                min_alpha=0.01 if self.cfg.prune_alpha_threshold else 0.0,
+                early_stop_eps=1e-4,
+                step_size=self.render_step_size,
+            )
+            density = density * surviving
+        weights = weights_from_density_uniform(
+            density, samples.t_starts, samples.t_ends, n_rays, n_samples
         )
-        return weights
+        if shaded is not None:
+            weights = weights[shaded]
+            surviving = None if surviving is None else surviving[shaded]
+        return weights, surviving
 
     # -- rendering -----------------------------------------------------------------------------
     def _render_rays(
@@ -230,11 +265,20 @@ class NeRFVolumeRenderer(BaseRenderer):
         """Per-ray results (``PER_RAY`` keys) and per-sample results of a flat set of rays."""
         n_rays = rays_o.shape[0]
         samples = self._sample(rays_o, rays_d)
-        idx = samples.ray_indices
+        shaded = None if samples.valid is None else samples.valid.nonzero().squeeze(1)
+        idx, t_points, t_intervals = (
+            (samples.ray_indices, samples.t_points, samples.t_ends - samples.t_starts)
+            if shaded is None
+            else (
+                samples.ray_indices[shaded],
+                samples.t_points[shaded],
+                (samples.t_ends - samples.t_starts)[shaded],
+            )
+        )
         if idx.numel() == 0:
             return self._empty(rays_o), {}
         t_dirs = rays_d[idx]
-        positions = rays_o[idx] + t_dirs * samples.t_points[:, None]
+        positions = rays_o[idx] + t_dirs * t_points[:, None]
         need_normal = bool(
             self.material.requires_normal or self.cfg.return_comp_normal or not self.training
         )
@@ -245,11 +289,19 @@ class NeRFVolumeRenderer(BaseRenderer):
         geo = self._chunked(shade, positions)
         material_inputs = {k: v for k, v in geo.items() if k != "density"}
         rgb = self._chunked_material(material_inputs, t_dirs, positions, lights[idx], kwargs)
-        weights = self._weights(geo["density"].reshape(-1), samples, n_rays)
+        weights, surviving = self._weights(geo["density"].reshape(-1), samples, shaded, n_rays)
+        if surviving is not None and self.training:
+            # per-sample outputs hold the surviving samples only, as nerfacc's do (the dropped
+            # ones have zero weight: per-ray sums are unchanged)
+            keep = surviving.nonzero().squeeze(1)
+            idx, t_points, t_intervals, t_dirs, positions, rgb, weights = (
+                x[keep] for x in (idx, t_points, t_intervals, t_dirs, positions, rgb, weights)
+            )
+            geo = {k: v[keep] for k, v in geo.items()}
 
         # One weighted sum per ray for opacity, depth, colour and normal together (fewer kernels
         # in a launch-bound step): columns [1 | t | rgb | normal].
-        t_points = samples.t_points[:, None]
+        t_points = t_points[:, None]
         columns = [torch.ones_like(t_points), t_points, rgb]
         if "normal" in geo:
             columns.append(geo["normal"])
@@ -266,8 +318,8 @@ class NeRFVolumeRenderer(BaseRenderer):
             per_ray["comp_normal"] = (F.normalize(summed, dim=-1) + 1.0) / 2.0 * opacity
         per_sample = {
             "weights": weights[:, None],
-            "t_points": samples.t_points[:, None],
-            "t_intervals": (samples.t_ends - samples.t_starts)[:, None],
+            "t_points": t_points,
+            "t_intervals": t_intervals[:, None],
             "t_dirs": t_dirs,
             "ray_indices": idx,
             "points": positions,

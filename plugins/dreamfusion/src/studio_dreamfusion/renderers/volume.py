@@ -13,13 +13,19 @@ import torch
 
 @dataclass
 class RaySamples:
-    """Packed samples: ``ray_indices [S]``, ``t_starts [S]``, ``t_ends [S]``, ``t_points [S]``."""
+    """Packed samples: ``ray_indices [S]``, ``t_starts [S]``, ``t_ends [S]``, ``t_points [S]``.
+
+    ``samples_per_ray`` is set when every ray has that many consecutive samples (the torch
+    paths); ``valid`` (bool ``[S]``), when set, marks the samples that exist: the others only pad
+    the rays to equal length and are never shaded.
+    """
 
     ray_indices: torch.Tensor
     t_starts: torch.Tensor
     t_ends: torch.Tensor
     t_points: torch.Tensor
-    samples_per_ray: int | None = None  # set when every ray has the same number (uniform path)
+    samples_per_ray: int | None = None
+    valid: torch.Tensor | None = None
 
 
 def ray_aabb(
@@ -63,6 +69,49 @@ def uniform_samples(
     ray_indices = torch.arange(n_rays, device=rays_o.device).repeat_interleave(n_samples)
     return RaySamples(
         ray_indices, t_starts.reshape(-1), t_ends.reshape(-1), t_points.reshape(-1), n_samples
+    )
+
+
+def marching_samples(
+    rays_o: torch.Tensor,
+    rays_d: torch.Tensor,
+    aabb: torch.Tensor,
+    step_size: float,
+    stratified: bool,
+    near_plane: float = 0.0,
+    far_plane: float = 1e10,
+) -> RaySamples:
+    """nerfacc's dense marching (``OccGridEstimator.sampling`` with every cell occupied,
+    ``cone_angle=0``) in plain PyTorch.
+
+    Contract: each ray steps from ``t0 = near_plane`` (plus ``U(0, 1) * step_size`` when
+    ``stratified``) in intervals ``[t0 + k * step, t0 + (k + 1) * step]``; an interval is a sample
+    when its midpoint lies in ``[entry, exit)`` of the box (clipped to ``t0`` and the far plane),
+    and its point is that midpoint. Rays are padded to the longest chord's sample count; the
+    padding is marked invalid (``valid``).
+    """
+    entry, far = ray_aabb(rays_o, rays_d, aabb)
+    start = torch.full_like(entry, near_plane)
+    if stratified:
+        start = start + torch.rand_like(start) * step_size
+    near = torch.maximum(entry, start)  # nerfacc clips the box to the jittered near plane
+    far = torch.minimum(far, torch.full_like(far, far_plane))
+    diagonal = float((aabb[1] - aabb[0]).norm())
+    count = int(diagonal / step_size) + 2  # midpoints a chord of the box can hold, plus one
+    first = torch.ceil((near - start) / step_size - 0.5).clamp(min=0.0)
+    steps = first[:, None] + torch.arange(count, device=rays_o.device, dtype=rays_o.dtype)
+    t_starts = start[:, None] + steps * step_size
+    t_ends = t_starts + step_size
+    t_points = t_starts + 0.5 * step_size
+    valid = (t_points >= near[:, None]) & (t_points < far[:, None])
+    ray_indices = torch.arange(rays_o.shape[0], device=rays_o.device).repeat_interleave(count)
+    return RaySamples(
+        ray_indices,
+        t_starts.reshape(-1),
+        t_ends.reshape(-1),
+        t_points.reshape(-1),
+        count,
+        valid.reshape(-1),
     )
 
 
