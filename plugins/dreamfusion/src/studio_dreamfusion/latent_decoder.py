@@ -1,0 +1,106 @@
+"""Decode Stable Diffusion latents rendered by a 3D model into RGB, with the VAE alone.
+
+Methods that render latents (SJC, Latent-NeRF) show and score decoded images. ``studio test``
+must work without the UNet, so :class:`LatentDecoder` loads only the VAE folder of the model,
+and only on first use. A decoder can also wrap the VAE a loaded guidance already holds.
+
+Decoding (:func:`decode_latents`): the latent map ``[B, H, W, 4]`` is resized bilinearly to
+``latent_size`` (the UNet's latent size, or twice it for SJC's subpixel rendering), divided by the
+VAE's scaling factor, decoded, mapped from [-1, 1] to [0, 1] and resized to ``H x W`` (area
+averaging when shrinking), so each decoded image lines up with the render's other columns.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Optional
+
+import torch
+import torch.nn.functional as F
+
+from studio_dreamfusion.guidance.loading import freeze, weights_dtype
+from studio_dreamfusion.pretrained import diffusers_dtype_kwargs, resolve_pretrained
+from studio_dreamfusion.quiet import quiet_loading
+
+
+@torch.no_grad()
+def decode_latents(
+    vae: Any, latents: torch.Tensor, latent_size: int, out_size: Optional[tuple[int, int]] = None
+) -> torch.Tensor:
+    """RGB ``[B, h, w, 3]`` in [0, 1] of latent renders ``[B, H, W, 4]`` (see the module doc);
+    ``out_size`` ``(h, w)`` defaults to ``(H, W)``."""
+    height, width = out_size or latents.shape[1:3]
+    dtype = next(vae.parameters()).dtype
+    maps = latents.permute(0, 3, 1, 2).float()
+    maps = F.interpolate(maps, (latent_size, latent_size), mode="bilinear", align_corners=False)
+    with torch.autocast(latents.device.type, enabled=False):
+        scaled = maps / float(vae.config.scaling_factor)
+        image = vae.decode(scaled.to(dtype)).sample.float()
+    image = (image * 0.5 + 0.5).clamp(0.0, 1.0)
+    if image.shape[-2:] != (height, width):
+        shrink = image.shape[-2] >= height and image.shape[-1] >= width
+        mode = "area" if shrink else "bilinear"
+        extra = {} if shrink else {"align_corners": False}
+        image = F.interpolate(image, (height, width), mode=mode, **extra)
+    return image.permute(0, 2, 3, 1)
+
+
+class LatentDecoder:
+    """The VAE of ``pretrained_model_name_or_path``, loaded on first use.
+
+    ``config_key`` names the setting the model came from, for the error when it is missing;
+    ``vae`` and ``unet_latent_size`` wrap a VAE already loaded (a guidance's) instead.
+    """
+
+    def __init__(
+        self,
+        pretrained_model_name_or_path: str,
+        device: torch.device,
+        half_precision_weights: bool = True,
+        config_key: str = "system.guidance.pretrained_model_name_or_path",
+        vae: Any = None,
+        unet_latent_size: Optional[int] = None,
+    ) -> None:
+        self.name = pretrained_model_name_or_path
+        self.device = device
+        self.dtype = weights_dtype(half_precision_weights, device)
+        self.config_key = config_key
+        self._vae = vae
+        self._unet_latent_size = unet_latent_size
+
+    @property
+    def vae(self) -> Any:
+        if self._vae is None:
+            self._vae = self._load()
+        return self._vae
+
+    @quiet_loading()
+    def _load(self) -> Any:
+        from diffusers import AutoencoderKL
+
+        path = resolve_pretrained(self.name, subfolders=["vae"], config_key=self.config_key)
+        unet_config = path / "unet" / "config.json"
+        if unet_config.is_file():  # the UNet's input size, without loading the UNet
+            self._unet_latent_size = int(json.loads(unet_config.read_text())["sample_size"])
+        vae = AutoencoderKL.from_pretrained(
+            path, subfolder="vae", **diffusers_dtype_kwargs(self.dtype)
+        )
+        freeze(vae)
+        return vae.to(self.device)
+
+    @property
+    def unet_latent_size(self) -> int:
+        """The UNet's latent input size (``unet/config.json``'s ``sample_size``; 64 for SD
+        2.1-base), read when the VAE loads."""
+        vae = self.vae
+        if self._unet_latent_size is None:
+            self._unet_latent_size = int(vae.config.sample_size) // 2 ** (
+                len(vae.config.block_out_channels) - 1
+            )
+        return self._unet_latent_size
+
+    def decode(
+        self, latents: torch.Tensor, latent_size: int, out_size: Optional[tuple[int, int]] = None
+    ) -> torch.Tensor:
+        """:func:`decode_latents` with this model's VAE."""
+        return decode_latents(self.vae, latents.to(self.device), latent_size, out_size)
