@@ -1,5 +1,27 @@
 """Hook implementations of studio-sjc (see studio.hookspecs).
 
-Registrations are added here as the method's components land; each names an import path, so
-discovering this plugin imports nothing heavy.
+Every registration names an import path, so discovering this plugin imports nothing heavy.
 """
+
+from studio.api import hookimpl
+from studio_dreamfusion.plugin import GUIDED_METHOD_KEYS
+
+PKG = "studio_sjc"
+
+#: name -> one line for ``studio methods``.
+METHODS = {
+    "sjc": "Score Jacobian Chaining: a voxel grid of SD latents trained by the SJC score.",
+    "sjc-primitives": "SJC on the embedded primitives model (SD form), sized for a CPU.",
+}
+
+
+@hookimpl
+def studio_register_methods(register):
+    for name, description in METHODS.items():
+        register(
+            name,
+            f"{PKG}.system:SJCSystem",
+            preset=f"{PKG}:presets/{name}.yaml",
+            description=description,
+            **GUIDED_METHOD_KEYS,
+        )

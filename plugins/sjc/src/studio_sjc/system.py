@@ -1,0 +1,120 @@
+"""The Score Jacobian Chaining system: a voxel grid of SD latents trained by the SJC score.
+
+Reference §5.3. One training step renders the batch's cameras as 4-channel Stable Diffusion
+latents (``comp_rgb`` has 4 channels: ``no-material`` with 4 outputs and a 4-channel background),
+hands them to the guidance as latents (``rgb_as_latents``; the ``stable-diffusion`` guidance with
+``use_sjc``), and adds (:mod:`studio_sjc.losses`)::
+
+    loss = lambda_sds * loss_sds + lambda_emptiness * emptiness(weights, emptiness_scale)
+         + lambda_depth * center_depth(depth, opacity, center_ratio)     (when lambda_depth > 0)
+
+Validation and test decode the latent render through the model's VAE: with
+``subpixel_rendering`` the latent map is resized to twice the UNet's latent size before
+decoding (finer detail than the latent grid holds), and the decoded image is shown at the
+render's size. Grid columns: decoded RGB | opacity | depth (``log(1 + d) / log(11)``, spectral
+colour map). The decoded RGB is the first column, so ``studio eval`` scores it. Only the VAE is
+loaded for ``studio test`` (lazily); during training the guidance's VAE is reused.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any, Optional
+
+import attrs
+import torch
+
+from studio.api import Range, StudioError, load_component
+from studio_dreamfusion.latent_decoder import LatentDecoder
+from studio_dreamfusion.system import DreamFusionSystem, weighted_guidance_losses
+from studio_sjc.losses import center_depth_loss, emptiness_loss
+
+#: SJC's scene losses (``system.loss.lambda_<name>``).
+SCENE_LOSSES = ("emptiness", "depth")
+
+
+class SJCSystem(DreamFusionSystem):
+    @attrs.define(kw_only=True)
+    class Config(DreamFusionSystem.Config):
+        subpixel_rendering: bool = True
+        """Validation/test: decode the latent render at twice the UNet's latent size (a 2x
+        finer image, shown at the render's size); false: at the UNet's latent size."""
+        emptiness_scale: Annotated[float, Range(low=0.0)] = 10.0
+        """``scale`` of the emptiness loss ``mean(log(1 + scale * w))`` (the reference's
+        ``system.loss.emptiness_scale``: ``system.loss`` holds only ``lambda_*`` here)."""
+        center_ratio: Annotated[float, Range(0.0, 1.0)] = 0.78125
+        """Side of the centre-depth loss's central box as a fraction of the image (50/64)."""
+
+    @classmethod
+    def loss_terms(cls, cfg: Any) -> Optional[set[str]]:
+        """The guidance's terms (``sds``) plus the scene losses; DreamFusion's NeRF
+        regularisers are not part of SJC."""
+        if not cfg.guidance_type:
+            return set(SCENE_LOSSES)
+        try:
+            guidance = load_component("guidance", cfg.guidance_type)
+        except StudioError:
+            return None
+        terms = getattr(guidance, "loss_terms", None)
+        return None if terms is None else set(SCENE_LOSSES) | set(terms)
+
+    def configure(self) -> None:
+        super().configure()
+        self._decoder: Optional[LatentDecoder] = None
+
+    # -- training ------------------------------------------------------------------------------
+    def training_step(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        out = self.renderer(**batch)
+        guidance_out = self.guidance(
+            out["comp_rgb"], self.prompt_utils, **batch, rgb_as_latents=True
+        )
+        loss, logged = weighted_guidance_losses(guidance_out, self.C, self.cfg.loss)
+        for name, value in self.scene_losses(out).items():
+            loss = loss + value * self.C(self.cfg.loss[f"lambda_{name}"])
+            logged[f"loss_{name}"] = value.detach()
+        return {"loss": loss, **logged}
+
+    def scene_losses(self, out: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """Emptiness and centre depth, each when its lambda is positive at this step."""
+        lambdas = self.cfg.loss
+        losses: dict[str, torch.Tensor] = {}
+        if self.C(lambdas.get("lambda_emptiness", 0.0)) > 0:
+            losses["emptiness"] = emptiness_loss(out["weights"], self.cfg.emptiness_scale)
+        if self.C(lambdas.get("lambda_depth", 0.0)) > 0:
+            losses["depth"] = center_depth_loss(out["depth"], out["opacity"], self.cfg.center_ratio)
+        return losses
+
+    # -- evaluation ----------------------------------------------------------------------------
+    @property
+    def decoder(self) -> LatentDecoder:
+        """The VAE decoder: the loaded guidance's VAE in training, else the VAE alone."""
+        if self._decoder is None:
+            guidance_cfg = self.cfg.guidance
+            models = getattr(self.guidance, "models", None)
+            vae = getattr(models, "vae", None)
+            self._decoder = LatentDecoder(
+                guidance_cfg.get("pretrained_model_name_or_path", ""),
+                self.device,
+                half_precision_weights=guidance_cfg.get("half_precision_weights", True),
+                config_key=f"{self.config_path}.guidance.pretrained_model_name_or_path",
+                vae=vae,
+                unet_latent_size=getattr(self.guidance, "latent_size", None) if vae else None,
+            )
+        return self._decoder
+
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """RGB ``[B, H, W, 3]`` of a latent render ``[B, H, W, 4]`` (subpixel when configured)."""
+        size = self.decoder.unet_latent_size * (2 if self.cfg.subpixel_rendering else 1)
+        return self.decoder.decode(latents, size)
+
+    def eval_columns(self, batch: dict[str, Any]) -> list[Any]:
+        """decoded RGB | opacity | depth (``log(1 + d) / log(11)``, spectral)."""
+        from studio.api import grayscale, rgb
+
+        out = self.renderer(**batch)
+        depth = torch.log1p(out["depth"][0].clamp(min=0.0)) / math.log(11.0)
+        return [
+            rgb(self.decode(out["comp_rgb"][:1])[0]),
+            grayscale(out["opacity"][0]),
+            grayscale(depth, (0.0, 1.0), cmap="spectral"),
+        ]
