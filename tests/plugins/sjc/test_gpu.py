@@ -17,7 +17,9 @@ def test_emptiness_is_the_same_on_the_torch_and_nerfacc_paths():
     light = torch.zeros(1, 3, device="cuda")
     outs = {}
     for backend in ("torch", "nerfacc"):
-        renderer = latent_renderer(geometry, backend, samples=512).cuda().train()
+        renderer = latent_renderer(geometry, backend, samples=512)
+        for module in (renderer, renderer.material, renderer.background):  # parts are not
+            module.cuda().train()  # the renderer's sub-modules (the system owns them)
         out = renderer(rays_o=o, rays_d=d, light_positions=light)
         outs[backend] = (out, emptiness_loss(out["weights"], 10.0))
     (t_out, t_loss), (n_out, n_loss) = outs["torch"], outs["nerfacc"]
