@@ -251,6 +251,31 @@ def full_step_of(system, data, optimizer, scaler, step: list[int]) -> Callable[[
     return full_step
 
 
+def step_vs_guidance(
+    system, data, optimizer, guidance_only: Callable[[], None], first_step: int, iters: int
+) -> dict[str, float]:
+    """A method's whole training step against its guidance alone, interleaved (CUDA):
+    ``{"guidance", "full", "render"}`` in median ms and ``"peak"`` VRAM of the full step in GiB.
+    Both are warmed up 8 times first; the full step starts at ``first_step``."""
+    from studio.training.trainer import to_device
+
+    cuda = torch.device("cuda")
+    full_step = full_step_of(system, data, optimizer, torch.amp.GradScaler("cuda"), [first_step])
+    for _ in range(8):
+        guidance_only()
+    torch.cuda.reset_peak_memory_stats()
+    for _ in range(8):
+        full_step()
+    timed = interleaved_ms({"guidance": guidance_only, "full": full_step}, cuda, 0, iters)
+    peak = torch.cuda.max_memory_allocated() / 2**30
+
+    def render_only() -> None:
+        with torch.autocast("cuda", dtype=torch.float16):
+            system.renderer(**to_device(data.train_batch(), cuda))
+
+    return {**timed, "render": timed_ms(render_only, cuda, 3, iters), "peak": peak}
+
+
 def bench(
     path: Path,
     batch: int,

@@ -23,13 +23,7 @@ import tempfile
 from pathlib import Path
 
 import torch
-from dreamfusion import (
-    build_sd21_sized,
-    full_step_of,
-    make_guidance,
-    random_prompt_output,
-)
-from timing import interleaved_ms, timed_ms
+from dreamfusion import build_sd21_sized, make_guidance, random_prompt_output, step_vs_guidance
 
 #: preset -> (the step the benchmark starts at, render size)
 PRESETS = {"magic3d-coarse-sd": (5000, 64), "magic3d-refine-sd": (100, 512)}
@@ -76,22 +70,7 @@ def bench(path: Path, preset: str, iters: int) -> dict[str, float]:
         loss.backward()
 
     system, data, optimizer = make_system(preset, guidance, prompt_utils)
-    full_step = full_step_of(system, data, optimizer, torch.amp.GradScaler("cuda"), [first_step])
-    for _ in range(8):
-        guidance_only()
-    torch.cuda.reset_peak_memory_stats()
-    for _ in range(8):
-        full_step()
-    timed = interleaved_ms({"guidance": guidance_only, "full": full_step}, cuda, 0, iters)
-    peak = torch.cuda.max_memory_allocated() / 2**30
-
-    def render_only() -> None:
-        from studio.training.trainer import to_device
-
-        with torch.autocast("cuda", dtype=torch.float16):
-            system.renderer(**to_device(data.train_batch(), cuda))
-
-    return {**timed, "render": timed_ms(render_only, cuda, 3, iters), "peak": peak}
+    return step_vs_guidance(system, data, optimizer, guidance_only, first_step, iters)
 
 
 def main() -> int:

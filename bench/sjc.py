@@ -21,8 +21,7 @@ import tempfile
 from pathlib import Path
 
 import torch
-from dreamfusion import build_sd21_sized, full_step_of, random_prompt_output
-from timing import interleaved_ms, timed_ms
+from dreamfusion import build_sd21_sized, random_prompt_output, step_vs_guidance
 
 PRESET = "sjc"
 FIRST_STEP = 6000  # past the emptiness switch: its full weight
@@ -76,22 +75,7 @@ def bench(path: Path, iters: int) -> dict[str, float]:
         loss.backward()
 
     system, data, optimizer = make_system(guidance, prompt_utils)
-    full_step = full_step_of(system, data, optimizer, torch.amp.GradScaler("cuda"), [FIRST_STEP])
-    for _ in range(8):
-        guidance_only()
-    torch.cuda.reset_peak_memory_stats()
-    for _ in range(8):
-        full_step()
-    timed = interleaved_ms({"guidance": guidance_only, "full": full_step}, cuda, 0, iters)
-    peak = torch.cuda.max_memory_allocated() / 2**30
-
-    def render_only() -> None:
-        from studio.training.trainer import to_device
-
-        with torch.autocast("cuda", dtype=torch.float16):
-            system.renderer(**to_device(data.train_batch(), cuda))
-
-    return {**timed, "render": timed_ms(render_only, cuda, 3, iters), "peak": peak}
+    return step_vs_guidance(system, data, optimizer, guidance_only, FIRST_STEP, iters)
 
 
 def main() -> int:

@@ -9,7 +9,7 @@ schedulable ``system.loss.lambda_X``, and add the orientation, sparsity, opacity
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, ClassVar, Optional
 
 import attrs
 import torch
@@ -58,18 +58,21 @@ class DreamFusionSystem(BaseLift3DSystem):
     class Config(BaseLift3DSystem.Config):
         pass
 
+    #: The system's own loss terms besides the guidance's (a subclass may name others).
+    scene_terms: ClassVar[tuple[str, ...]] = REGULARISERS
+
     @classmethod
     def loss_terms(cls, cfg: Any) -> Optional[set[str]]:
-        """The regularisers plus the guidance class's ``loss_terms`` (None when it declares
+        """:attr:`scene_terms` plus the guidance class's ``loss_terms`` (None when it declares
         none: then any ``lambda_*`` is accepted)."""
         if not cfg.guidance_type:
-            return set(REGULARISERS)
+            return set(cls.scene_terms)
         try:
             guidance = load_component("guidance", cfg.guidance_type)
         except StudioError:
             return None
         terms = getattr(guidance, "loss_terms", None)
-        return None if terms is None else set(REGULARISERS) | set(terms)
+        return None if terms is None else set(cls.scene_terms) | set(terms)
 
     def on_fit_start(self) -> None:
         super().on_fit_start()

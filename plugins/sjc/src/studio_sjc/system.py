@@ -24,7 +24,7 @@ from typing import Annotated, Any, Optional
 import attrs
 import torch
 
-from studio.api import Range, StudioError, load_component
+from studio.api import Range
 from studio_dreamfusion.latent_decoder import LatentDecoder
 from studio_dreamfusion.system import DreamFusionSystem, weighted_guidance_losses
 from studio_sjc.losses import center_depth_loss, emptiness_loss
@@ -45,18 +45,8 @@ class SJCSystem(DreamFusionSystem):
         center_ratio: Annotated[float, Range(0.0, 1.0)] = 0.78125
         """Side of the centre-depth loss's central box as a fraction of the image (50/64)."""
 
-    @classmethod
-    def loss_terms(cls, cfg: Any) -> Optional[set[str]]:
-        """The guidance's terms (``sds``) plus the scene losses; DreamFusion's NeRF
-        regularisers are not part of SJC."""
-        if not cfg.guidance_type:
-            return set(SCENE_LOSSES)
-        try:
-            guidance = load_component("guidance", cfg.guidance_type)
-        except StudioError:
-            return None
-        terms = getattr(guidance, "loss_terms", None)
-        return None if terms is None else set(SCENE_LOSSES) | set(terms)
+    #: Besides the guidance's terms; DreamFusion's NeRF regularisers are not part of SJC.
+    scene_terms = SCENE_LOSSES
 
     def configure(self) -> None:
         super().configure()

@@ -290,6 +290,11 @@ class ScoreDistillationGuidance(BaseObject):
             )
         weight = sds_weight(self.cfg.weighting_strategy, self.alphas_cumprod[timesteps])
         grad = sds_gradient(eps_hat, noise, weight, self.grad_clip_val)
+        return self.guidance_output(latents, grad)
+
+    def guidance_output(self, latents: torch.Tensor, grad: torch.Tensor) -> dict[str, Any]:
+        """``{"loss_sds", "grad_norm", "min_step", "max_step"}`` of a score-distillation
+        gradient ``grad`` for ``latents`` (the loss by reparameterisation, :func:`sds_loss`)."""
         return {
             "loss_sds": sds_loss(latents, grad),
             "grad_norm": grad.norm(),

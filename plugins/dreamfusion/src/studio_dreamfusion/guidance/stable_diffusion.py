@@ -30,7 +30,7 @@ from studio_dreamfusion.guidance.loading import (
     place_pipeline,
     weights_dtype,
 )
-from studio_dreamfusion.guidance.sds import DiffusionModels, sds_loss
+from studio_dreamfusion.guidance.sds import DiffusionModels
 from studio_dreamfusion.guidance.sjc import (
     SJC_BETA_END,
     SJC_BETA_START,
@@ -189,9 +189,4 @@ class StableDiffusionGuidance(DiffusersGuidance):
         grad = sjc_gradient(
             latents.detach(), perturbed, eps_hat, sigma, self.cfg.var_red, self.grad_clip_val
         )
-        return {
-            "loss_sds": sds_loss(latents, grad),
-            "grad_norm": grad.norm(),
-            "min_step": self.min_step,
-            "max_step": self.max_step,
-        }
+        return self.guidance_output(latents, grad)
