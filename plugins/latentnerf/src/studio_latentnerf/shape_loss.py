@@ -43,6 +43,24 @@ def place_guide_mesh(vertices: np.ndarray) -> np.ndarray:
     return v @ Y_UP_TO_Z_UP.T
 
 
+def _arrays(
+    vertices: np.ndarray, faces: np.ndarray, points: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return (
+        np.ascontiguousarray(vertices, dtype=np.float64),
+        np.ascontiguousarray(faces, dtype=np.int64),
+        np.ascontiguousarray(points, dtype=np.float64),
+    )
+
+
+def winding_numbers(vertices: np.ndarray, faces: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """The mesh's generalised winding number at ``points [N, 3]`` (libigl's fast
+    approximation; 1 inside a closed, outward-facing mesh, 0 outside)."""
+    import igl
+
+    return igl.fast_winding_number(*_arrays(vertices, faces, points))
+
+
 def inside_and_squared_distance(
     vertices: np.ndarray, faces: np.ndarray, points: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -50,12 +68,9 @@ def inside_and_squared_distance(
     squared distance to the mesh, by libigl (float64)."""
     import igl
 
-    v = np.ascontiguousarray(vertices, dtype=np.float64)
-    f = np.ascontiguousarray(faces, dtype=np.int64)
-    p = np.ascontiguousarray(points, dtype=np.float64)
-    winding = igl.fast_winding_number(v, f, p)
+    v, f, p = _arrays(vertices, faces, points)
     squared, _, _ = igl.point_mesh_squared_distance(p, v, f)
-    return (winding > 0.5).astype(np.float64), squared
+    return (winding_numbers(v, f, p) > 0.5).astype(np.float64), squared
 
 
 def shape_loss(
