@@ -19,7 +19,9 @@ from studio.errors import ConfigError, ModelNotAvailableError, RunDirError
 from studio.paths import cache_dir
 
 
-def check_optimizer(system_cfg: dict[str, Any], path: str = "system") -> None:
+def check_optimizer(
+    system_cfg: dict[str, Any], path: str = "system", max_steps: Optional[int] = None
+) -> None:
     """Build the configured optimizer and scheduler over dummy parameters (one per group)."""
     import torch
 
@@ -58,7 +60,7 @@ def check_optimizer(system_cfg: dict[str, Any], path: str = "system") -> None:
                     f"{path}.optimizer.params.{name}.{key}: torch.optim.{cfg.name} has no "
                     f"argument {key!r}{hint}; its arguments: {', '.join(optimizer.defaults)}."
                 )
-    build_scheduler(optimizer, system_cfg.get("scheduler"), f"{path}.scheduler")
+    build_scheduler(optimizer, system_cfg.get("scheduler"), f"{path}.scheduler", max_steps)
 
 
 def check_finite_numbers(values: dict[str, Any], path: str) -> None:
@@ -156,5 +158,7 @@ def check_before_creating(
     """Every check above, cheapest first."""
     check_devices(str((parsed.get("trainer") or {}).get("accelerator", "auto")), gpus, nproc)
     check_places(parsed)
-    check_optimizer(parsed.get("system") or {})
+    check_optimizer(
+        parsed.get("system") or {}, max_steps=(parsed.get("trainer") or {}).get("max_steps")
+    )
     check_models(parsed, model_keys)

@@ -74,3 +74,51 @@ def test_cuda_adam_is_fused_and_steps_like_the_default() -> None:
             optimizer.zero_grad()
     for a, b in zip(fused_system.parameters(), plain_system.parameters(), strict=True):
         assert torch.allclose(a, b, atol=1e-6)
+
+
+WARMUP_THEN_DECAY = {
+    "name": "SequentialLR",
+    "args": {
+        "milestones": [100],
+        "schedulers": [
+            {
+                "name": "LinearLR",
+                "args": {"start_factor": 0.1, "end_factor": 1.0, "total_iters": 100},
+            },
+            {"name": "ExponentialLR", "args": {"final_factor": 0.1}},
+        ],
+    },
+}
+
+
+def test_exponential_decay_to_a_final_factor_at_the_last_step() -> None:
+    """Latent-NeRF's schedule: warm-up over 100 steps, then gamma = 0.1^(1/(max_steps - 100)),
+    computed from the run's max_steps (the reference writes the number for 10000 steps)."""
+    from studio.training.optim import build_scheduler
+
+    for max_steps in (1000, 300):
+        optimizer = build_optimizer(TwoParts(), config())
+        scheduler = build_scheduler(optimizer, WARMUP_THEN_DECAY, max_steps=max_steps)
+        lrs = []
+        for _ in range(max_steps):
+            lrs.append(optimizer.param_groups[0]["lr"])
+            optimizer.step()
+            scheduler.step()
+        lrs.append(optimizer.param_groups[0]["lr"])
+        assert lrs[0] == pytest.approx(0.001) and lrs[100] == pytest.approx(0.01)
+        assert lrs[max_steps] == pytest.approx(0.001, rel=1e-6)  # 0.1x at the end
+        gamma = 0.1 ** (1 / (max_steps - 100))
+        assert lrs[150] == pytest.approx(0.01 * gamma**50, rel=1e-9)
+
+
+def test_final_factor_needs_the_run_length_and_excludes_gamma() -> None:
+    from studio.training.optim import build_scheduler
+
+    optimizer = build_optimizer(TwoParts(), config())
+    with pytest.raises(ConfigError, match=r"final_factor needs the run's trainer\.max_steps"):
+        build_scheduler(optimizer, {"name": "ExponentialLR", "args": {"final_factor": 0.1}})
+    both = {"name": "ExponentialLR", "args": {"final_factor": 0.1, "gamma": 0.9}}
+    with pytest.raises(ConfigError, match="either gamma or final_factor"):
+        build_scheduler(optimizer, both, max_steps=100)
+    with pytest.raises(ConfigError, match="steps left"):
+        build_scheduler(optimizer, WARMUP_THEN_DECAY, max_steps=100)  # nothing after warm-up

@@ -89,7 +89,9 @@ class SchedulerConfig:
     interval: Literal["step"] = "step"
     """When the scheduler steps: ``step`` (after every optimizer step; the only choice)."""
     args: dict[str, Any] = attrs.Factory(dict)
-    """Keyword arguments of the scheduler (``SequentialLR``: ``schedulers`` and ``milestones``)."""
+    """Keyword arguments of the scheduler (``SequentialLR``: ``schedulers`` and ``milestones``;
+    ``ExponentialLR``: ``final_factor`` instead of ``gamma`` decays to that factor at
+    ``trainer.max_steps``)."""
 
 
 @attrs.define(kw_only=True)

@@ -106,11 +106,28 @@ def build_optimizer(system: nn.Module, cfg: OptimizerConfig) -> torch.optim.Opti
         ) from None
 
 
+def decay_gamma(final_factor: float, steps: int, path: str) -> float:
+    """``gamma = final_factor ** (1 / steps)``: ``ExponentialLR`` reaches ``final_factor`` times
+    the learning rate after ``steps`` steps."""
+    if not 0.0 < final_factor <= 1.0 or steps < 1:
+        raise ConfigError(
+            f"{path}.args.final_factor={final_factor!r} over {steps} steps: give a factor in "
+            "(0, 1] and a run with steps left after the schedulers before this one (the decay "
+            "ends at trainer.max_steps)."
+        )
+    return final_factor ** (1.0 / steps)
+
+
 def build_scheduler(
     optimizer: torch.optim.Optimizer,
     cfg: SchedulerConfig | dict | None,
     path: str = "system.scheduler",
+    max_steps: int | None = None,
+    start_step: int = 0,
 ) -> torch.optim.lr_scheduler.LRScheduler | None:
+    """The configured scheduler. ``ExponentialLR`` may take ``final_factor`` instead of
+    ``gamma``: the decay then reaches that factor at ``max_steps`` (the run's last step),
+    counting from ``start_step`` (where it starts inside a ``SequentialLR``)."""
     if cfg is None:
         return None
     if isinstance(cfg, dict):
@@ -121,10 +138,24 @@ def build_scheduler(
         children = args.pop("schedulers", None)
         if not isinstance(children, list) or not children:
             raise ConfigError(f"{path}.args.schedulers: SequentialLR needs a list of schedulers.")
+        starts = [start_step, *(start_step + int(m) for m in args.get("milestones") or [])]
         args["schedulers"] = [
-            build_scheduler(optimizer, child, f"{path}.args.schedulers[{i}]")
+            build_scheduler(
+                optimizer,
+                child,
+                f"{path}.args.schedulers[{i}]",
+                max_steps,
+                starts[min(i, len(starts) - 1)],
+            )
             for i, child in enumerate(children)
         ]
+    if cfg.name == "ExponentialLR" and "final_factor" in args:
+        if "gamma" in args or max_steps is None:
+            raise ConfigError(
+                f"{path}.args: give either gamma or final_factor (final_factor needs the run's "
+                "trainer.max_steps to spread the decay over)."
+            )
+        args["gamma"] = decay_gamma(float(args.pop("final_factor")), max_steps - start_step, path)
     try:
         return cls(optimizer, **args)
     except (TypeError, ValueError) as exc:

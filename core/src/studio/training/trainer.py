@@ -297,7 +297,9 @@ class Trainer:
             for module in obj.trainable_modules().values():
                 D.broadcast_module(module, self.ctx)
         self.optimizer = build_optimizer(system, system.cfg.optimizer)
-        self.scheduler = build_scheduler(self.optimizer, system.cfg.scheduler)
+        self.scheduler = build_scheduler(
+            self.optimizer, system.cfg.scheduler, max_steps=self.cfg.trainer.max_steps
+        )
         params = [p for group in self.optimizer.param_groups for p in group["params"]]
         if checkpoint is not None:
             if checkpoint.get("optimizer"):
