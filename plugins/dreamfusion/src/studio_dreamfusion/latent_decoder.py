@@ -104,3 +104,33 @@ class LatentDecoder:
     ) -> torch.Tensor:
         """:func:`decode_latents` with this model's VAE."""
         return decode_latents(self.vae, latents.to(self.device), latent_size, out_size)
+
+
+class DecodesLatents:
+    """For systems whose renders are latents: :meth:`decode` them through the VAE of
+    ``system.guidance``'s model (the loaded guidance's own VAE in training, else the VAE alone,
+    loaded on first use). Mixed into a ``BaseLift3DSystem`` subclass."""
+
+    _latent_decoder: Optional[LatentDecoder] = None
+
+    @property
+    def decoder(self) -> LatentDecoder:
+        if self._latent_decoder is None:
+            guidance_cfg = self.cfg.guidance  # type: ignore[attr-defined]
+            guidance = getattr(self, "guidance", None)
+            vae = getattr(getattr(guidance, "models", None), "vae", None)
+            self._latent_decoder = LatentDecoder(
+                guidance_cfg.get("pretrained_model_name_or_path", ""),
+                self.device,  # type: ignore[attr-defined]
+                half_precision_weights=guidance_cfg.get("half_precision_weights", True),
+                config_key=f"{self.config_path}.guidance.pretrained_model_name_or_path",  # type: ignore[attr-defined]
+                vae=vae,
+                unet_latent_size=getattr(guidance, "latent_size", None) if vae else None,
+            )
+        return self._latent_decoder
+
+    def decode(self, latents: torch.Tensor, subpixel: bool = False) -> torch.Tensor:
+        """RGB ``[B, H, W, 3]`` of a latent render ``[B, H, W, 4]``, decoded at the UNet's latent
+        size (twice it with ``subpixel``) and shown at ``H x W``."""
+        size = self.decoder.unet_latent_size * (2 if subpixel else 1)
+        return self.decoder.decode(latents, size)

@@ -19,13 +19,13 @@ loaded for ``studio test`` (lazily); during training the guidance's VAE is reuse
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import attrs
 import torch
 
 from studio.api import Range
-from studio_dreamfusion.latent_decoder import LatentDecoder
+from studio_dreamfusion.latent_decoder import DecodesLatents
 from studio_dreamfusion.system import DreamFusionSystem, weighted_guidance_losses
 from studio_sjc.losses import center_depth_loss, emptiness_loss
 
@@ -33,7 +33,7 @@ from studio_sjc.losses import center_depth_loss, emptiness_loss
 SCENE_LOSSES = ("emptiness", "depth")
 
 
-class SJCSystem(DreamFusionSystem):
+class SJCSystem(DecodesLatents, DreamFusionSystem):
     @attrs.define(kw_only=True)
     class Config(DreamFusionSystem.Config):
         subpixel_rendering: bool = True
@@ -47,10 +47,6 @@ class SJCSystem(DreamFusionSystem):
 
     #: Besides the guidance's terms; DreamFusion's NeRF regularisers are not part of SJC.
     scene_terms = SCENE_LOSSES
-
-    def configure(self) -> None:
-        super().configure()
-        self._decoder: Optional[LatentDecoder] = None
 
     # -- training ------------------------------------------------------------------------------
     def training_step(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
@@ -75,28 +71,6 @@ class SJCSystem(DreamFusionSystem):
         return losses
 
     # -- evaluation ----------------------------------------------------------------------------
-    @property
-    def decoder(self) -> LatentDecoder:
-        """The VAE decoder: the loaded guidance's VAE in training, else the VAE alone."""
-        if self._decoder is None:
-            guidance_cfg = self.cfg.guidance
-            models = getattr(self.guidance, "models", None)
-            vae = getattr(models, "vae", None)
-            self._decoder = LatentDecoder(
-                guidance_cfg.get("pretrained_model_name_or_path", ""),
-                self.device,
-                half_precision_weights=guidance_cfg.get("half_precision_weights", True),
-                config_key=f"{self.config_path}.guidance.pretrained_model_name_or_path",
-                vae=vae,
-                unet_latent_size=getattr(self.guidance, "latent_size", None) if vae else None,
-            )
-        return self._decoder
-
-    def decode(self, latents: torch.Tensor) -> torch.Tensor:
-        """RGB ``[B, H, W, 3]`` of a latent render ``[B, H, W, 4]`` (subpixel when configured)."""
-        size = self.decoder.unet_latent_size * (2 if self.cfg.subpixel_rendering else 1)
-        return self.decoder.decode(latents, size)
-
     def eval_columns(self, batch: dict[str, Any]) -> list[Any]:
         """decoded RGB | opacity | depth (``log(1 + d) / log(11)``, spectral)."""
         from studio.api import grayscale, rgb
@@ -104,7 +78,7 @@ class SJCSystem(DreamFusionSystem):
         out = self.renderer(**batch)
         depth = torch.log1p(out["depth"][0].clamp(min=0.0)) / math.log(11.0)
         return [
-            rgb(self.decode(out["comp_rgb"][:1])[0]),
+            rgb(self.decode(out["comp_rgb"][:1], self.cfg.subpixel_rendering)[0]),
             grayscale(out["opacity"][0]),
             grayscale(depth, (0.0, 1.0), cmap="spectral"),
         ]
