@@ -1,0 +1,114 @@
+"""The Latent-NeRF / Sketch-Shape system: what it hands the guidance, its losses, its checks and
+its decoded evaluation images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from studio.data.random_camera import RandomCameraDataModule
+from studio.errors import ConfigError
+from studio_latentnerf.shape_loss import GuideFields
+from studio_latentnerf.system import LatentNeRFSystem
+
+GRID = {"otype": "HashGrid", "n_levels": 4, "n_features_per_level": 2, "log2_hashmap_size": 12,
+        "base_resolution": 4, "per_level_scale": 1.5}  # fmt: skip
+
+
+def system_config(refinement: bool = False, **extra) -> dict:
+    latent = not refinement
+    return {
+        "refinement": refinement,
+        "geometry_type": "implicit-volume",
+        "geometry": {
+            "radius": 1.0,
+            "n_feature_dims": 4,
+            "normal_type": None,
+            "pos_encoding_config": GRID,
+        },
+        "material_type": "no-material" if latent else "sd-latent-adapter",
+        "material": {"n_output_dims": 4, "color_activation": "none"} if latent else {},
+        "background_type": "neural-environment-map",
+        "background": {"n_output_dims": 4, "color_activation": "none"} if latent else {},
+        "renderer_type": "nerf-volume",
+        "renderer": {"radius": 1.0, "num_samples_per_ray": 16, "backend": "torch"},
+        "guidance_type": "stable-diffusion",  # its loss terms; the tests hand in a stand-in
+        "guidance": {"pretrained_model_name_or_path": extra.pop("model", "primitives-sd")},
+        "loss": {"lambda_sds": 1.0, "lambda_sparsity": 5e-4, **extra.pop("loss", {})},
+        **extra,
+    }
+
+
+class RecordingGuidance:
+    """A stand-in guidance: ``loss_sds`` is the render's mean; records what it was handed."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[tuple[int, ...], bool]] = []
+
+    def __call__(self, rgb, prompt_utils, rgb_as_latents=False, **batch):
+        self.calls.append((tuple(rgb.shape), rgb_as_latents))
+        return {"loss_sds": rgb.mean(), "grad_norm": 0.0}
+
+
+def built(cfg: dict) -> tuple[LatentNeRFSystem, RecordingGuidance, dict]:
+    LatentNeRFSystem.validate_config(LatentNeRFSystem.Config(**cfg), "system")
+    torch.manual_seed(0)
+    system = LatentNeRFSystem(cfg)
+    guidance = RecordingGuidance()
+    system.guidance, system.prompt_utils = guidance, None
+    system.guide_fields = system.build_guide_fields()
+    system.train()
+    data = RandomCameraDataModule({"width": 16, "height": 16, "batch_size": 1})
+    return system, guidance, data.train_batch()
+
+
+def test_latent_stage_hands_latents_and_adds_the_shape_loss() -> None:
+    cfg = system_config(guide_shape="teddy", guide_shape_resolution=32, loss={"lambda_shape": 2.0})
+    system, guidance, batch = built(cfg)
+    torch.manual_seed(1)
+    out = system.training_step(batch)
+    assert guidance.calls == [((1, 16, 16, 4), True)]
+    assert isinstance(system.guide_fields, GuideFields)
+    torch.manual_seed(1)
+    rendered = system.renderer(**batch)
+    shape = system.guide_fields.loss(rendered["points"], rendered["density"])
+    assert out["loss_shape"].item() == pytest.approx(shape.item(), rel=1e-5)
+    expected = out["loss_sds"] + 5e-4 * out["loss_sparsity"] + 2.0 * out["loss_shape"]
+    assert out["loss"].item() == pytest.approx(expected.item(), rel=1e-5)
+    out["loss"].backward()
+    grads = [p.grad for p in system.geometry.parameters() if p.grad is not None]
+    assert grads and any(g.abs().sum() > 0 for g in grads)
+
+
+def test_refinement_renders_rgb_through_the_adapter_for_the_vae() -> None:
+    system, guidance, batch = built(system_config(refinement=True))
+    out = system.training_step(batch)
+    assert guidance.calls == [((1, 16, 16, 3), False)]
+    assert "loss_shape" not in out and system.guide_fields is None
+    out["loss"].backward()
+    assert system.material.matrix.grad.abs().sum() > 0
+
+
+def test_a_shape_weight_needs_a_guide_and_a_guide_must_exist(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"lambda_shape.*needs a guide"):
+        LatentNeRFSystem.validate_config(
+            LatentNeRFSystem.Config(**system_config(loss={"lambda_shape": 1.0})), "system"
+        )
+    missing = str(tmp_path / "nothing.obj")
+    with pytest.raises(ConfigError, match=r"system\.guide_shape=.*no such file"):
+        LatentNeRFSystem.validate_config(
+            LatentNeRFSystem.Config(**system_config(guide_shape=missing)), "system"
+        )
+
+
+def test_latent_stage_eval_decodes_through_the_vae(tiny_sd_model: Path) -> None:
+    system, _, _ = built(system_config(model=str(tiny_sd_model)))
+    system.guidance = None  # as in `studio test`: the VAE is loaded alone
+    system.eval()
+    data = RandomCameraDataModule({"eval_width": 24, "eval_height": 24, "n_test_views": 2})
+    with torch.no_grad():
+        columns = system.eval_columns(data.test_batches()[0])
+    assert [c.shape for c in columns] == [(24, 24, 3)] * 2  # decoded RGB | opacity
+    assert system.decoder.unet_latent_size == 16  # decoded at the UNet's size, no subpixel
