@@ -74,3 +74,13 @@ def test_the_adapter_is_the_clamped_affine_map_and_learns() -> None:
         material(torch.randn(3, 3))
     with pytest.raises(ConfigError, match="4 rows of 3"):
         SDLatentAdapter.validate_config(SDLatentAdapter.Config(matrix=((1.0, 2.0, 3.0),)), "m")
+
+
+def test_the_primitives_preset_ships_the_fitted_map(vae) -> None:
+    """latentnerf-refine-primitives' adapter starts from this fit (seed 0, 96 images)."""
+    from studio.config.resolve import load_experiment
+
+    parsed = load_experiment("latentnerf-refine-primitives", ["system.weights="], "a red cube")
+    shipped = torch.tensor(parsed.parsed["system"]["material"]["matrix"], dtype=torch.float64)
+    fitted = fit_latent_to_rgb(vae, data_latents(vae, seed=0, n=96))
+    torch.testing.assert_close(shipped, fitted, atol=6e-5, rtol=0)

@@ -5,6 +5,7 @@ discovering this plugin imports nothing heavy.
 """
 
 from studio.api import hookimpl
+from studio_dreamfusion.plugin import GUIDED_METHOD_KEYS
 
 PKG = "studio_latentnerf"
 
@@ -12,3 +13,48 @@ PKG = "studio_latentnerf"
 @hookimpl
 def studio_register_materials(register):
     register("sd-latent-adapter", f"{PKG}.materials:SDLatentAdapter")
+
+
+SYSTEM = f"{PKG}.system:LatentNeRFSystem"
+
+#: Single-stage methods: name -> one line for ``studio methods``.
+STAGE_METHODS = {
+    "latentnerf": "Latent-NeRF latent stage: a NeRF rendered as SD latents (SD 2.1-base).",
+    "latentnerf-refine": "Latent-NeRF RGB refinement of a latent-stage run (sd-latent-adapter).",
+    "sketchshape": "Sketch-Shape latent stage: Latent-NeRF guided by system.guide_shape.",
+    "sketchshape-refine": "Sketch-Shape RGB refinement of a latent-stage run.",
+    "latentnerf-primitives": "latentnerf on the embedded primitives model (CPU).",
+    "latentnerf-refine-primitives": "latentnerf-refine on the embedded primitives model (CPU).",
+}
+
+#: Pipelines: name -> (latent stage, refinement stage, one line).
+PIPELINES = {
+    "latentnerf-full": ("latentnerf", "latentnerf-refine", "Latent-NeRF: latents, then RGB."),
+    "sketchshape-full": ("sketchshape", "sketchshape-refine", "Sketch-Shape: latents, then RGB."),
+    "latentnerf-primitives-full": (
+        "latentnerf-primitives",
+        "latentnerf-refine-primitives",
+        "Latent-NeRF on the embedded primitives model, both stages (CPU-sized).",
+    ),
+}
+
+
+@hookimpl
+def studio_register_methods(register):
+    for name, description in STAGE_METHODS.items():
+        register(
+            name,
+            SYSTEM,
+            preset=f"{PKG}:presets/{name}.yaml",
+            description=description,
+            **GUIDED_METHOD_KEYS,
+        )
+    for name, (latent, refine, description) in PIPELINES.items():
+        register(
+            name,
+            stages=[
+                {"name": "latent", "method": latent},
+                {"name": "refine", "method": refine, "takes": "system.weights"},
+            ],
+            description=description,
+        )
