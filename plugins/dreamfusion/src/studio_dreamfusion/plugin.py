@@ -47,6 +47,35 @@ GUIDED_METHOD_KEYS = {
 }
 
 
+def register_guided_methods(register, system: str, package: str, methods: dict[str, str]) -> None:
+    """Register each ``name -> description`` of ``methods`` as a guided method of ``system``
+    with its preset ``<package>:presets/<name>.yaml`` (for plugins building on these parts)."""
+    for name, description in methods.items():
+        register(
+            name,
+            system,
+            preset=f"{package}:presets/{name}.yaml",
+            description=description,
+            **GUIDED_METHOD_KEYS,
+        )
+
+
+def register_two_stage_pipelines(
+    register, pipelines: dict[str, tuple[str, str, str]], stages: tuple[str, str], takes: str
+) -> None:
+    """Register each ``name -> (first method, second method, description)`` as a pipeline of two
+    stages named ``stages``; the second stage's ``takes`` key receives the first's run."""
+    for name, (first, second, description) in pipelines.items():
+        register(
+            name,
+            stages=[
+                {"name": stages[0], "method": first},
+                {"name": stages[1], "method": second, "takes": takes},
+            ],
+            description=description,
+        )
+
+
 @hookimpl
 def studio_register_methods(register):
     system = f"{PKG}.system:DreamFusionSystem"

@@ -5,7 +5,7 @@ discovering this plugin imports nothing heavy.
 """
 
 from studio.api import hookimpl
-from studio_dreamfusion.plugin import GUIDED_METHOD_KEYS
+from studio_dreamfusion.plugin import register_guided_methods, register_two_stage_pipelines
 
 PKG = "studio_latentnerf"
 
@@ -41,20 +41,5 @@ PIPELINES = {
 
 @hookimpl
 def studio_register_methods(register):
-    for name, description in STAGE_METHODS.items():
-        register(
-            name,
-            SYSTEM,
-            preset=f"{PKG}:presets/{name}.yaml",
-            description=description,
-            **GUIDED_METHOD_KEYS,
-        )
-    for name, (latent, refine, description) in PIPELINES.items():
-        register(
-            name,
-            stages=[
-                {"name": "latent", "method": latent},
-                {"name": "refine", "method": refine, "takes": "system.weights"},
-            ],
-            description=description,
-        )
+    register_guided_methods(register, SYSTEM, PKG, STAGE_METHODS)
+    register_two_stage_pipelines(register, PIPELINES, ("latent", "refine"), "system.weights")

@@ -4,7 +4,7 @@ Every registration names an import path, so discovering this plugin imports noth
 """
 
 from studio.api import hookimpl
-from studio_dreamfusion.plugin import GUIDED_METHOD_KEYS
+from studio_dreamfusion.plugin import register_guided_methods, register_two_stage_pipelines
 
 PKG = "studio_magic3d"
 SYSTEM = f"{PKG}.system:Magic3DSystem"
@@ -47,20 +47,7 @@ def studio_register_geometries(register):
 
 @hookimpl
 def studio_register_methods(register):
-    for name, description in STAGE_METHODS.items():
-        register(
-            name,
-            SYSTEM,
-            preset=f"{PKG}:presets/{name}.yaml",
-            description=description,
-            **GUIDED_METHOD_KEYS,
-        )
-    for name, (coarse, refine, description) in PIPELINES.items():
-        register(
-            name,
-            stages=[
-                {"name": "coarse", "method": coarse},
-                {"name": "refine", "method": refine, "takes": "system.geometry_convert_from"},
-            ],
-            description=description,
-        )
+    register_guided_methods(register, SYSTEM, PKG, STAGE_METHODS)
+    register_two_stage_pipelines(
+        register, PIPELINES, ("coarse", "refine"), "system.geometry_convert_from"
+    )

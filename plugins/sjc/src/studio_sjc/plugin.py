@@ -4,7 +4,7 @@ Every registration names an import path, so discovering this plugin imports noth
 """
 
 from studio.api import hookimpl
-from studio_dreamfusion.plugin import GUIDED_METHOD_KEYS
+from studio_dreamfusion.plugin import register_guided_methods
 
 PKG = "studio_sjc"
 
@@ -17,11 +17,4 @@ METHODS = {
 
 @hookimpl
 def studio_register_methods(register):
-    for name, description in METHODS.items():
-        register(
-            name,
-            f"{PKG}.system:SJCSystem",
-            preset=f"{PKG}:presets/{name}.yaml",
-            description=description,
-            **GUIDED_METHOD_KEYS,
-        )
+    register_guided_methods(register, f"{PKG}.system:SJCSystem", PKG, METHODS)
