@@ -38,6 +38,7 @@ from studio_dreamfusion.guidance.sjc import (
     sjc_noise_level,
     sjc_perturb,
 )
+from studio_dreamfusion.latent_decoder import decode_latents as decode_with_vae
 from studio_dreamfusion.pretrained import diffusers_dtype_kwargs, resolve_pretrained
 from studio_dreamfusion.quiet import quiet_loading
 
@@ -123,12 +124,10 @@ class StableDiffusionGuidance(DiffusersGuidance):
         """Images ``[B, H, W, 3]`` in [0, 1] from latents ``[B, 4, h, w]`` (resized to
         ``latent_size``, default the UNet's, before decoding)."""
         size = latent_size or self.latent_size
-        latents = F.interpolate(latents, (size, size), mode="bilinear", align_corners=False)
-        with torch.no_grad(), torch.autocast(self.device.type, enabled=False):
-            image = self.models.vae.decode(
-                (latents / self.scaling_factor).to(self.weights_dtype)
-            ).sample
-        return (image.float() * 0.5 + 0.5).clamp(0.0, 1.0).permute(0, 2, 3, 1)
+        decoded = size * self.vae_scale_factor
+        return decode_with_vae(
+            self.models.vae, latents.permute(0, 2, 3, 1), size, (decoded, decoded)
+        )
 
     # -- the guidance call ----------------------------------------------------------------------
     def __call__(
