@@ -251,6 +251,24 @@ def full_step_of(system, data, optimizer, scaler, step: list[int]) -> Callable[[
     return full_step
 
 
+def method_system(system_cls, preset: str, guidance, prompt_utils, overrides=()):
+    """``(system, data, optimizer)`` of a method's preset on CUDA with ``guidance`` (already
+    built) handed in instead of the preset's own guidance and prompt processor."""
+    from studio.config.resolve import load_experiment
+    from studio.data.random_camera import RandomCameraDataModule
+    from studio.training.optim import build_optimizer
+
+    experiment = load_experiment(preset, list(overrides), prompt="a bench").experiment
+    system_cfg = dict(experiment.system)
+    for key in ("prompt_processor", "guidance"):
+        system_cfg.pop(key)
+        system_cfg[f"{key}_type"] = ""
+    system = system_cls(system_cfg).cuda()
+    system.guidance, system.prompt_utils = guidance, prompt_utils
+    data = RandomCameraDataModule(experiment.data, device=torch.device("cuda"))
+    return system, data, build_optimizer(system, system.cfg.optimizer)
+
+
 def step_vs_guidance(
     system, data, optimizer, guidance_only: Callable[[], None], first_step: int, iters: int
 ) -> dict[str, float]:

@@ -23,33 +23,31 @@ import tempfile
 from pathlib import Path
 
 import torch
-from dreamfusion import build_sd21_sized, make_guidance, random_prompt_output, step_vs_guidance
+from dreamfusion import (
+    build_sd21_sized,
+    make_guidance,
+    method_system,
+    random_prompt_output,
+    step_vs_guidance,
+)
 
 #: preset -> (the step the benchmark starts at, render size)
 PRESETS = {"magic3d-coarse-sd": (5000, 64), "magic3d-refine-sd": (100, 512)}
 
 
 def make_system(preset: str, guidance, prompt_utils):
-    from studio.config.resolve import load_experiment
-    from studio.data.random_camera import RandomCameraDataModule
-    from studio.training.optim import build_optimizer
     from studio_magic3d.system import Magic3DSystem
 
     overrides = ["system.geometry_convert_from="] if "refine" in preset else []
-    experiment = load_experiment(preset, overrides, prompt="a bench").experiment
-    system_cfg = dict(experiment.system)
-    for key in ("prompt_processor", "guidance"):  # the guidance is handed in, already built
-        system_cfg.pop(key)
-        system_cfg[f"{key}_type"] = ""
-    system = Magic3DSystem(system_cfg).cuda()
+    system, data, optimizer = method_system(
+        Magic3DSystem, preset, guidance, prompt_utils, overrides
+    )
     if "refine" in preset:
         geometry = system.geometry
         with torch.no_grad():  # a sphere of radius 0.7 (in a radius-2 box)
             geometry.sdf.copy_(geometry.grid_points().norm(dim=-1, keepdim=True) - 0.7)
         print(f"{preset}: {geometry.isosurface().n_faces} faces", file=sys.stderr)
-    system.guidance, system.prompt_utils = guidance, prompt_utils
-    data = RandomCameraDataModule(experiment.data, device=torch.device("cuda"))
-    return system, data, build_optimizer(system, system.cfg.optimizer)
+    return system, data, optimizer
 
 
 def bench(path: Path, preset: str, iters: int) -> dict[str, float]:

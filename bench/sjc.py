@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 
 import torch
-from dreamfusion import build_sd21_sized, random_prompt_output, step_vs_guidance
+from dreamfusion import build_sd21_sized, method_system, random_prompt_output, step_vs_guidance
 
 PRESET = "sjc"
 FIRST_STEP = 6000  # past the emptiness switch: its full weight
@@ -41,23 +41,6 @@ def make_guidance(path: Path):
     )
 
 
-def make_system(guidance, prompt_utils):
-    from studio.config.resolve import load_experiment
-    from studio.data.random_camera import RandomCameraDataModule
-    from studio.training.optim import build_optimizer
-    from studio_sjc.system import SJCSystem
-
-    experiment = load_experiment(PRESET, [], prompt="a bench").experiment
-    system_cfg = dict(experiment.system)
-    for key in ("prompt_processor", "guidance"):  # the guidance is handed in, already built
-        system_cfg.pop(key)
-        system_cfg[f"{key}_type"] = ""
-    system = SJCSystem(system_cfg).cuda()
-    system.guidance, system.prompt_utils = guidance, prompt_utils
-    data = RandomCameraDataModule(experiment.data, device=torch.device("cuda"))
-    return system, data, build_optimizer(system, system.cfg.optimizer)
-
-
 def bench(path: Path, iters: int) -> dict[str, float]:
     cuda = torch.device("cuda")
     guidance = make_guidance(path)
@@ -74,7 +57,9 @@ def bench(path: Path, iters: int) -> dict[str, float]:
             loss = guidance(render, prompt_utils, **cams, rgb_as_latents=True)["loss_sds"]
         loss.backward()
 
-    system, data, optimizer = make_system(guidance, prompt_utils)
+    from studio_sjc.system import SJCSystem
+
+    system, data, optimizer = method_system(SJCSystem, PRESET, guidance, prompt_utils)
     return step_vs_guidance(system, data, optimizer, guidance_only, FIRST_STEP, iters)
 
 
