@@ -76,6 +76,16 @@ def test_cuda_adam_is_fused_and_steps_like_the_default() -> None:
         assert torch.allclose(a, b, atol=1e-6)
 
 
+def learning_rates(optimizer, scheduler, steps: int) -> list[float]:
+    """The first group's learning rate before each of ``steps`` steps and after the last."""
+    lrs = []
+    for _ in range(steps):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    return [*lrs, optimizer.param_groups[0]["lr"]]
+
+
 WARMUP_THEN_DECAY = {
     "name": "SequentialLR",
     "args": {
@@ -99,12 +109,7 @@ def test_exponential_decay_to_a_final_factor_at_the_last_step() -> None:
     for max_steps in (1000, 300):
         optimizer = build_optimizer(TwoParts(), config())
         scheduler = build_scheduler(optimizer, WARMUP_THEN_DECAY, max_steps=max_steps)
-        lrs = []
-        for _ in range(max_steps):
-            lrs.append(optimizer.param_groups[0]["lr"])
-            optimizer.step()
-            scheduler.step()
-        lrs.append(optimizer.param_groups[0]["lr"])
+        lrs = learning_rates(optimizer, scheduler, max_steps)
         assert lrs[0] == pytest.approx(0.001) and lrs[100] == pytest.approx(0.01)
         assert lrs[max_steps] == pytest.approx(0.001, rel=1e-6)  # 0.1x at the end
         gamma = 0.1 ** (1 / (max_steps - 100))

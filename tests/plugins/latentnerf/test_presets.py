@@ -11,6 +11,7 @@ from studio.config.experiment import OptimizerConfig
 from studio.config.resolve import load_experiment, method_spec
 from studio.errors import ConfigError
 from studio.training.optim import build_optimizer, build_scheduler
+from tests.core.training.test_optim import learning_rates
 
 STAGES = {
     "latentnerf": [],
@@ -43,12 +44,7 @@ def test_the_learning_rate_warms_up_then_decays_to_a_tenth_at_the_end() -> None:
     config = structure(parsed["system"]["optimizer"], OptimizerConfig, "system.optimizer")
     optimizer = build_optimizer(torch.nn.Linear(2, 2), config)
     scheduler = build_scheduler(optimizer, parsed["system"]["scheduler"], max_steps=max_steps)
-    lrs = []
-    for _ in range(max_steps):
-        lrs.append(optimizer.param_groups[0]["lr"])
-        optimizer.step()
-        scheduler.step()
-    lrs.append(optimizer.param_groups[0]["lr"])
+    lrs = learning_rates(optimizer, scheduler, max_steps)
     assert lrs[0] == pytest.approx(0.001) and lrs[100] == pytest.approx(0.01)
     assert lrs[-1] == pytest.approx(0.001, rel=1e-5)  # gamma = 0.1 ** (1 / 9900)
 
