@@ -21,7 +21,7 @@ from typing import Annotated, Any, Optional
 import attrs
 import torch
 
-from studio.api import ConfigError, Range, scheduled_value
+from studio.api import ConfigError, Range
 from studio_dreamfusion.latent_decoder import DecodesLatents
 from studio_dreamfusion.system import REGULARISERS, DreamFusionSystem, weighted_guidance_losses
 from studio_latentnerf.guide_shapes import load_guide_shape
@@ -96,7 +96,7 @@ class LatentNeRFSystem(DecodesLatents, DreamFusionSystem):
         )
         loss, logged = weighted_guidance_losses(guidance_out, self.C, self.cfg.loss)
         terms = self.regularisers(out)
-        shape_weight = scheduled_value(self.cfg.loss.get("lambda_shape", 0.0), self.global_step)
+        shape_weight = self.C(self.cfg.loss.get("lambda_shape", 0.0))
         if self.guide_fields is not None and shape_weight > 0 and "points" in out:
             terms["shape"] = self.guide_fields.loss(out["points"], out["density"])
         for name, value in terms.items():
