@@ -4,10 +4,8 @@ Methods that render latents (SJC, Latent-NeRF) show and score decoded images. ``
 must work without the UNet, so :class:`LatentDecoder` loads only the VAE folder of the model,
 and only on first use. A decoder can also wrap the VAE a loaded guidance already holds.
 
-Decoding (:func:`decode_latents`): the latent map ``[B, H, W, 4]`` is resized bilinearly to
-``latent_size`` (the UNet's latent size, or twice it for SJC's subpixel rendering), divided by the
-VAE's scaling factor, decoded, mapped from [-1, 1] to [0, 1] and resized to ``H x W`` (area
-averaging when shrinking), so each decoded image lines up with the render's other columns.
+Decoding is :func:`studio_dreamfusion.vae.decode_latents`, at the UNet's latent size or twice it
+(SJC's subpixel rendering), shown at the render's size.
 """
 
 from __future__ import annotations
@@ -16,33 +14,11 @@ import json
 from typing import Any, Optional
 
 import torch
-import torch.nn.functional as F
 
 from studio_dreamfusion.guidance.loading import freeze, weights_dtype
 from studio_dreamfusion.pretrained import diffusers_dtype_kwargs, resolve_pretrained
 from studio_dreamfusion.quiet import quiet_loading
-
-
-@torch.no_grad()
-def decode_latents(
-    vae: Any, latents: torch.Tensor, latent_size: int, out_size: Optional[tuple[int, int]] = None
-) -> torch.Tensor:
-    """RGB ``[B, h, w, 3]`` in [0, 1] of latent renders ``[B, H, W, 4]`` (see the module doc);
-    ``out_size`` ``(h, w)`` defaults to ``(H, W)``."""
-    height, width = out_size or latents.shape[1:3]
-    dtype = next(vae.parameters()).dtype
-    maps = latents.permute(0, 3, 1, 2).float()
-    maps = F.interpolate(maps, (latent_size, latent_size), mode="bilinear", align_corners=False)
-    with torch.autocast(latents.device.type, enabled=False):
-        scaled = maps / float(vae.config.scaling_factor)
-        image = vae.decode(scaled.to(dtype)).sample.float()
-    image = (image * 0.5 + 0.5).clamp(0.0, 1.0)
-    if image.shape[-2:] != (height, width):
-        shrink = image.shape[-2] >= height and image.shape[-1] >= width
-        mode = "area" if shrink else "bilinear"
-        extra = {} if shrink else {"align_corners": False}
-        image = F.interpolate(image, (height, width), mode=mode, **extra)
-    return image.permute(0, 2, 3, 1)
+from studio_dreamfusion.vae import decode_latents
 
 
 class LatentDecoder:

@@ -38,9 +38,9 @@ from studio_dreamfusion.guidance.sjc import (
     sjc_noise_level,
     sjc_perturb,
 )
-from studio_dreamfusion.latent_decoder import decode_latents as decode_with_vae
 from studio_dreamfusion.pretrained import diffusers_dtype_kwargs, resolve_pretrained
 from studio_dreamfusion.quiet import quiet_loading
+from studio_dreamfusion.vae import decode_latents as decode_with_vae
 
 
 def sjc_scheduler(num_train_timesteps: int) -> Any:
