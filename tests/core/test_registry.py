@@ -245,6 +245,9 @@ def test_a_misspelt_hook_is_refused_naming_the_plugin(studio_plugin):
         ("geometries", ("g", "pkg.g:G"), {"model_suffix": "-sd"}, "'model_suffix'"),
         ("geometries", ("g", "not a path"), {}, "'package.module:Attribute'"),
         ("methods", ("m",), {}, "needs system="),
+        ("methods", ("m", "pkg.s:S"), {"shorthands": {"prompt": "system.p"}}, "core's own"),
+        ("methods", ("m", "pkg.s:S"), {"shorthands": {"a.b": "system.p"}}, "one plain name"),
+        ("methods", ("m", "pkg.s:S"), {"shorthands": {"shape": "system p"}}, "dotted config"),
     ],
 )
 def test_an_invalid_registration_is_refused_naming_the_plugin_and_the_field(
@@ -271,13 +274,22 @@ def test_specs_carry_what_core_reads(studio_plugin):
         @hookimpl
         def studio_register_methods(self, register):
             register(MethodSpec(name="spec-method", system="pkg.s:S", prompt_key="system.prompt"))
-            register("kw-method", system="pkg.s:S", model_keys="system.model")
+            register(
+                "kw-method",
+                system="pkg.s:S",
+                model_keys="system.model",
+                shorthands={"shape": "system.shape", "colour": "system.colour"},
+            )
             register("pipe", stages=[{"name": "a", "method": "spec-method"}])
 
     studio_plugin(Good(), name="good")
     registry = get_registry()
     assert registry.get("method", "spec-method").spec.prompt_key == "system.prompt"
     assert registry.get("method", "kw-method").spec.model_keys == ("system.model",)
+    assert dict(registry.get("method", "kw-method").spec.shorthands) == {
+        "shape": "system.shape",
+        "colour": "system.colour",
+    }
     pipe = registry.get("method", "pipe").spec
     assert pipe.is_pipeline and pipe.stages[0].method == "spec-method" and pipe.target == ""
 

@@ -8,7 +8,9 @@ ordinary single-stage method. ``studio run PIPELINE key=value ...``:
   stage. An unprefixed ``dotted.key=value`` (``seed=1``, ``system.prompt_processor.negative_prompt=
   ...``) is shared: it applies to every stage whose resolved config has that key, and one that no
   stage has is an error naming the closest key. ``prompt=`` and ``model=`` are given once and set
-  each stage's own prompt and model keys. Stage overrides win over shared ones.
+  each stage's own prompt and model keys; a stage method's own shorthands (``guide_shape=cube``,
+  :attr:`~studio.specs.MethodSpec.shorthands`) set that key of each stage that declares one.
+  Stage overrides win over shared ones.
 * **Validation first.** Every stage's config is resolved before anything is created; a stage's
   ``takes`` key (``system.geometry_convert_from``) is left empty then and set, once the directories
   exist, to the previous stage's run directory.
@@ -37,6 +39,7 @@ from studio.config.resolve import (
     ResolvedConfig,
     apply_shorthands,
     apply_user_overrides,
+    expand_method_shorthands,
     load_preset,
     method_registration,
     resolve,
@@ -133,6 +136,8 @@ def resolve_stages(
     """Resolve every stage of pipeline ``spec`` (see the module doc for the override rules).
 
     ``allow_missing``: see :func:`studio.config.resolve.resolve` (for showing configs only)."""
+    stage_methods = [(f"{s.name}.", method_registration(s.method).spec) for s in spec.stages]
+    overrides = expand_method_shorthands(overrides, stage_methods)
     shared, per_stage = split_overrides(overrides, spec.stages)
     bare = {
         stage.name: _resolve_stage(stage, per_stage[stage.name], prompt, model, allow_missing)

@@ -120,6 +120,24 @@ def _stages(value: object) -> tuple[StageSpec, ...]:
     return tuple(items)
 
 
+#: Shorthands core handles itself (``studio run`` options); a method cannot take them over.
+RESERVED_SHORTHANDS = ("prompt", "model")
+
+
+def _shorthand_pairs(value: object) -> tuple[tuple[str, str], ...]:
+    """Shorthands given as a mapping (or pairs), kept as sorted ``(name, dotted key)`` pairs."""
+    return tuple(sorted(dict(value or {}).items()))  # type: ignore[call-overload]
+
+
+def _check_shorthands(_instance: object, attribute: attrs.Attribute, value: object) -> None:
+    for name, key in value:  # type: ignore[attr-defined]
+        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_]\w*", name):
+            raise ValueError(f"{attribute.name}: a shorthand is one plain name, got {name!r}")
+        if name in RESERVED_SHORTHANDS:
+            raise ValueError(f"{attribute.name}: {name!r} is core's own shorthand")
+        _check_dotted(_instance, attribute, key)
+
+
 def _dotted_tuple(value: object) -> tuple[str, ...]:
     if value is None:
         return ()
@@ -156,6 +174,12 @@ class MethodSpec:
     #: Dotted key naming the guidance type, which picks ``model=NAME``'s variant (its
     #: ``GuidanceSpec.model_suffix``); None when the method has no guidance.
     guidance_type_key: Optional[str] = attrs.field(default=None, validator=_check_dotted)
+    #: The method's own ``NAME=value`` shorthands for ``studio run``, as ``{name: dotted key}``
+    #: (``{"guide_shape": "system.guide_shape"}``); kept as sorted pairs. In a pipeline each
+    #: stage's method's shorthands set that stage's key.
+    shorthands: tuple[tuple[str, str], ...] = attrs.field(
+        default=(), converter=_shorthand_pairs, validator=_check_shorthands
+    )
     #: The stages of a pipeline, in order.
     stages: tuple[StageSpec, ...] = attrs.field(default=(), converter=_stages)
 

@@ -162,9 +162,33 @@ def compose_raw(
     else:
         method_registration(source)  # raises with close matches
         raise AssertionError("unreachable")
-    raw = apply_user_overrides(base, overrides)
+    method = method_registration(str(base["method"]))
+    raw = apply_user_overrides(base, expand_method_shorthands(overrides, [("", method.spec)]))
     apply_shorthands(raw, prompt, model)
     return raw
+
+
+def expand_method_shorthands(
+    overrides: list[str], methods: list[tuple[str, MethodSpec]]
+) -> list[str]:
+    """``overrides`` with every ``NAME=value`` token of a method's own shorthands
+    (:attr:`MethodSpec.shorthands`) written out as its dotted key, the value's text unchanged.
+
+    ``methods`` pairs a key prefix with each method: ``""`` for a single-stage method, ``"STAGE."``
+    for each stage of a pipeline, where ``NAME=value`` becomes one override per stage that
+    declares ``NAME`` and ``STAGE.NAME=value`` that stage's alone. A token no method declares is
+    left as it is."""
+    expanded: list[str] = []
+    for token in overrides:
+        name, sep, rest = token.partition("=")
+        targets = []
+        for prefix, spec in methods if sep else ():
+            keys = dict(spec.shorthands)
+            short = name[len(prefix) :] if prefix and name.startswith(prefix) else name
+            if short in keys:
+                targets.append(f"{prefix}{keys[short]}{sep}{rest}")
+        expanded.extend(targets or [token])
+    return expanded
 
 
 def apply_user_overrides(base: dict[str, Any], overrides: list[str]) -> dict[str, Any]:

@@ -3,6 +3,8 @@
 Every registration is an import path; discovering this plugin imports no torch.
 """
 
+from typing import Any
+
 from studio.api import hookimpl
 
 PKG = "studio_dreamfusion"
@@ -47,9 +49,12 @@ GUIDED_METHOD_KEYS = {
 }
 
 
-def register_guided_methods(register, system: str, package: str, methods: dict[str, str]) -> None:
+def register_guided_methods(
+    register, system: str, package: str, methods: dict[str, str], **fields: Any
+) -> None:
     """Register each ``name -> description`` of ``methods`` as a guided method of ``system``
-    with its preset ``<package>:presets/<name>.yaml`` (for plugins building on these parts)."""
+    with its preset ``<package>:presets/<name>.yaml`` (for plugins building on these parts);
+    ``fields``: more ``MethodSpec`` fields for every one (e.g. ``shorthands``)."""
     for name, description in methods.items():
         register(
             name,
@@ -57,6 +62,7 @@ def register_guided_methods(register, system: str, package: str, methods: dict[s
             preset=f"{package}:presets/{name}.yaml",
             description=description,
             **GUIDED_METHOD_KEYS,
+            **fields,
         )
 
 
