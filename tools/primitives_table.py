@@ -1,7 +1,7 @@
 """A method on every shape x colour prompt of the primitives models: R-precision and wall time.
 
 usage: python tools/primitives_table.py OUT [--presets P ...] [--prompts "a red cube" ...]
-       [--jobs N] [--studio PATH] [--set KEY=VALUE ...]
+       [--jobs N] [--studio PATH] [--set KEY=VALUE ...] [--also-eval EVALUATOR ...]
        python tools/primitives_table.py OUT --summarize [--classifier WEIGHTS]
 
 For every (preset, prompt) pair, in parallel over ``--jobs`` worker processes: ``studio run PRESET
@@ -60,10 +60,24 @@ def log_tail(log: Path, lines: int = 6) -> str:
     return " | ".join([line.strip() for line in text if line.strip()][-lines:]) + f" ({log})"
 
 
+def prompt_overrides(prompt: str, templates: Sequence[str]) -> list[str]:
+    """``templates`` with ``{shape}`` and ``{color}`` replaced by the prompt's (``"a red cube"``):
+    ``guide_shape={shape}`` gives every run its prompt's shape as Sketch-Shape's guide."""
+    color, shape = prompt.split()[-2:]
+    return [t.replace("{shape}", shape).replace("{color}", color) for t in templates]
+
+
 def run_one(
-    studio: str, preset: str, prompt: str, out: Path, overrides: Sequence[str]
+    studio: str,
+    preset: str,
+    prompt: str,
+    out: Path,
+    overrides: Sequence[str],
+    extra_evaluators: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """Train, test and evaluate one prompt; returns its result record (``error`` on failure)."""
+    """Train, test and evaluate one prompt; returns its result record (``error`` on failure).
+    ``extra_evaluators`` score the last stage too; their metrics go to ``record["extra"]``."""
+    overrides = prompt_overrides(prompt, overrides)
     root = out / "runs" / preset / slug(prompt)
     shutil.rmtree(root, ignore_errors=True)
     log = out / "logs" / f"{preset}--{slug(prompt)}.log"
@@ -92,6 +106,8 @@ def run_one(
         started = time.perf_counter()
         for stage, folder in targets:
             command = [studio, "eval", str(run_dir), "-e", EVALUATOR]
+            if folder == targets[-1][1]:
+                command += [arg for name in extra_evaluators for arg in ("-e", name)]
             code = subprocess.call(
                 command + (["--stage", stage] if stage else []),
                 stdout=sink,
@@ -103,6 +119,9 @@ def run_one(
                 record.setdefault("stages", {})[stage] = stage_metrics(folder)
         record["eval_s"] = round(time.perf_counter() - started, 1)
     record.update(stage_metrics(targets[-1][1]))
+    if extra_evaluators:
+        evaluated = json.loads((targets[-1][1] / "save" / "eval.json").read_text())["evaluators"]
+        record["extra"] = {name: evaluated[name] for name in extra_evaluators}
     keep_test_frames(targets[-1][1], frames_folder(out, preset, prompt))
     return record
 
@@ -163,7 +182,7 @@ def run_all(args: argparse.Namespace) -> None:
 
     def work(job: tuple[str, str]) -> None:
         try:
-            record = run_one(args.studio, *job, out, args.set)
+            record = run_one(args.studio, *job, out, args.set, args.also_eval)
         except Exception as exc:  # noqa: BLE001 -- a broken run must not stop the table
             record = {"preset": job[0], "prompt": job[1], "error": repr(exc)}
         with lock:
@@ -231,6 +250,7 @@ def summarize(out: Path, classifier: Path | None = None) -> str:
                 f"; eval median {statistics.median(r['eval_s'] for r in scored):.1f} s."
             )
             lines += stage_lines(scored)
+            lines += extra_lines(scored)
         if failed:
             lines.append(f"{len(failed)} runs failed: " + ", ".join(r["prompt"] for r in failed))
         lines.append("")
@@ -240,6 +260,23 @@ def summarize(out: Path, classifier: Path | None = None) -> str:
     name = "table.md" if classifier is None else f"table-{classifier.stem}.md"
     (out / name).write_text(text, encoding="utf-8")
     return text
+
+
+def extra_lines(scored: list[dict[str, Any]]) -> list[str]:
+    """The mean and minimum of every numeric metric of the ``--also-eval`` evaluators."""
+    lines = []
+    names = sorted({name for r in scored for name in r.get("extra", {})})
+    for name in names:
+        results = [r["extra"][name] for r in scored if name in r.get("extra", {})]
+        keys = sorted({k for m in results for k, v in m.items() if isinstance(v, float)})
+        parts = [
+            f"{key} mean {statistics.fmean(m[key] for m in results):.3f} "
+            f"(min {min(m[key] for m in results):.3f})"
+            for key in keys
+            if all(key in m for m in results)
+        ]
+        lines += ["", f"{name} over {len(results)} runs: " + ", ".join(parts) + "."]
+    return lines
 
 
 def stage_lines(scored: list[dict[str, Any]]) -> list[str]:
@@ -296,7 +333,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=max(1, (os.cpu_count() or 2) // 2))
     parser.add_argument("--studio", default=shutil.which("studio") or "studio")
     parser.add_argument(
-        "--set", nargs="*", default=[], help="config overrides for every run (KEY=VALUE)"
+        "--set",
+        nargs="*",
+        default=[],
+        help="config overrides for every run (KEY=VALUE); {shape} and {color} in them become "
+        "the prompt's",
+    )
+    parser.add_argument(
+        "--also-eval",
+        nargs="*",
+        default=[],
+        help="more evaluators for the last stage (e.g. guide-silhouette-iou); their numeric "
+        "metrics are averaged in table.md",
     )
     parser.add_argument(
         "--no-first-alone",

@@ -106,3 +106,23 @@ def test_a_failed_runs_record_keeps_the_end_of_its_log(tmp_path, table):
     tail = table.log_tail(log, lines=2)
     assert tail.startswith("step 2 | error: no surface at threshold 5.0")
     assert str(log) in tail
+
+
+def test_per_prompt_overrides_and_extra_metrics_in_the_table(tmp_path, table):
+    assert table.prompt_overrides("a green cone", ["guide_shape={shape}", "tag={color}-x"]) == [
+        "guide_shape=cone",
+        "tag=green-x",
+    ]
+    records = [
+        {"preset": "sketchshape-primitives-full", "prompt": prompt, "r_precision": 1.0,
+         "shape_accuracy": 1.0, "color_accuracy": 1.0, "frames": 30, "run_s": 80.0,
+         "eval_s": 9.0, "extra": {"guide-silhouette-iou": {"iou_mean": iou, "iou_min": iou - 0.1,
+                                                           "guide_shape": "cube"}}}
+        for prompt, iou in (("a red cube", 0.9), ("a blue cube", 0.8))
+    ]  # fmt: skip
+    (tmp_path / "results.jsonl").write_text("\n".join(json.dumps(r) for r in records) + "\n")
+    text = table.summarize(tmp_path)
+    assert (
+        "guide-silhouette-iou over 2 runs: iou_mean mean 0.850 (min 0.800), "
+        "iou_min mean 0.750 (min 0.700)." in text
+    )
