@@ -10,7 +10,9 @@ from studio.config.convert import structure
 from studio.config.experiment import OptimizerConfig
 from studio.config.resolve import load_experiment, method_spec
 from studio.errors import ConfigError
+from studio.pipeline import resolve_stages
 from studio.training.optim import build_optimizer, build_scheduler
+from studio_latentnerf.plugin import PIPELINES
 from tests.core.training.test_optim import learning_rates
 
 STAGES = {
@@ -20,6 +22,8 @@ STAGES = {
     "sketchshape-refine": ["system.weights=", "system.guide_shape=chair"],
     "latentnerf-primitives": [],
     "latentnerf-refine-primitives": ["system.weights="],
+    "sketchshape-primitives": ["guide_shape=cube"],
+    "sketchshape-refine-primitives": ["system.weights=", "guide_shape=sphere"],
 }
 
 
@@ -50,7 +54,7 @@ def test_the_learning_rate_warms_up_then_decays_to_a_tenth_at_the_end() -> None:
 
 
 def test_pipelines_hand_the_latent_weights_to_the_refinement() -> None:
-    for name in ("latentnerf-full", "sketchshape-full", "latentnerf-primitives-full"):
+    for name in PIPELINES:
         stages = method_spec(name).stages
         assert [s.name for s in stages] == ["latent", "refine"]
         assert stages[1].takes == "system.weights"
@@ -59,3 +63,12 @@ def test_pipelines_hand_the_latent_weights_to_the_refinement() -> None:
 def test_sketchshape_needs_its_guide() -> None:
     with pytest.raises(ConfigError, match="guide_shape"):
         load_experiment("sketchshape", [], prompt="a red cube")
+
+
+def test_the_guide_shape_shorthand_sets_both_stages_guide() -> None:
+    spec = method_spec("sketchshape-primitives-full")
+    stages = resolve_stages(
+        spec, ["guide_shape=cube", "refine.guide_shape=torus"], "a red cube", None
+    )
+    guides = {s.spec.name: s.resolved.parsed["system"]["guide_shape"] for s in stages}
+    assert guides == {"latent": "cube", "refine": "torus"}  # a stage's own override wins

@@ -15,6 +15,11 @@ def studio_register_materials(register):
     register("sd-latent-adapter", f"{PKG}.materials:SDLatentAdapter")
 
 
+@hookimpl
+def studio_register_evaluators(register):
+    register("guide-silhouette-iou", f"{PKG}.evaluation:evaluate")
+
+
 SYSTEM = f"{PKG}.system:LatentNeRFSystem"
 
 #: Single-stage methods: name -> one line for ``studio methods``.
@@ -25,7 +30,12 @@ STAGE_METHODS = {
     "sketchshape-refine": "Sketch-Shape RGB refinement of a latent-stage run.",
     "latentnerf-primitives": "latentnerf on the embedded primitives model (CPU).",
     "latentnerf-refine-primitives": "latentnerf-refine on the embedded primitives model (CPU).",
+    "sketchshape-primitives": "sketchshape on the embedded primitives model (CPU).",
+    "sketchshape-refine-primitives": "sketchshape-refine on the embedded primitives model (CPU).",
 }
+
+#: ``studio run sketchshape-full guide_shape=cube ...`` for ``system.guide_shape=cube``.
+SHORTHANDS = {"guide_shape": "system.guide_shape"}
 
 #: Pipelines: name -> (latent stage, refinement stage, one line).
 PIPELINES = {
@@ -36,10 +46,15 @@ PIPELINES = {
         "latentnerf-refine-primitives",
         "Latent-NeRF on the embedded primitives model, both stages (CPU-sized).",
     ),
+    "sketchshape-primitives-full": (
+        "sketchshape-primitives",
+        "sketchshape-refine-primitives",
+        "Sketch-Shape on the embedded primitives model, both stages (CPU-sized).",
+    ),
 }
 
 
 @hookimpl
 def studio_register_methods(register):
-    register_guided_methods(register, SYSTEM, PKG, STAGE_METHODS)
+    register_guided_methods(register, SYSTEM, PKG, STAGE_METHODS, shorthands=SHORTHANDS)
     register_two_stage_pipelines(register, PIPELINES, ("latent", "refine"), "system.weights")
