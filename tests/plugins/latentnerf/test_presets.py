@@ -42,15 +42,22 @@ def test_every_stage_resolves(method: str) -> None:
         assert system["loss"]["lambda_shape"] == 1.0 and system["loss"]["lambda_sparsity"] == 0.0
 
 
-def test_the_learning_rate_warms_up_then_decays_to_a_tenth_at_the_end() -> None:
-    parsed = load_experiment("latentnerf", [], prompt="a red cube").parsed
+@pytest.mark.parametrize(
+    ("method", "overrides", "warm_up"),
+    [("latentnerf", [], 100), ("latentnerf-refine-primitives", ["system.weights="], 10)],
+)
+def test_the_learning_rate_warms_up_then_decays_to_a_tenth_at_the_end(
+    method: str, overrides: list[str], warm_up: int
+) -> None:
+    parsed = load_experiment(method, overrides, prompt="a red cube").parsed
     max_steps = parsed["trainer"]["max_steps"]
     config = structure(parsed["system"]["optimizer"], OptimizerConfig, "system.optimizer")
     optimizer = build_optimizer(torch.nn.Linear(2, 2), config)
     scheduler = build_scheduler(optimizer, parsed["system"]["scheduler"], max_steps=max_steps)
     lrs = learning_rates(optimizer, scheduler, max_steps)
-    assert lrs[0] == pytest.approx(0.001) and lrs[100] == pytest.approx(0.01)
-    assert lrs[-1] == pytest.approx(0.001, rel=1e-5)  # gamma = 0.1 ** (1 / 9900)
+    assert lrs[0] == pytest.approx(0.001) and lrs[warm_up] == pytest.approx(0.01)
+    # gamma = 0.1 ** (1 / (max_steps - warm_up)): 9900 steps for latentnerf
+    assert lrs[-1] == pytest.approx(0.001, rel=1e-5)
 
 
 def test_pipelines_hand_the_latent_weights_to_the_refinement() -> None:
