@@ -88,3 +88,15 @@ def test_components_report_the_config_path_they_were_built_at(toy_plugin):
     assert "system.second_background.hiden" in str(info.value)
     built = build_component("background", "toy-direction-field", {}, "system.second_background")
     assert built.config_path == "system.second_background"
+
+
+def test_config_differences_list_every_differing_leaf() -> None:
+    from studio.training.checkpoint import config_differences
+
+    source = {"a": 1, "b": {"c": [1, 2], "d": "x"}}
+    here = {"a": 1, "b": {"c": [1, 3]}, "e": 0.5}
+    assert config_differences(source, here, "system") == [
+        "system.b.c: [1, 2] in the source run, [1, 3] here",
+        "system.b.d: 'x' in the source run, None here",
+        "system.e: None in the source run, 0.5 here",
+    ]

@@ -112,3 +112,37 @@ def test_latent_stage_eval_decodes_through_the_vae(tiny_sd_model: Path) -> None:
         columns = system.eval_columns(data.test_batches()[0])
     assert [c.shape for c in columns] == [(24, 24, 3)] * 2  # decoded RGB | opacity
     assert system.decoder.unet_latent_size == 16  # decoded at the UNet's size, no subpixel
+
+
+def test_a_refinement_loading_a_latent_run_of_another_density_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """The weights of a NeRF trained under one density bias mean another shape under another:
+    loading them warns with both values (and stays silent when the two runs agree)."""
+    from studio.config.convert import unstructure
+    from studio.config.loading import dump_yaml
+    from studio.training.checkpoint import save_checkpoint
+
+    latent = LatentNeRFSystem(system_config())
+    root = tmp_path / "latent-run"
+    (root / "configs").mkdir(parents=True)
+    parsed = {"method": "latentnerf", "system": unstructure(latent.cfg)}
+    (root / "configs" / "parsed.yaml").write_text(dump_yaml(parsed))
+    save_checkpoint(
+        root / "ckpts" / "last.ckpt", {"global_step": 3, "state_dict": latent.state_dict()}
+    )
+    ignore = {"weights": str(root), "weights_ignore_modules": ["material", "background"]}
+
+    LatentNeRFSystem(system_config(refinement=True, **ignore))
+    assert "warning" not in capsys.readouterr().err
+
+    other = system_config(refinement=True, **ignore)
+    other["geometry"] = {**other["geometry"], "density_bias": "blob_dreamfusion"}
+    LatentNeRFSystem(other)
+    err = capsys.readouterr().err
+    # compared with the geometry's defaults filled in: blob_magic3d is implicit-volume's
+    assert (
+        "system.geometry.density_bias: 'blob_magic3d' in the source run, 'blob_dreamfusion' here"
+        in err
+    )
+    assert "density_blob_std" not in err  # the same default on both sides

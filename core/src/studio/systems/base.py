@@ -130,7 +130,7 @@ class BaseSystem(BaseModule):
         from studio.training.checkpoint import load_checkpoint, select_weights
 
         key = f"{self.config_path}.weights"
-        path, _run = find_checkpoint(spec, key)
+        path, run = find_checkpoint(spec, key)
         checkpoint = load_checkpoint(path)
         picked, missing = select_weights(
             self.state_dict(),
@@ -141,7 +141,45 @@ class BaseSystem(BaseModule):
         )
         self.load_state_dict(picked, strict=False)
         self.weights_not_loaded = missing
+        if run is not None:
+            self.warn_of_other_module_configs(run, sorted({k.split(".")[0] for k in picked}), key)
         self.do_update_step(0, int(checkpoint["global_step"]), on_load_weights=True)
+
+    def warn_of_other_module_configs(self, run: Any, modules: list[str], key: str) -> None:
+        """One warning listing how the loaded modules were configured otherwise in the source
+        run (``run``): weights trained under another density bias, say, mean something else
+        here. Nothing is refused: a difference may be intended."""
+        import sys
+
+        from studio.config.convert import structure, unstructure
+        from studio.errors import StudioError
+        from studio.training.checkpoint import loaded_module_differences
+
+        source = dict((run.load_parsed() or {}).get("system") or {})
+        here = unstructure(self.cfg)
+        for module in modules:  # compared with their defaults filled in, where the types agree
+            component = getattr(self, module, None)
+            config_cls = getattr(type(component), "Config", None)
+            same_type = source.get(f"{module}_type") == here.get(f"{module}_type")
+            if config_cls is not None and isinstance(source.get(module), dict) and same_type:
+                try:
+                    source[module] = unstructure(structure(source[module], config_cls, module))
+                except StudioError:
+                    continue  # the source's own config no longer reads: compare it as written
+                here[module] = unstructure(component.cfg)
+        lines = loaded_module_differences(source, here, modules, key)
+        if lines:
+            shown = "; ".join(lines[:6]) + (
+                f"; and {len(lines) - 6} more" if len(lines) > 6 else ""
+            )
+            print(
+                f"warning: {key}={run.root}: the loaded modules ({', '.join(modules)}) were "
+                f"configured otherwise there ({shown}). Their weights may not mean the same "
+                "here: configure them as that run did, or skip them with "
+                f"{self.config_path}.weights_ignore_modules.",
+                file=sys.stderr,
+                flush=True,
+            )
 
     def trainable_objects(self) -> dict[str, Any]:
         r"""Attributes that are :class:`~studio.base.BaseObject`\ s owning trainable parameters

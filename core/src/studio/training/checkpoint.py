@@ -188,3 +188,32 @@ def restore_rng_state(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state(state["cuda"])
+
+
+def config_differences(source: Any, here: Any, prefix: str) -> list[str]:
+    """``"prefix.key: A in the source run, B here"`` for every leaf of two parsed config mappings
+    that differs (a key only one side has counts, as ``None`` on the other), sorted by key."""
+    if isinstance(source, dict) and isinstance(here, dict):
+        lines: list[str] = []
+        for key in sorted(set(source) | set(here), key=str):
+            lines += config_differences(source.get(key), here.get(key), f"{prefix}.{key}")
+        return lines
+    if source == here:
+        return []
+    return [f"{prefix}: {source!r} in the source run, {here!r} here"]
+
+
+def loaded_module_differences(
+    source_system: dict[str, Any], system: dict[str, Any], modules: list[str], key: str
+) -> list[str]:
+    """How the config of each loaded module (``geometry``, ...: its ``<module>_type`` and its
+    ``<module>`` mapping) differs between the run ``system.weights`` came from and this one
+    (entries the source run's config does not record are not compared)."""
+    lines: list[str] = []
+    for module in modules:
+        for name in (f"{module}_type", module):
+            if name in source_system:
+                lines += config_differences(
+                    source_system.get(name), system.get(name), f"{key.rsplit('.', 1)[0]}.{name}"
+                )
+    return lines
