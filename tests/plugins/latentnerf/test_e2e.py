@@ -19,9 +19,8 @@ import imageio.v3 as iio
 import pytest
 import torch
 import yaml
-from typer.testing import CliRunner
 
-from studio.cli.app import app
+from tests.in_process_cli import invoke
 
 CASES = [
     ("latentnerf-primitives-full", "a red cube"),
@@ -29,12 +28,6 @@ CASES = [
     ("sketchshape-primitives-full", "a green cube"),
     ("sketchshape-primitives-full", "a yellow cone"),
 ]
-
-
-def invoke(*args: str) -> str:
-    result = CliRunner().invoke(app, list(args))
-    assert result.exit_code == 0, result.output
-    return result.output
 
 
 @pytest.mark.slow

@@ -17,20 +17,13 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from typer.testing import CliRunner
 
-from studio.cli.app import app
+from tests.in_process_cli import invoke
 
 CASES = [
     ("magic3d-primitives", "a red cube"),
     ("magic3d-primitives-if", "a blue sphere"),
 ]
-
-
-def invoke(*args: str) -> str:
-    result = CliRunner().invoke(app, list(args))
-    assert result.exit_code == 0, result.output
-    return result.output
 
 
 @pytest.mark.slow

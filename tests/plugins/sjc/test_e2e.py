@@ -14,17 +14,10 @@ from pathlib import Path
 import imageio.v3 as iio
 import pytest
 import torch
-from typer.testing import CliRunner
 
-from studio.cli.app import app
+from tests.in_process_cli import invoke
 
 CASES = ["a blue sphere", "a red cube"]
-
-
-def invoke(*args: str) -> str:
-    result = CliRunner().invoke(app, list(args))
-    assert result.exit_code == 0, result.output
-    return result.output
 
 
 @pytest.mark.slow
