@@ -294,6 +294,38 @@ def step_vs_guidance(
     return {**timed, "render": timed_ms(render_only, cuda, 3, iters), "peak": peak}
 
 
+def method_steps_main(
+    script: str, title: str, presets: Any, bench_preset: Callable[[Path, Any, int], dict]
+) -> int:
+    """``main()`` of a method's step bench: ``--quick`` (10 iterations, else 30), then
+    ``bench_preset(sd21_sized_path, preset, iters)`` for each preset and one markdown row each
+    (render, guidance alone, full step, their ratio, peak VRAM). Without CUDA: skipped, 0."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true", help="fewer iterations")
+    args = parser.parse_args()
+    if not torch.cuda.is_available():
+        print(f"bench/{script}: needs CUDA (full-sized UNet); skipped.")
+        return 0
+    iters = 10 if args.quick else 30
+    rows = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = build_sd21_sized(Path(tmp))
+        for preset in presets:
+            torch.cuda.empty_cache()
+            rows[preset] = bench_preset(path, preset, iters)
+            print(f"{preset}: {rows[preset]}", file=sys.stderr, flush=True)
+    device = torch.cuda.get_device_name()
+    print(f"\n{title} on {device} (eager, batch 1, median ms, {iters} iters)")
+    print("| preset | render | guidance alone | full step | full / guidance | peak VRAM |")
+    print("|---|---|---|---|---|---|")
+    for preset, r in rows.items():
+        print(
+            f"| {preset} | {r['render']:.1f} | {r['guidance']:.1f} | {r['full']:.1f} | "
+            f"{r['full'] / r['guidance']:.2f} | {r['peak']:.2f} GiB |"
+        )
+    return 0
+
+
 def bench(
     path: Path,
     batch: int,

@@ -19,13 +19,11 @@ Usage: ``python bench/latentnerf.py [--quick]``.
 
 from __future__ import annotations
 
-import argparse
 import sys
-import tempfile
 from pathlib import Path
 
 import torch
-from dreamfusion import build_sd21_sized, method_system, random_prompt_output, step_vs_guidance
+from dreamfusion import method_steps_main, method_system, random_prompt_output, step_vs_guidance
 
 #: preset -> (overrides, guidance input channels, rgb_as_latents)
 PRESETS = {
@@ -64,31 +62,7 @@ def bench(path: Path, preset: str, iters: int) -> dict[str, float]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--quick", action="store_true", help="fewer iterations")
-    args = parser.parse_args()
-    if not torch.cuda.is_available():
-        print("bench/latentnerf.py: needs CUDA (full-sized UNet); skipped.")
-        return 0
-    iters = 10 if args.quick else 30
-    results = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        path = build_sd21_sized(Path(tmp))
-        for preset in PRESETS:
-            results[preset] = bench(path, preset, iters)
-            print(f"{preset}: {results[preset]}", file=sys.stderr, flush=True)
-    print(
-        f"\nLatent-NeRF steps on {torch.cuda.get_device_name()} "
-        f"(eager, batch 1, median ms, {iters} iters)"
-    )
-    print("| preset | render | guidance alone | full step | full / guidance | peak VRAM |")
-    print("|---|---|---|---|---|---|")
-    for preset, r in results.items():
-        print(
-            f"| {preset} | {r['render']:.1f} | {r['guidance']:.1f} | {r['full']:.1f} | "
-            f"{r['full'] / r['guidance']:.2f} | {r['peak']:.2f} GiB |"
-        )
-    return 0
+    return method_steps_main("latentnerf.py", "Latent-NeRF steps", PRESETS, bench)
 
 
 if __name__ == "__main__":

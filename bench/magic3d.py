@@ -17,15 +17,13 @@ coarse run to convert; the surface's size, not its shape, sets the cost). Usage:
 
 from __future__ import annotations
 
-import argparse
 import sys
-import tempfile
 from pathlib import Path
 
 import torch
 from dreamfusion import (
-    build_sd21_sized,
     make_guidance,
+    method_steps_main,
     method_system,
     random_prompt_output,
     step_vs_guidance,
@@ -72,31 +70,7 @@ def bench(path: Path, preset: str, iters: int) -> dict[str, float]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--quick", action="store_true", help="fewer iterations")
-    args = parser.parse_args()
-    if not torch.cuda.is_available():
-        print("bench/magic3d.py: needs CUDA (full-sized UNet); skipped.")
-        return 0
-    iters = 10 if args.quick else 30
-    rows = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        path = build_sd21_sized(Path(tmp))
-        for preset in PRESETS:
-            torch.cuda.empty_cache()
-            rows[preset] = bench(path, preset, iters)
-            print(f"{preset}: {rows[preset]}", file=sys.stderr, flush=True)
-    print(
-        f"\nMagic3D steps on {torch.cuda.get_device_name()} (eager, batch 1, median ms, {iters} iters)"
-    )
-    print("| preset | render | guidance alone | full step | full / guidance | peak VRAM |")
-    print("|---|---|---|---|---|---|")
-    for preset, r in rows.items():
-        print(
-            f"| {preset} | {r['render']:.1f} | {r['guidance']:.1f} | {r['full']:.1f} | "
-            f"{r['full'] / r['guidance']:.2f} | {r['peak']:.2f} GiB |"
-        )
-    return 0
+    return method_steps_main("magic3d.py", "Magic3D steps", PRESETS, bench)
 
 
 if __name__ == "__main__":

@@ -15,13 +15,11 @@ Usage: ``python bench/sjc.py [--quick]``.
 
 from __future__ import annotations
 
-import argparse
 import sys
-import tempfile
 from pathlib import Path
 
 import torch
-from dreamfusion import build_sd21_sized, method_system, random_prompt_output, step_vs_guidance
+from dreamfusion import method_steps_main, method_system, random_prompt_output, step_vs_guidance
 
 PRESET = "sjc"
 FIRST_STEP = 6000  # past the emptiness switch: its full weight
@@ -64,26 +62,9 @@ def bench(path: Path, iters: int) -> dict[str, float]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--quick", action="store_true", help="fewer iterations")
-    args = parser.parse_args()
-    if not torch.cuda.is_available():
-        print("bench/sjc.py: needs CUDA (full-sized UNet); skipped.")
-        return 0
-    iters = 10 if args.quick else 30
-    with tempfile.TemporaryDirectory() as tmp:
-        r = bench(build_sd21_sized(Path(tmp)), iters)
-    print(f"{PRESET}: {r}", file=sys.stderr, flush=True)
-    print(
-        f"\nSJC step on {torch.cuda.get_device_name()} (eager, batch 1, median ms, {iters} iters)"
+    return method_steps_main(
+        "sjc.py", "SJC step", [PRESET], lambda path, _preset, iters: bench(path, iters)
     )
-    print("| preset | render | guidance alone | full step | full / guidance | peak VRAM |")
-    print("|---|---|---|---|---|---|")
-    print(
-        f"| {PRESET} | {r['render']:.1f} | {r['guidance']:.1f} | {r['full']:.1f} | "
-        f"{r['full'] / r['guidance']:.2f} | {r['peak']:.2f} GiB |"
-    )
-    return 0
 
 
 if __name__ == "__main__":
