@@ -91,6 +91,7 @@ _EXPORTS: dict[str, str] = {
     "MarchingTetrahedraHelper": "studio.mesh.isosurface",
     "get_isosurface_helper": "studio.mesh.isosurface",
     "extract_isosurface": "studio.mesh.isosurface",
+    "mesh_coverage": "studio.mesh.auto_threshold",
     "make_rasterizer": "studio.rasterize",
     "Rasterizer": "studio.rasterize",
     "cameras": "studio.data.cameras",

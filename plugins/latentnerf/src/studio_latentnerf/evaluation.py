@@ -3,7 +3,8 @@
 For the run's latest test orbit (``save/it<step>-test/<index>.png``): the opacity column of each
 frame (the grid's last column, ``data.eval_width`` wide) above 0.5, against the coverage of the
 placed guide mesh (:func:`studio_latentnerf.shape_loss.place_guide_mesh`) rasterized through the
-same camera, rebuilt from the run's ``data`` config. Reports the mean and the minimum IoU over
+same camera, rebuilt from the run's ``data`` config (core's ``mesh_coverage``, as
+``isosurface_threshold: auto`` compares meshes with renders). Reports the mean and the minimum IoU over
 the frames; a run without ``system.guide_shape`` is reported as not applicable.
 """
 
@@ -15,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from studio.api import RandomCameraDataModule, StudioError, make_rasterizer
+from studio.api import Mesh, RandomCameraDataModule, StudioError, make_rasterizer, mesh_coverage
 from studio_latentnerf.guide_shapes import load_guide_shape
 from studio_latentnerf.shape_loss import place_guide_mesh
 
@@ -27,18 +28,6 @@ def silhouette_iou(covered: np.ndarray, target: np.ndarray) -> float:
     """Intersection over union of two boolean masks (1 when both are empty)."""
     union = np.logical_or(covered, target).sum()
     return 1.0 if union == 0 else float(np.logical_and(covered, target).sum() / union)
-
-
-def guide_masks(
-    vertices: np.ndarray, faces: np.ndarray, mvp: torch.Tensor, size: tuple[int, int]
-) -> np.ndarray:
-    """Coverage ``bool [B, H, W]`` of a world-space mesh seen through cameras ``mvp [B, 4, 4]``
-    (row 0 at the top, as the renderers' images)."""
-    positions = torch.as_tensor(vertices, dtype=torch.float32)
-    homogeneous = torch.cat([positions, torch.ones_like(positions[:, :1])], dim=-1)
-    clip = homogeneous @ mvp.float().transpose(1, 2)
-    rast = make_rasterizer("torch").rasterize(clip, torch.as_tensor(faces, dtype=torch.int32), size)
-    return (rast[..., 3] > 0).numpy()
 
 
 def opacity_masks(folder: Path, column_width: int) -> np.ndarray:
@@ -63,7 +52,7 @@ def evaluate(context: Any) -> dict[str, Any]:
     if not guide:
         return {"applicable": False, "reason": "the run has no system.guide_shape"}
     data = context.config.get("data") or {}
-    width, height = int(data["eval_width"]), int(data["eval_height"])
+    width = int(data["eval_width"])
     masks = opacity_masks(Path(context.run_dir) / "save" / f"it{context.step}-test", width)
     cameras = RandomCameraDataModule(data).test_batches()
     if len(cameras) != len(masks):
@@ -73,8 +62,12 @@ def evaluate(context: Any) -> dict[str, Any]:
             f"{context.run_dir}` and run `studio eval` again."
         )
     mesh = load_guide_shape(guide, "system.guide_shape")
-    mvp = torch.cat([cameras[i]["mvp_mtx"] for i in range(len(cameras))])
-    targets = guide_masks(place_guide_mesh(mesh.vertices), mesh.faces, mvp, (height, width))
+    placed = Mesh(
+        torch.as_tensor(place_guide_mesh(mesh.vertices), dtype=torch.float32),
+        torch.as_tensor(mesh.faces),
+    )
+    views = [cameras[i] for i in range(len(cameras))]
+    targets = (mesh_coverage(placed, views, make_rasterizer("torch")) > 0).numpy()
     scores = [silhouette_iou(a, b) for a, b in zip(masks, targets, strict=True)]
     return {
         "guide_shape": guide,
