@@ -17,10 +17,9 @@ from pathlib import Path
 
 import imageio.v3 as iio
 import pytest
-import torch
 import yaml
 
-from tests.in_process_cli import invoke
+from tests.in_process_cli import invoke, run_method
 
 CASES = [
     ("latentnerf-primitives-full", "a red cube"),
@@ -35,25 +34,20 @@ CASES = [
 def test_latentnerf_on_the_primitives_model_draws_the_prompt(
     method: str, prompt: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("STUDIO_CACHE_DIR", str(tmp_path / "cache"))
-    torch.manual_seed(0)
-    out = tmp_path / "out"
     shape = prompt.split()[-1]
     guide = [f"guide_shape={shape}"] if method.startswith("sketchshape") else []
     started = time.perf_counter()
     # the latent stage's own test orbit is not scored here: two views keep it cheap
-    invoke(
-        "run",
+    run_dir = run_method(
         method,
-        f"prompt={prompt}",
-        f"exp_root_dir={out}",
+        prompt,
+        tmp_path,
+        monkeypatch,
         *guide,
         "data.n_test_views=8",
         "latent.data.n_test_views=2",
         "latent.data.n_val_views=1",
-        "trainer.enable_progress_bar=false",
     )
-    (run_dir,) = (out / method).iterdir()
     latent, refine = run_dir / "stages" / "1-latent", run_dir / "stages" / "2-refine"
     assert (latent / "finished.yaml").is_file() and (refine / "finished.yaml").is_file()
     parsed = yaml.safe_load((refine / "configs" / "parsed.yaml").read_text())

@@ -15,10 +15,9 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
 
-from tests.in_process_cli import invoke
+from tests.in_process_cli import invoke, run_method
 
 CASES = [
     ("magic3d-primitives", "a red cube"),
@@ -31,21 +30,11 @@ CASES = [
 def test_magic3d_on_the_primitives_model_draws_the_prompt(
     method: str, prompt: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("STUDIO_CACHE_DIR", str(tmp_path / "cache"))
-    torch.manual_seed(0)
-    out = tmp_path / "out"
     started = time.perf_counter()
     # the coarse stage's own test orbit is not scored here: two views keep it cheap
-    invoke(
-        "run",
-        method,
-        f"prompt={prompt}",
-        f"exp_root_dir={out}",
-        "data.n_test_views=12",
-        "coarse.data.n_test_views=2",
-        "trainer.enable_progress_bar=false",
+    run_dir = run_method(
+        method, prompt, tmp_path, monkeypatch, "data.n_test_views=12", "coarse.data.n_test_views=2"
     )
-    (run_dir,) = (out / method).iterdir()
     coarse, refine = run_dir / "stages" / "1-coarse", run_dir / "stages" / "2-refine"
     assert (coarse / "finished.yaml").is_file() and (refine / "finished.yaml").is_file()
     record = yaml.safe_load((refine / "configs" / "conversion.yaml").read_text())

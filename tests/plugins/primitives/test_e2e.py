@@ -14,10 +14,8 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
-from typer.testing import CliRunner
 
-from studio.cli.app import app
+from tests.in_process_cli import invoke, run_method
 
 CASES = [
     ("dreamfusion-primitives", "a purple pyramid"),
@@ -30,16 +28,9 @@ CASES = [
 def test_dreamfusion_on_the_primitives_model_draws_the_prompt(
     method: str, prompt: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("STUDIO_CACHE_DIR", str(tmp_path / "cache"))
-    torch.manual_seed(0)
-    out = tmp_path / "out"
     started = time.perf_counter()
-    args = ["run", method, f"prompt={prompt}", f"exp_root_dir={out}", "data.n_test_views=12"]
-    result = CliRunner().invoke(app, [*args, "trainer.enable_progress_bar=false"])
-    assert result.exit_code == 0, result.output
-    (run_dir,) = (out / method).iterdir()
-    result = CliRunner().invoke(app, ["eval", str(run_dir), "-e", "primitives-r-precision"])
-    assert result.exit_code == 0, result.output
+    run_dir = run_method(method, prompt, tmp_path, monkeypatch, "data.n_test_views=12")
+    invoke("eval", str(run_dir), "-e", "primitives-r-precision")
     metrics = json.loads((run_dir / "save" / "eval.json").read_text())["evaluators"]
     score = metrics["primitives-r-precision"]
     print(f"{method} {prompt!r}: {score} in {time.perf_counter() - started:.0f} s")

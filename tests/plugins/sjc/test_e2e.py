@@ -13,9 +13,8 @@ from pathlib import Path
 
 import imageio.v3 as iio
 import pytest
-import torch
 
-from tests.in_process_cli import invoke
+from tests.in_process_cli import invoke, run_method
 
 CASES = ["a blue sphere", "a red cube"]
 
@@ -25,19 +24,8 @@ CASES = ["a blue sphere", "a red cube"]
 def test_sjc_on_the_primitives_model_draws_the_prompt(
     prompt: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("STUDIO_CACHE_DIR", str(tmp_path / "cache"))
-    torch.manual_seed(0)
-    out = tmp_path / "out"
     started = time.perf_counter()
-    invoke(
-        "run",
-        "sjc-primitives",
-        f"prompt={prompt}",
-        f"exp_root_dir={out}",
-        "data.n_test_views=12",
-        "trainer.enable_progress_bar=false",
-    )
-    (run_dir,) = (out / "sjc-primitives").iterdir()
+    run_dir = run_method("sjc-primitives", prompt, tmp_path, monkeypatch, "data.n_test_views=12")
     save = run_dir / "save"
     assert (save / "it300-test.mp4").is_file()
     grid = iio.imread(save / "it300-0.png")
