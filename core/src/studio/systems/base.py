@@ -167,7 +167,7 @@ class BaseSystem(BaseModule):
                 except StudioError:
                     continue  # the source's own config no longer reads: compare it as written
                 here[module] = unstructure(component.cfg)
-        lines = loaded_module_differences(source, here, modules, key)
+        lines = loaded_module_differences(source, here, modules, self.config_path)
         if lines:
             shown = "; ".join(lines[:6]) + (
                 f"; and {len(lines) - 6} more" if len(lines) > 6 else ""

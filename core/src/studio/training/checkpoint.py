@@ -204,16 +204,17 @@ def config_differences(source: Any, here: Any, prefix: str) -> list[str]:
 
 
 def loaded_module_differences(
-    source_system: dict[str, Any], system: dict[str, Any], modules: list[str], key: str
+    source_system: dict[str, Any], system: dict[str, Any], modules: list[str], path: str
 ) -> list[str]:
     """How the config of each loaded module (``geometry``, ...: its ``<module>_type`` and its
     ``<module>`` mapping) differs between the run ``system.weights`` came from and this one
-    (entries the source run's config does not record are not compared)."""
+    (entries the source run's config does not record are not compared); ``path`` is the
+    system's config path (``system``)."""
     lines: list[str] = []
     for module in modules:
         for name in (f"{module}_type", module):
             if name in source_system:
                 lines += config_differences(
-                    source_system.get(name), system.get(name), f"{key.rsplit('.', 1)[0]}.{name}"
+                    source_system.get(name), system.get(name), f"{path}.{name}"
                 )
     return lines
