@@ -353,6 +353,180 @@ def test_split_uv_seams():
     assert len(pos_idx) == 4  # no seam, no split
 
 
+_COMPONENTS = {"SCALAR": 1, "VEC2": 2, "VEC3": 3, "VEC4": 4}
+_COMPONENT_BYTES = {5121: 1, 5123: 2, 5125: 4, 5126: 4}
+
+
+def check_glb_layout(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
+    """Check the binary layout rules of a one-primitive GLB (chunk lengths and 4-byte alignment,
+    the buffer's byteLength, bufferViews and accessors inside their ranges, attribute counts,
+    POSITION min/max, unit NORMAL and TANGENT xyz, TANGENT w exactly +-1); returns
+    ``(json, {attribute: values})``."""
+    data = path.read_bytes()
+    magic, version, length = struct.unpack_from("<4sII", data, 0)
+    assert (magic, version, length) == (b"glTF", 2, len(data))
+    json_length, kind = struct.unpack_from("<I4s", data, 12)
+    assert kind == b"JSON" and json_length % 4 == 0
+    gltf = json.loads(data[20 : 20 + json_length])
+    bin_length, kind = struct.unpack_from("<I4s", data, 20 + json_length)
+    assert kind == b"BIN\x00" and bin_length % 4 == 0
+    assert 28 + json_length + bin_length == len(data)
+    binary = data[28 + json_length :]
+    (buffer,) = gltf["buffers"]
+    assert bin_length - 3 <= buffer["byteLength"] <= bin_length
+    for view in gltf["bufferViews"]:
+        assert view.get("byteOffset", 0) % 4 == 0
+        assert view.get("byteOffset", 0) + view["byteLength"] <= buffer["byteLength"]
+    for accessor in gltf["accessors"]:
+        view = gltf["bufferViews"][accessor["bufferView"]]
+        size = _COMPONENT_BYTES[accessor["componentType"]]
+        nbytes = accessor["count"] * _COMPONENTS[accessor["type"]] * size
+        assert accessor.get("byteOffset", 0) % size == 0
+        assert accessor.get("byteOffset", 0) + nbytes <= view["byteLength"]
+    (mesh,) = gltf["meshes"]
+    (primitive,) = mesh["primitives"]
+    values = {}
+    for name, index in primitive["attributes"].items():
+        accessor = gltf["accessors"][index]
+        assert accessor["componentType"] == 5126 or name.startswith("COLOR")
+        view = gltf["bufferViews"][accessor["bufferView"]]
+        width = _COMPONENTS[accessor["type"]]
+        start = view.get("byteOffset", 0) + accessor.get("byteOffset", 0)
+        if accessor["componentType"] == 5126:
+            arr = np.frombuffer(binary, "<f4", accessor["count"] * width, start)
+            values[name] = arr.reshape(-1, width)
+    count = gltf["accessors"][primitive["attributes"]["POSITION"]]["count"]
+    assert all(gltf["accessors"][i]["count"] == count for i in primitive["attributes"].values())
+    position = gltf["accessors"][primitive["attributes"]["POSITION"]]
+    np.testing.assert_allclose(position["min"], values["POSITION"].min(0), atol=1e-6)
+    np.testing.assert_allclose(position["max"], values["POSITION"].max(0), atol=1e-6)
+    for name in ("NORMAL", "TANGENT"):
+        if name in values:
+            np.testing.assert_allclose(np.linalg.norm(values[name][:, :3], axis=1), 1.0, atol=1e-5)
+    if "TANGENT" in values:
+        assert gltf["accessors"][primitive["attributes"]["TANGENT"]]["type"] == "VEC4"
+        assert "NORMAL" in values  # glTF ignores tangents without normals
+        assert set(np.unique(values["TANGENT"][:, 3]).tolist()) <= {-1.0, 1.0}
+    return gltf, values
+
+
+def pbr_maps(size: tuple[int, int], seed: int = 6):
+    rng = np.random.default_rng(seed)
+    return {
+        "metallic": rng.random(size),
+        "roughness": rng.random((*size, 1)),
+        "normal_map": rng.random((*size, 3)),
+    }
+
+
+def test_pbr_glb_maps_tangents_and_layout(tmp_path):
+    v_pos, faces, v_tex, t_tex_idx = cube()
+    v_nrm = v_pos / np.linalg.norm(v_pos, axis=1, keepdims=True)
+    texture, blocks = block_texture(5)
+    maps = pbr_maps(texture.shape[:2])
+    rng = np.random.default_rng(7)
+    tangents = rng.normal(size=(8, 3))
+    tangents /= np.linalg.norm(tangents, axis=1, keepdims=True)
+    signs = rng.choice([-1.0, 1.0], size=(8, 1))
+    path = write_glb(
+        tmp_path / "pbr.glb", v_pos, faces, v_tex=v_tex, t_tex_idx=t_tex_idx, texture=texture,
+        v_nrm=v_nrm, v_tng=np.concatenate([2.0 * tangents, signs * (1 + 1e-5)], 1), **maps,
+    )  # fmt: skip
+    gltf, values = check_glb_layout(path)
+    (material,) = gltf["materials"]
+    pbr = material["pbrMetallicRoughness"]
+    assert pbr["metallicFactor"] == 1.0 and pbr["roughnessFactor"] == 1.0
+    assert {"baseColorTexture", "metallicRoughnessTexture"} <= set(pbr)
+    assert "normalTexture" in material
+    # the TANGENT of every written (split) vertex is its position vertex's (unit xyz, exact w)
+    which = np.abs(values["POSITION"][:, None] - v_pos[None]).max(-1).argmin(1)
+    np.testing.assert_allclose(values["TANGENT"][:, :3], tangents[which], atol=1e-6)
+    np.testing.assert_array_equal(values["TANGENT"][:, 3], signs[which, 0])
+    np.testing.assert_allclose(values["NORMAL"], v_nrm[which], atol=1e-6)
+    # trimesh attaches all three maps: R 255, G roughness, B metallic
+    mesh = load_glb(path)
+    pbr_material = mesh.visual.material
+    base = np.asarray(pbr_material.baseColorTexture.convert("RGB"))
+    np.testing.assert_array_equal(base, (texture * 255).round())
+    packed = np.asarray(pbr_material.metallicRoughnessTexture.convert("RGB")).astype(int)
+    assert np.all(packed[..., 0] == 255)
+    np.testing.assert_array_equal(packed[..., 1], np.round(maps["roughness"][..., 0] * 255))
+    np.testing.assert_array_equal(packed[..., 2], np.round(maps["metallic"] * 255))
+    normal = np.asarray(pbr_material.normalTexture.convert("RGB"))
+    np.testing.assert_array_equal(normal, np.round(maps["normal_map"] * 255))
+    np.testing.assert_array_equal(
+        sampled_colours(mesh, pbr_material.baseColorTexture), expected_colours(blocks)
+    )
+
+
+def test_glb_with_one_of_metallic_or_roughness(tmp_path):
+    v_pos, faces, v_tex, t_tex_idx = cube()
+    texture, _ = block_texture()
+    grey = np.full(texture.shape[:2], 0.4)
+    for given, (g, b) in (("metallic", (255, 102)), ("roughness", (102, 0))):
+        path = write_glb(
+            tmp_path / f"{given}.glb", v_pos, faces, v_tex=v_tex, t_tex_idx=t_tex_idx,
+            texture=texture, **{given: grey},
+        )  # fmt: skip
+        gltf, values = check_glb_layout(path)
+        assert "TANGENT" not in values and "normalTexture" not in gltf["materials"][0]
+        packed = np.asarray(load_glb(path).visual.material.metallicRoughnessTexture)
+        assert packed[..., :3].reshape(-1, 3).tolist()[0] == [255, g, b]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"normal_map": True}, "pass v_tng"),
+        ({"v_tng": True}, "pass v_nrm"),
+        ({"texture": None, "metallic": True}, "pass texture as well"),
+        ({"v_tng": "bad w", "v_nrm": True}, r"\+1 or -1"),
+        ({"v_tex": None, "t_tex_idx": None, "texture": None, "v_tng": True}, "need UVs"),
+        ({"metallic": np.zeros((4, 4)), "roughness": True}, "differ in size"),
+    ],
+)
+def test_pbr_glb_rejects(tmp_path, kwargs, message):
+    v_pos, faces, v_tex, t_tex_idx = cube()
+    texture, _ = block_texture()
+    maps = pbr_maps(texture.shape[:2])
+    stand_ins = {
+        "normal_map": maps["normal_map"],
+        "metallic": maps["metallic"],
+        "roughness": maps["roughness"],
+        "v_nrm": v_pos,
+        "v_tng": np.tile([1.0, 0.0, 0.0, 1.0], (8, 1)),
+    }
+    args = {"v_tex": v_tex, "t_tex_idx": t_tex_idx, "texture": texture}
+    for key, value in kwargs.items():
+        if value is True:
+            value = stand_ins[key]
+        elif isinstance(value, str):  # "bad w"
+            value = np.tile([1.0, 0.0, 0.0, 0.5], (8, 1))
+        args[key] = value
+    with pytest.raises(ValueError, match=message):
+        write_glb(tmp_path / "m.glb", v_pos, faces, **args)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_add_glb_vertex_attribute_checks_the_count(tmp_path):
+    v_pos, faces, _, _ = cube()
+    write_glb(tmp_path / "c.glb", v_pos, faces)
+    data = (tmp_path / "c.glb").read_bytes()
+    with pytest.raises(ValueError, match=r"TANGENT must have shape \[8, 1..4\]"):
+        mesh_io.add_glb_vertex_attribute(data, "TANGENT", np.zeros((7, 4)))
+    extra = np.arange(16, dtype=np.float32).reshape(8, 2)
+    (tmp_path / "d.glb").write_bytes(mesh_io.add_glb_vertex_attribute(data, "_EXTRA", extra))
+    _, values = check_glb_layout(tmp_path / "d.glb")
+    np.testing.assert_array_equal(values["_EXTRA"], extra)
+    np.testing.assert_array_equal(values["POSITION"], v_pos.astype(np.float32))
+
+
+def test_mtl_normal_map_keys(tmp_path):
+    path = write_mtl(tmp_path / "m.mtl", map_kd="kd.png", map_bump="nrm.png", norm="nrm.png")
+    lines = path.read_text().splitlines()
+    assert "map_Bump nrm.png" in lines and "norm nrm.png" in lines
+
+
 # -- failures ----------------------------------------------------------------------------------
 
 

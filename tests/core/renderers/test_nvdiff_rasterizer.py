@@ -151,6 +151,43 @@ def test_material_inputs() -> None:
     ).all()
 
 
+class TangentMaterial(RecordingMaterial):
+    requires_tangent = True
+
+
+class CachedSphere(SphereGeometry):
+    """One mesh object for every call (as a fixed geometry's cached mesh)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.mesh = Mesh(self.v_pos, self.faces)
+
+    def isosurface(self) -> Mesh:
+        return self.mesh
+
+
+def test_a_tangent_material_gets_the_uv_tangent_frame_of_the_visible_points() -> None:
+    geometry = CachedSphere()
+    renderer = NVDiffRasterizer(
+        {"backend": "torch"}, geometry=geometry, material=TangentMaterial(), background=Constant()
+    )
+    assert not geometry.mesh.has_uv
+    renderer(**views([30.0], [15.0]))
+    mesh = geometry.mesh
+    assert mesh.has_uv  # unwrapped once, on the mesh object the geometry keeps
+    atlas = mesh.t_tex_idx
+    renderer(**views([200.0], [-20.0]))
+    assert mesh.t_tex_idx is atlas
+    seen = renderer.material.seen
+    n = len(seen["features"])
+    assert seen["tangent"].shape == (n, 3) and seen["tangent_sign"].shape == (n, 1)
+    assert set(seen["tangent_sign"].unique().tolist()) <= {-1.0, 1.0}
+    assert torch.allclose(seen["tangent"].norm(dim=-1), torch.ones(n), atol=1e-5)
+    # interpolated vertex tangents: nearly perpendicular to the interpolated normals
+    cos = (seen["tangent"] * F.normalize(seen["shading_normal"], dim=-1)).sum(-1).abs()
+    assert cos.median() < 0.05
+
+
 def test_no_rgb_pass_and_empty_views() -> None:
     geometry = SphereGeometry()
     renderer = make_renderer(geometry)

@@ -20,7 +20,9 @@ Atomicity
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import struct
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -202,13 +204,16 @@ def write_mtl(
     map_bump: Optional[str] = None,
     map_pm: Optional[str] = None,
     map_pr: Optional[str] = None,
+    norm: Optional[str] = None,
     material_name: str = "default",
 ) -> Path:
     """Write a one-material MTL file; texture names are paths relative to the MTL file.
 
     A matte material: ``Ka 0 0 0``, ``Kd 1 1 1`` (multiplies ``map_Kd`` when given), ``Ks 0 0 0``
-    (or ``map_Ks``), ``Ns 0``, ``d 1``, ``illum 1``; optional ``map_Bump`` (normal map),
-    ``map_Pm`` (metallic) and ``map_Pr`` (roughness) from the PBR extension of MTL.
+    (or ``map_Ks``), ``Ns 0``, ``d 1``, ``illum 1``; optional ``map_Bump`` (normal map, as
+    Blender and threestudio read it), ``map_Pm`` (metallic), ``map_Pr`` (roughness) and ``norm``
+    (normal map) from the PBR extension of MTL (tinyobjloader, Assimp and three.js read a normal
+    map from ``norm`` and a height map from ``map_Bump``).
     """
     lines = [f"newmtl {_check_name('material_name', material_name)}", "Ka 0 0 0", "Kd 1 1 1"]
     maps = [
@@ -217,6 +222,7 @@ def write_mtl(
         ("map_Bump", map_bump),
         ("map_Pm", map_pm),
         ("map_Pr", map_pr),
+        ("norm", norm),
     ]
     if map_kd is not None:
         lines.append(f"map_Kd {_check_name('map_kd', map_kd)}")
@@ -290,6 +296,110 @@ def split_uv_seams(
     return unique[:, 0], unique[:, 1], inverse.reshape(-1, 3)
 
 
+def _grey(name: str, value: Any) -> np.ndarray:
+    arr = _array(value, np.float64)
+    if arr.ndim == 3 and arr.shape[-1] == 1:
+        arr = arr[..., 0]
+    if arr.ndim != 2 or 0 in arr.shape:
+        raise ValueError(
+            f"{name} must be a grey texture [H, W] or [H, W, 1]; got {list(arr.shape)}"
+        )
+    return arr
+
+
+def metallic_roughness_texture(metallic: Any = None, roughness: Any = None) -> Optional[np.ndarray]:
+    """glTF's ``metallicRoughnessTexture`` ``[H, W, 3]`` in ``[0, 1]``: R unused (1, i.e. 255,
+    so a reader that takes R as occlusion sees none), G roughness (1 when not given), B metallic
+    (0 when not given). ``None`` when neither is given."""
+    grey = {
+        k: _grey(k, v)
+        for k, v in (("metallic", metallic), ("roughness", roughness))
+        if v is not None
+    }
+    if not grey:
+        return None
+    shapes = {arr.shape for arr in grey.values()}
+    if len(shapes) > 1:
+        raise ValueError(f"metallic and roughness textures differ in size: {sorted(shapes)}")
+    (shape,) = shapes
+    packed = np.ones((*shape, 3))
+    packed[..., 1] = grey.get("roughness", 1.0)
+    packed[..., 2] = grey.get("metallic", 0.0)
+    return packed
+
+
+def _tangents(value: Any, count: int) -> np.ndarray:
+    """``[count, 4]`` tangents: xyz normalised, w snapped to exactly +-1 (must be near it)."""
+    tng = _rows("v_tng", value, 4, count, np.float64)
+    length = np.linalg.norm(tng[:, :3], axis=1, keepdims=True)
+    if len(tng) and (length.min() < 1e-6 or np.abs(np.abs(tng[:, 3]) - 1.0).max() > 1e-3):
+        raise ValueError("v_tng must hold non-zero tangents (xyz) and a handedness w of +1 or -1")
+    w = np.where(tng[:, 3:] < 0.0, -1.0, 1.0)
+    return np.concatenate([tng[:, :3] / np.maximum(length, 1e-12), w], axis=1)
+
+
+def _glb_chunks(data: bytes) -> tuple[dict, bytes]:
+    magic, version, length = struct.unpack_from("<4sII", data, 0)
+    json_length, json_kind = struct.unpack_from("<I4s", data, 12)
+    if magic != b"glTF" or version != 2 or json_kind != b"JSON" or length != len(data):
+        raise ValueError("not a binary glTF 2.0 file with a JSON chunk first")
+    gltf = json.loads(data[20 : 20 + json_length])
+    binary = b""
+    if 20 + json_length < len(data):
+        bin_length, bin_kind = struct.unpack_from("<I4s", data, 20 + json_length)
+        if bin_kind != b"BIN\x00":
+            raise ValueError("the binary glTF's second chunk is not BIN")
+        start = 28 + json_length
+        binary = data[start : start + bin_length]
+    return gltf, binary
+
+
+def _glb_bytes(gltf: dict, binary: bytes) -> bytes:
+    content = json.dumps(gltf, separators=(",", ":")).encode("utf-8")
+    content += b" " * (-len(content) % 4)  # chunks are 4-byte aligned: JSON pads with spaces
+    binary += b"\x00" * (-len(binary) % 4)  # ... and BIN with zeros
+    total = 12 + 8 + len(content) + (8 + len(binary) if binary else 0)
+    parts = [struct.pack("<4sII", b"glTF", 2, total), struct.pack("<I4s", len(content), b"JSON")]
+    parts.append(content)
+    if binary:
+        parts += [struct.pack("<I4s", len(binary), b"BIN\x00"), binary]
+    return b"".join(parts)
+
+
+def add_glb_vertex_attribute(data: bytes, name: str, values: np.ndarray) -> bytes:
+    """``data`` (a GLB with one mesh of one primitive) with the float32 vertex attribute ``name``
+    (e.g. ``TANGENT``, ``values [N, 4]`` over the primitive's N vertices) appended.
+
+    The values go at the end of the (only) buffer, 4-byte aligned, in a bufferView of their own
+    (``target`` ARRAY_BUFFER) read by a new accessor (no min/max: glTF requires them only for
+    POSITION); the buffer's ``byteLength`` and the GLB's chunk lengths are updated.
+    """
+    gltf, binary = _glb_chunks(data)
+    values = np.ascontiguousarray(values, dtype="<f4")
+    meshes = gltf.get("meshes", [])
+    if len(meshes) != 1 or len(meshes[0]["primitives"]) != 1:
+        raise ValueError("add_glb_vertex_attribute expects one mesh with one primitive")
+    primitive = meshes[0]["primitives"][0]
+    count = gltf["accessors"][primitive["attributes"]["POSITION"]]["count"]
+    if values.ndim != 2 or len(values) != count or not 1 <= values.shape[1] <= 4:
+        raise ValueError(f"{name} must have shape [{count}, 1..4]; got {list(values.shape)}")
+    binary += b"\x00" * (-len(binary) % 4)
+    views = gltf.setdefault("bufferViews", [])
+    views.append(
+        {"buffer": 0, "byteOffset": len(binary), "byteLength": values.nbytes, "target": 34962}
+    )
+    binary += values.tobytes()
+    binary += b"\x00" * (-len(binary) % 4)
+    kind = "SCALAR" if values.shape[1] == 1 else f"VEC{values.shape[1]}"
+    gltf["accessors"].append(
+        {"bufferView": len(views) - 1, "componentType": 5126, "count": count, "type": kind}
+    )
+    primitive["attributes"][name] = len(gltf["accessors"]) - 1
+    buffers = gltf.setdefault("buffers", [{}])
+    buffers[0]["byteLength"] = len(binary)
+    return _glb_bytes(gltf, binary)
+
+
 def write_glb(
     path: str | Path,
     v_pos: Any,
@@ -300,6 +410,10 @@ def write_glb(
     texture: Any = None,
     v_rgb: Any = None,
     v_nrm: Any = None,
+    metallic: Any = None,
+    roughness: Any = None,
+    normal_map: Any = None,
+    v_tng: Any = None,
 ) -> Path:
     """Write a binary glTF through trimesh; returns ``path``.
 
@@ -307,6 +421,16 @@ def write_glb(
     (+ ``t_tex_idx``): a PBR material whose ``baseColorTexture`` is the image (stored as PNG),
     ``metallicFactor 0``, ``roughnessFactor 1``; vertices are split at UV seams so each has one
     UV. With ``v_rgb [V, 3]``: vertex colours. ``v_nrm [V, 3]`` adds normals.
+
+    PBR maps (all in the UV atlas of ``texture``): ``metallic`` / ``roughness`` (grey
+    ``[H, W]`` or ``[H, W, 1]``) become the ``metallicRoughnessTexture`` (R 1, G roughness, B
+    metallic; see :func:`metallic_roughness_texture`) with ``metallicFactor 1`` and
+    ``roughnessFactor 1``; ``normal_map [H, W, 3]`` (a tangent-space normal encoded as
+    ``(n + 1) / 2``, +X along the tangent, +Y along the bitangent, i.e. towards the image's top)
+    becomes the ``normalTexture`` and needs ``v_tng [V, 4]`` (per position vertex: unit tangent
+    and handedness +-1, :attr:`studio.mesh.mesh.Mesh.v_tng` / ``v_tng_sign``) and ``v_nrm``,
+    written as the ``TANGENT`` and ``NORMAL`` attributes of the split vertices (glTF ignores
+    tangents without normals).
     """
     import trimesh
     from PIL import Image
@@ -314,10 +438,19 @@ def write_glb(
     pos = _rows("v_pos", v_pos, 3, None, np.float64)
     tri = _indices("faces", faces, None, len(pos))
     nrm = None if v_nrm is None else _rows("v_nrm", v_nrm, 3, len(pos), np.float64)
+    tng = None if v_tng is None else _tangents(v_tng, len(pos))
     if v_rgb is not None and v_tex is not None:
         raise ValueError("write_glb takes either UVs (and a texture) or vertex colours, not both")
-    if texture is not None and v_tex is None:
-        raise ValueError("a texture needs UVs: pass v_tex (and t_tex_idx)")
+    pbr_maps = {"metallic": metallic, "roughness": roughness, "normal_map": normal_map}
+    extra = sorted(k for k, v in pbr_maps.items() if v is not None)
+    if (texture is not None or extra or tng is not None) and v_tex is None:
+        raise ValueError("textures and tangents need UVs: pass v_tex (and t_tex_idx)")
+    if extra and texture is None:
+        raise ValueError(f"{', '.join(extra)} need the base colour: pass texture as well")
+    if normal_map is not None and tng is None:
+        raise ValueError("a normal map needs the tangent frame it was baked in: pass v_tng")
+    if tng is not None and nrm is None:
+        raise ValueError("tangents need normals (glTF ignores TANGENT without NORMAL): pass v_nrm")
     visual: Any = None
     pos_idx = np.arange(len(pos))
     if v_tex is not None:
@@ -326,14 +459,19 @@ def write_glb(
         uv_trimesh = np.stack([uv[uv_of_vertex, 0], 1.0 - uv[uv_of_vertex, 1]], axis=1)
         material = None
         if texture is not None:
-            pixels = texture_to_uint8(texture)
-            if pixels.shape[-1] != 3:
-                raise ValueError(f"a GLB texture must be RGB [H, W, 3]; got {list(pixels.shape)}")
+            pixels = _rgb_pixels("texture", texture)
+            maps: dict[str, Any] = {}
+            packed = metallic_roughness_texture(metallic, roughness)
+            if packed is not None:
+                maps["metallicRoughnessTexture"] = Image.fromarray(texture_to_uint8(packed))
+            if normal_map is not None:
+                maps["normalTexture"] = Image.fromarray(_rgb_pixels("normal_map", normal_map))
             material = trimesh.visual.material.PBRMaterial(
                 name="default",
                 baseColorTexture=Image.fromarray(pixels),
-                metallicFactor=0.0,
+                metallicFactor=1.0 if packed is not None else 0.0,
                 roughnessFactor=1.0,
+                **maps,
             )
         visual = trimesh.visual.TextureVisuals(uv=uv_trimesh, material=material)
     elif v_rgb is not None:
@@ -348,6 +486,15 @@ def write_glb(
         process=False,
     )
     data = trimesh.exchange.gltf.export_glb(trimesh.Scene(mesh), include_normals=nrm is not None)
+    if tng is not None:
+        data = add_glb_vertex_attribute(data, "TANGENT", tng[pos_idx])
     with atomic_file(path) as handle:
         handle.write(data)
     return Path(path)
+
+
+def _rgb_pixels(name: str, image: Any) -> np.ndarray:
+    pixels = texture_to_uint8(image)
+    if pixels.shape[-1] != 3:
+        raise ValueError(f"a GLB {name} must be RGB [H, W, 3]; got {list(pixels.shape)}")
+    return pixels

@@ -2,9 +2,11 @@
 
 The mesh (``geometry.isosurface()``) is projected with ``mvp_mtx`` and rasterized; opacity and
 normals come from the mesh alone, colours from the geometry's features at the visible surface points
-shaded by the material, composited over the background. Silhouettes are antialiased by both
-backends, which also gives the vertices visibility (silhouette) gradients: nvdiffrast's analytic
-antialiasing on CUDA, the same scheme in PyTorch elsewhere (:mod:`studio.rasterize.antialias`).
+shaded by the material, composited over the background. A material with ``requires_tangent`` (a
+bump map) also gets the mesh's UV tangent frame per pixel (``tangent``, ``tangent_sign``).
+Silhouettes are antialiased by both backends, which also gives the vertices visibility
+(silhouette) gradients: nvdiffrast's analytic antialiasing on CUDA, the same scheme in PyTorch
+elsewhere (:mod:`studio.rasterize.antialias`).
 
 Backends (``backend: auto | nvdiffrast | torch``): ``auto`` uses nvdiffrast's CUDA context for
 meshes on a CUDA device when nvdiffrast is installed, else the PyTorch rasterizer. nvdiffrast's
@@ -101,6 +103,9 @@ class NVDiffRasterizer(BaseRenderer):
             shading: dict[str, Any] = {k: batch[k] for k in SHADING_KEYS if k in batch}
             if self.material.requires_normal:
                 shading["shading_normal"] = normal[selector]
+            if self.material.requires_tangent:
+                tangent, sign = self.tangents(mesh, rasterizer, rast)
+                shading["tangent"], shading["tangent_sign"] = tangent[selector], sign[selector]
             color = self.material(
                 features=features,
                 positions=points,
@@ -114,3 +119,17 @@ class NVDiffRasterizer(BaseRenderer):
         out["comp_rgb"] = antialias(torch.lerp(background, foreground, mask))
         out["comp_rgb_bg"] = background
         return out
+
+    @staticmethod
+    def tangents(
+        mesh: Any, rasterizer: Rasterizer, rast: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-pixel UV tangents ``[B, H, W, 3]`` and their handedness ``[B, H, W, 1]`` (exactly
+        +-1) for materials with ``requires_tangent`` (bump maps). A mesh without UVs is unwrapped
+        first (xatlas, once per mesh object: a fixed geometry's cached mesh keeps its atlas)."""
+        if not mesh.has_uv:
+            mesh.unwrap_uv()
+        tri = mesh.t_pos_idx
+        tangent = F.normalize(rasterizer.interpolate(mesh.v_tng, rast, tri), dim=-1)
+        sign = rasterizer.interpolate(mesh.v_tng_sign, rast, tri)
+        return tangent, torch.where(sign < 0, -torch.ones_like(sign), torch.ones_like(sign))
