@@ -287,9 +287,12 @@ def step_vs_guidance(
     timed = interleaved_ms({"guidance": guidance_only, "full": full_step}, cuda, 0, iters)
     peak = torch.cuda.max_memory_allocated() / 2**30
 
+    # a system that renders its own way (Fantasia3D's geometry stage: no colour) says so
+    render = getattr(system, "render", None) or (lambda batch: system.renderer(**batch))
+
     def render_only() -> None:
         with torch.autocast("cuda", dtype=torch.float16):
-            system.renderer(**to_device(data.train_batch(), cuda))
+            render(to_device(data.train_batch(), cuda))
 
     return {**timed, "render": timed_ms(render_only, cuda, 3, iters), "peak": peak}
 

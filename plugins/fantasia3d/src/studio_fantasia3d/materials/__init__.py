@@ -1,0 +1,1 @@
+"""Materials of studio-fantasia3d."""

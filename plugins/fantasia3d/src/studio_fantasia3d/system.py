@@ -1,0 +1,159 @@
+"""The Fantasia3D system: a geometry stage on surface normals, then a PBR texture stage.
+
+Reference §5.5. Both stages rasterize a mesh extracted every step (``nvdiff-rasterizer``).
+
+* Geometry stage (``texture: false``): the renderer draws no colour. For the first
+  ``latent_steps`` steps the guidance's input is the normal map scaled to ``[-1, 1]`` with the
+  silhouette as a fourth channel, handed over as *latents* (resized to the UNet's latent size,
+  no VAE); afterwards the normal map in ``[0, 1]`` is handed over as an RGB image (encoded by the
+  VAE). A fresh run first fits the SDF to its initial shape (``geometry.initialize_shape()``),
+  once: never on resume, test or export, nor when ``system.weights`` gives the state (unless the
+  geometry's ``force_shape_init`` says so).
+* Texture stage (``texture: true``): the shaded render ``comp_rgb`` goes to the guidance.
+
+The loss is the guidance's weighted losses plus Magic3D's mesh regularisers::
+
+    loss = sum_X lambda_X * loss_X(guidance)
+         + lambda_normal_consistency   * normal_consistency(mesh)
+         + lambda_laplacian_smoothness * laplacian_smoothness(mesh)
+
+Evaluation views of the geometry stage show the normal map and the silhouette (there is no
+colour); the texture stage's show the shaded render, normals and silhouette.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, ClassVar, Literal
+
+import attrs
+import torch
+
+from studio.api import NonNegativeInt, grayscale, rgb
+from studio_dreamfusion.system import DreamFusionSystem, weighted_guidance_losses
+from studio_magic3d.losses import MESH_REGULARISERS, mesh_regularisers
+
+log = logging.getLogger(__name__)
+
+
+#: Lambert shading of ``geometry_input: lambert`` (the primitives models' training renders).
+AMBIENT, DIFFUSE = 0.25, 0.75
+#: Background grey of ``geometry_input: lambert``.
+LAMBERT_BACKGROUND = 0.5
+
+
+def lambert_render(
+    comp_normal: torch.Tensor,
+    opacity: torch.Tensor,
+    light_positions: torch.Tensor,
+    albedo: torch.Tensor,
+) -> torch.Tensor:
+    """A uniformly coloured Lambertian surface lit from the direction of each view's light, over
+    grey: ``opacity * albedo * (AMBIENT + DIFFUSE * max(0, n . l)) + (1 - opacity) *
+    LAMBERT_BACKGROUND`` with ``n = 2 comp_normal - 1`` and ``l = normalize(light_position)`` (a
+    light far from the object); ``albedo [3]``, result ``[B, H, W, 3]``."""
+    normal = comp_normal * 2.0 - 1.0
+    light = torch.nn.functional.normalize(light_positions.to(normal), dim=-1)[:, None, None, :]
+    shade = AMBIENT + DIFFUSE * (normal * light).sum(-1, keepdim=True).clamp_min(0.0)
+    return opacity * albedo.to(normal) * shade + (1.0 - opacity) * LAMBERT_BACKGROUND
+
+
+def normal_latents(comp_normal: torch.Tensor, opacity: torch.Tensor) -> torch.Tensor:
+    """The geometry stage's early guidance input ``[B, H, W, 4]``: ``(2 n - 1, opacity)``, the
+    normal map in ``[0, 1]`` mapped to ``[-1, 1]`` beside the silhouette."""
+    return torch.cat([comp_normal * 2.0 - 1.0, opacity], dim=-1)
+
+
+class Fantasia3DSystem(DreamFusionSystem):
+    @attrs.define(kw_only=True)
+    class Config(DreamFusionSystem.Config):
+        latent_steps: NonNegativeInt = 1000
+        """Geometry stage: steps whose guidance input is the normal map and silhouette as
+        4-channel latents; later steps send the normal map as an RGB image."""
+        texture: bool = False
+        """The texture stage: the shaded render goes to the guidance (false: the geometry
+        stage, normals only)."""
+        geometry_input: Literal["normal", "lambert"] = "normal"
+        """Geometry stage after ``latent_steps``: ``normal`` (the reference: the normal map as
+        an image) or ``lambert`` (the mesh as a Lambertian surface of one learned colour, lit
+        from the view's light, over grey: for models that never saw a normal map, such as the
+        primitives ones; the colour is learned so that the prompt's colour does not fight the
+        shape)."""
+
+    def configure(self) -> None:
+        super().configure()
+        # sigmoid(0) = 0.5 grey at the start; one colour for the whole surface
+        self.lambert_albedo = (
+            torch.nn.Parameter(torch.zeros(3)) if self.cfg.geometry_input == "lambert" else None
+        )
+
+    scene_terms: ClassVar[tuple[str, ...]] = MESH_REGULARISERS
+
+    def on_fit_start(self) -> None:
+        super().on_fit_start()
+        self.initialize_shape_once()
+
+    def initialize_shape_once(self) -> bool:
+        """Fit the geometry to its configured initial shape when this run starts fresh.
+
+        Runs when the geometry has ``initialize_shape`` and a ``shape_init``, the run is not
+        resumed, and no ``system.weights`` or ``system.geometry_convert_from`` gave it a state
+        (``force_shape_init`` overrides the last two). Returns whether it ran."""
+        initialize = getattr(self.geometry, "initialize_shape", None)
+        geometry_cfg = self.geometry.cfg
+        if initialize is None or not getattr(geometry_cfg, "shape_init", None):
+            return False
+        if self.resumed:
+            return False
+        given_state = bool(self.cfg.weights or self.cfg.geometry_convert_from)
+        if given_state and not getattr(geometry_cfg, "force_shape_init", False):
+            log.info(
+                "shape initialisation skipped: the geometry's state comes from %s (set "
+                "system.geometry.force_shape_init=true to fit the initial shape anyway)",
+                "system.weights" if self.cfg.weights else "system.geometry_convert_from",
+            )
+            return False
+        initialize()
+        return True
+
+    def render(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """The renderer's output for ``batch``: with colour in the texture stage only."""
+        if self.cfg.texture:
+            return self.renderer(**batch)
+        return self.renderer(**batch, render_rgb=False)
+
+    def guidance_input(
+        self, out: dict[str, Any], batch: dict[str, Any]
+    ) -> tuple[torch.Tensor, bool]:
+        """``(image, rgb_as_latents)`` for the guidance at this step (module docstring)."""
+        if self.cfg.texture:
+            return out["comp_rgb"], False
+        if self.global_step < self.cfg.latent_steps:
+            return normal_latents(out["comp_normal"], out["opacity"]), True
+        if self.cfg.geometry_input == "lambert":
+            albedo = torch.sigmoid(self.lambert_albedo)
+            image = lambert_render(
+                out["comp_normal"], out["opacity"], batch["light_positions"], albedo
+            )
+            return image, False
+        return out["comp_normal"], False
+
+    def training_step(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        out = self.render(batch)
+        image, as_latents = self.guidance_input(out, batch)
+        guidance_out = self.guidance(image, self.prompt_utils, **batch, rgb_as_latents=as_latents)
+        loss, logged = weighted_guidance_losses(guidance_out, self.C, self.cfg.loss)
+        weights = {
+            name: self.C(self.cfg.loss.get(f"lambda_{name}", 0.0)) for name in MESH_REGULARISERS
+        }
+        for name, value in mesh_regularisers(out["mesh"], weights).items():
+            loss = loss + value * weights[name]
+            logged[f"loss_{name}"] = value.detach()
+        return {"loss": loss, **logged}
+
+    def eval_columns(self, batch: dict[str, Any]) -> list[Any]:
+        """Texture stage: rgb | normal | opacity. Geometry stage: normal | opacity."""
+        if self.cfg.texture:
+            return super().eval_columns(batch)
+        out = self.render(batch)
+        return [rgb(out["comp_normal"][0]), grayscale(out["opacity"][0])]

@@ -1,0 +1,130 @@
+"""Fantasia3D's two stages (reference §5.5): what reaches the guidance at each step of the geometry
+stage, the texture stage's PBR render with gradients into the grid's feature field, the loss, and
+when the shape initialisation runs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+import pytest
+import torch
+
+from studio.config.resolve import load_experiment
+from studio.data.random_camera import RandomCameraDataModule
+from studio_fantasia3d.system import Fantasia3DSystem, normal_latents
+
+
+class RecordingGuidance:
+    """A stand-in guidance: ``loss_sds`` is the input's mean; records the calls."""
+
+    def __init__(self) -> None:
+        self.calls: list[dict[str, Any]] = []
+
+    def __call__(self, image, prompt_utils, rgb_as_latents=False, **batch):
+        self.calls.append({"shape": tuple(image.shape), "rgb_as_latents": rgb_as_latents})
+        return {"loss_sds": image.mean()}
+
+
+def make_system(preset: str, *overrides: str, resumed: bool = False) -> tuple[Any, dict]:
+    resolved = load_experiment(preset, list(overrides), prompt="a yellow cone")
+    parsed = resolved.parsed
+    torch.manual_seed(0)
+    system = Fantasia3DSystem(parsed["system"], resumed=resumed)
+    system.guidance, system.prompt_utils = RecordingGuidance(), None
+    data = dict(parsed["data"], width=32, height=32)
+    return system, RandomCameraDataModule(data).train_batch()
+
+
+def geometry_system(*overrides: str, **kwargs: Any) -> tuple[Any, dict]:
+    return make_system(
+        "fantasia3d-primitives",
+        "system.geometry.isosurface_resolution=16",
+        "system.geometry.shape_init_steps=150",
+        *overrides,
+        **kwargs,
+    )
+
+
+def texture_system(*overrides: str) -> tuple[Any, dict]:
+    system, batch = make_system(
+        "fantasia3d-texture-primitives",
+        "system.geometry_convert_from=",
+        "system.geometry.isosurface_resolution=16",
+        *overrides,
+    )
+    geometry = system.geometry
+    with torch.no_grad():  # a sphere of radius 0.5
+        geometry.sdf.copy_(geometry.grid_points().norm(dim=-1, keepdim=True) - 0.5)
+    return system, batch
+
+
+def test_normal_latents_are_the_scaled_normals_beside_the_silhouette() -> None:
+    normal = torch.rand(2, 4, 4, 3)
+    opacity = torch.rand(2, 4, 4, 1)
+    latents = normal_latents(normal, opacity)
+    assert latents.shape == (2, 4, 4, 4)
+    assert torch.equal(latents[..., :3], normal * 2 - 1) and torch.equal(latents[..., 3:], opacity)
+
+
+def test_geometry_stage_sends_latents_first_then_the_normal_map_as_rgb() -> None:
+    system, batch = geometry_system("system.latent_steps=3")
+    assert system.initialize_shape_once()
+    guidance = system.guidance
+    for step in (0, 2, 3, 10):
+        system.global_step = step
+        out = system.training_step(batch)
+        assert torch.isfinite(out["loss"])
+    assert [call["rgb_as_latents"] for call in guidance.calls] == [True, True, False, False]
+    assert [call["shape"][-1] for call in guidance.calls] == [4, 4, 3, 3]
+    assert guidance.calls[0]["shape"][:3] == (1, 32, 32)
+
+    out = system.training_step(batch)
+    out["loss"].backward()
+    grads = [p.grad for p in system.geometry.parameters() if p.grad is not None]
+    assert grads and sum(float(g.abs().sum()) for g in grads) > 0
+
+
+def test_geometry_stage_renders_no_colour_and_shows_normals_and_silhouette() -> None:
+    system, batch = geometry_system()
+    assert system.material is None and system.background is None
+    system.initialize_shape_once()
+    out = system.render(batch)
+    assert "comp_rgb" not in out and out["opacity"].sum() > 10
+    columns = system.eval_columns(batch)
+    assert len(columns) == 2
+
+
+def test_texture_stage_shades_the_mesh_and_trains_the_feature_field() -> None:
+    system, batch = texture_system("system.loss.lambda_normal_consistency=10.0")
+    out = system.training_step(batch)
+    (call,) = system.guidance.calls
+    assert call == {"shape": (1, 32, 32, 3), "rgb_as_latents": False}
+    mesh = system.geometry.isosurface()
+    assert mesh.has_uv  # the fixed mesh was unwrapped once for the bump map's tangents
+    expected = out["loss_sds"] + 10.0 * mesh.normal_consistency()
+    assert out["loss"].item() == pytest.approx(expected.item(), rel=1e-5)
+    out["loss"].backward()
+    texture = [p for n, p in system.geometry.named_parameters() if n.startswith("encoding")]
+    assert texture and any(p.grad is not None and p.grad.abs().sum() > 0 for p in texture)
+    assert not system.geometry.sdf.requires_grad  # fix_geometry: buffers
+
+
+def test_shape_initialisation_runs_once_on_a_fresh_run_only() -> None:
+    system, _ = geometry_system()
+    assert system.initialize_shape_once()
+    resumed, _ = geometry_system(resumed=True)
+    assert not resumed.initialize_shape_once()
+    # weights loaded by the constructor (a path is checked when the config is resolved)
+    weighted, _ = geometry_system()
+    weighted.cfg = attrs.evolve(weighted.cfg, weights="/some/run")
+    assert not weighted.initialize_shape_once()
+    weighted.geometry.cfg = attrs.evolve(weighted.geometry.cfg, force_shape_init=True)
+    assert weighted.initialize_shape_once()
+    texture, _ = texture_system()
+    assert not texture.initialize_shape_once()
+
+
+def test_the_stages_loss_terms_are_the_guidance_and_mesh_regularisers() -> None:
+    cfg = Fantasia3DSystem.Config(guidance_type="stable-diffusion")
+    assert Fantasia3DSystem.loss_terms(cfg) == {"sds", "normal_consistency", "laplacian_smoothness"}
