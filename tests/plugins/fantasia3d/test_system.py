@@ -12,7 +12,7 @@ import torch
 
 from studio.config.resolve import load_experiment
 from studio.data.random_camera import RandomCameraDataModule
-from studio_fantasia3d.system import Fantasia3DSystem, normal_latents
+from studio_fantasia3d.system import Fantasia3DSystem, lambert_render, normal_latents
 
 
 class RecordingGuidance:
@@ -39,8 +39,11 @@ def make_system(preset: str, *overrides: str, resumed: bool = False) -> tuple[An
 def geometry_system(*overrides: str, **kwargs: Any) -> tuple[Any, dict]:
     return make_system(
         "fantasia3d-primitives",
+        "system.geometry_input=normal",
+        "system.latent_steps=1000",
         "system.geometry.isosurface_resolution=16",
-        "system.geometry.shape_init_steps=150",
+        "system.geometry.shape_init_steps=40",
+        "system.geometry.shape_init_lr=0.01",
         *overrides,
         **kwargs,
     )
@@ -65,6 +68,30 @@ def test_normal_latents_are_the_scaled_normals_beside_the_silhouette() -> None:
     latents = normal_latents(normal, opacity)
     assert latents.shape == (2, 4, 4, 4)
     assert torch.equal(latents[..., :3], normal * 2 - 1) and torch.equal(latents[..., 3:], opacity)
+
+
+def test_lambert_render_shades_one_colour_by_the_light_over_grey() -> None:
+    up = torch.tensor([0.5, 0.5, 1.0])  # (n + 1) / 2 of the normal +z
+    comp_normal = up.expand(1, 2, 2, 3).clone()
+    opacity = torch.tensor([1.0, 1.0, 1.0, 0.0]).reshape(1, 2, 2, 1)
+    albedo = torch.tensor([1.0, 0.5, 0.0])
+    overhead = lambert_render(comp_normal, opacity, torch.tensor([[0.0, 0.0, 5.0]]), albedo)
+    assert torch.allclose(overhead[0, 0, 0], albedo)  # ambient 0.25 + diffuse 0.75 * 1
+    assert torch.allclose(overhead[0, 1, 1], torch.full((3,), 0.5))  # the grey background
+    sideways = lambert_render(comp_normal, opacity, torch.tensor([[3.0, 0.0, 0.0]]), albedo)
+    assert torch.allclose(sideways[0, 0, 0], 0.25 * albedo)  # ambient only
+
+
+def test_a_lambert_geometry_stage_learns_its_colour_and_shape() -> None:
+    system, batch = geometry_system("system.geometry_input=lambert", "system.latent_steps=0")
+    system.initialize_shape_once()
+    out = system.training_step(batch)
+    assert system.guidance.calls == [{"shape": (1, 32, 32, 3), "rgb_as_latents": False}]
+    out["loss"].backward()
+    assert system.lambert_albedo.grad is not None and system.lambert_albedo.grad.abs().sum() > 0
+    assert system.geometry.sdf_network.parameters().__next__().grad is not None
+    normal_input, _ = geometry_system("system.geometry_input=normal")
+    assert normal_input.lambert_albedo is None
 
 
 def test_geometry_stage_sends_latents_first_then_the_normal_map_as_rgb() -> None:
