@@ -92,6 +92,7 @@ _EXPORTS: dict[str, str] = {
     "get_isosurface_helper": "studio.mesh.isosurface",
     "extract_isosurface": "studio.mesh.isosurface",
     "mesh_coverage": "studio.mesh.auto_threshold",
+    "read_glb_vertex_attribute": "studio.mesh.io",
     "make_rasterizer": "studio.rasterize",
     "Rasterizer": "studio.rasterize",
     "cameras": "studio.data.cameras",

@@ -519,6 +519,13 @@ def test_add_glb_vertex_attribute_checks_the_count(tmp_path):
     _, values = check_glb_layout(tmp_path / "d.glb")
     np.testing.assert_array_equal(values["_EXTRA"], extra)
     np.testing.assert_array_equal(values["POSITION"], v_pos.astype(np.float32))
+    # and read back by name (also trimesh's own attributes)
+    written = (tmp_path / "d.glb").read_bytes()
+    np.testing.assert_array_equal(mesh_io.read_glb_vertex_attribute(written, "_EXTRA"), extra)
+    np.testing.assert_array_equal(
+        mesh_io.read_glb_vertex_attribute(written, "POSITION"), v_pos.astype(np.float32)
+    )
+    assert mesh_io.read_glb_vertex_attribute(written, "TANGENT") is None
 
 
 def test_mtl_normal_map_keys(tmp_path):

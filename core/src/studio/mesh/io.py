@@ -400,6 +400,29 @@ def add_glb_vertex_attribute(data: bytes, name: str, values: np.ndarray) -> byte
     return _glb_bytes(gltf, binary)
 
 
+def read_glb_vertex_attribute(data: bytes, name: str) -> Optional[np.ndarray]:
+    """The float32 vertex attribute ``name`` (e.g. ``TANGENT``) of the only primitive of the
+    only mesh of GLB ``data`` as ``[N, C]`` float32 (``None`` when the primitive has none), read
+    as :func:`add_glb_vertex_attribute` writes it (strided bufferViews are read too)."""
+    gltf, binary = _glb_chunks(data)
+    meshes = gltf.get("meshes", [])
+    if len(meshes) != 1 or len(meshes[0]["primitives"]) != 1:
+        raise ValueError("read_glb_vertex_attribute expects one mesh with one primitive")
+    index = meshes[0]["primitives"][0]["attributes"].get(name)
+    if index is None:
+        return None
+    accessor = gltf["accessors"][index]
+    if accessor.get("componentType") != 5126:
+        raise ValueError(f"{name} is not stored as float32")
+    width = {"SCALAR": 1, "VEC2": 2, "VEC3": 3, "VEC4": 4}[accessor["type"]]
+    view = gltf["bufferViews"][accessor["bufferView"]]
+    start = view.get("byteOffset", 0) + accessor.get("byteOffset", 0)
+    stride = view.get("byteStride", 4 * width)
+    count = accessor["count"]
+    rows = np.ndarray((count, width), dtype="<f4", buffer=binary, offset=start, strides=(stride, 4))
+    return rows.astype(np.float32)
+
+
 def write_glb(
     path: str | Path,
     v_pos: Any,
