@@ -84,6 +84,19 @@ def test_test_and_export_commands_load_the_checkpoint(studio_cli):
     assert field["net.0.weight"] == state["field.net.0.weight"].tolist()
 
 
+def test_export_after_fit_exports_a_finished_run_only(studio_cli):
+    args = ("run", "toy-fit", "prompt=x", "trainer.max_steps=2", "system.export_after_fit=true")
+    result = studio_cli.run(*args)
+    assert result.returncode == 0, result.stderr
+    (run_dir,) = studio_cli.run_dirs()
+    assert (run_dir / "save" / "it2-export" / "field.json").is_file()
+    assert "Exported 1 file(s)" in result.stderr
+    plain = studio_cli.run("run", "toy-fit", "prompt=x", "trainer.max_steps=2", "tag=plain")
+    assert plain.returncode == 0
+    (other,) = [d for d in studio_cli.run_dirs() if d != run_dir]
+    assert not list((other / "save").glob("*export*"))
+
+
 def test_failed_export_leaves_no_files(studio_cli):
     assert studio_cli.run("run", "toy-fit", "prompt=x", "trainer.max_steps=2").returncode == 0
     (run_dir,) = studio_cli.run_dirs()

@@ -81,6 +81,16 @@ def reconfigure(run: RunDir, overrides: list[str]) -> list[tuple[str, Any, Any]]
     return changes
 
 
+def _export_after_fit(trainer: Any, is_main: bool) -> None:
+    """The exporter after a finished fit when the system's ``export_after_fit`` asks for it."""
+    if not getattr(trainer.system.cfg, "export_after_fit", False):
+        return
+    written = trainer.export()
+    if is_main:
+        folder = Path(written[0]).parent if written else trainer.run.save
+        _say(f"Exported {len(written)} file(s) to {folder}")
+
+
 def execute(run: RunDir, stage: Stage, resume: bool = False, label: str = "") -> int:
     """Run ``stage`` in this process (one rank of possibly several); returns an exit code.
 
@@ -101,6 +111,8 @@ def execute(run: RunDir, stage: Stage, resume: bool = False, label: str = "") ->
                 _say(f"Test video: {video}" if video else "The test stage wrote no video.")
                 if trainer.global_step >= experiment.trainer.max_steps:
                     run.mark_finished(trainer.global_step)
+            if trainer.global_step >= experiment.trainer.max_steps:
+                _export_after_fit(trainer, is_main)
         else:
             trainer.load_weights()
             if stage == "test":

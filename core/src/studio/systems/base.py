@@ -79,6 +79,9 @@ class BaseSystem(BaseModule):
         """The registered exporter ``studio export`` runs (empty: none)."""
         exporter: dict[str, Any] = attrs.Factory(dict)
         """The exporter's config (keys of the ``exporter_type``'s config)."""
+        export_after_fit: bool = False
+        """When training reaches ``trainer.max_steps``, also run the exporter (what ``studio
+        export`` does) after the test views; a failed export leaves the trained run intact."""
 
     config_path = "system"
 

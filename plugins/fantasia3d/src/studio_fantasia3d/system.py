@@ -31,7 +31,7 @@ import torch
 
 from studio.api import NonNegativeInt, grayscale, rgb
 from studio_dreamfusion.system import DreamFusionSystem, weighted_guidance_losses
-from studio_magic3d.losses import MESH_REGULARISERS, mesh_regularisers
+from studio_magic3d.losses import MESH_REGULARISERS, weighted_mesh_regularisers
 
 log = logging.getLogger(__name__)
 
@@ -143,13 +143,8 @@ class Fantasia3DSystem(DreamFusionSystem):
         image, as_latents = self.guidance_input(out, batch)
         guidance_out = self.guidance(image, self.prompt_utils, **batch, rgb_as_latents=as_latents)
         loss, logged = weighted_guidance_losses(guidance_out, self.C, self.cfg.loss)
-        weights = {
-            name: self.C(self.cfg.loss.get(f"lambda_{name}", 0.0)) for name in MESH_REGULARISERS
-        }
-        for name, value in mesh_regularisers(out["mesh"], weights).items():
-            loss = loss + value * weights[name]
-            logged[f"loss_{name}"] = value.detach()
-        return {"loss": loss, **logged}
+        regularisers, more = weighted_mesh_regularisers(out["mesh"], self.C, self.cfg.loss)
+        return {"loss": loss + regularisers, **logged, **more}
 
     def eval_columns(self, batch: dict[str, Any]) -> list[Any]:
         """Texture stage: rgb | normal | opacity. Geometry stage: normal | opacity."""

@@ -10,7 +10,8 @@ Both reach the DMTet grid's ``sdf`` and ``deformation`` through the extracted ve
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import torch
 
@@ -28,3 +29,20 @@ def mesh_regularisers(mesh: Mesh, weights: Mapping[str, float]) -> dict[str, tor
     if weights.get("laplacian_smoothness", 0.0) > 0:
         losses["laplacian_smoothness"] = mesh.laplacian()
     return losses
+
+
+def weighted_mesh_regularisers(
+    mesh: Mesh, lambda_of: Callable[[Any], float], loss_config: Mapping[str, Any]
+) -> tuple[torch.Tensor | float, dict[str, torch.Tensor]]:
+    """``sum_name lambda_name * regulariser_name(mesh)`` over :data:`MESH_REGULARISERS` (each
+    weight ``lambda_of(loss_config["lambda_<name>"])``, 0 when unset) and the values to log as
+    ``loss_<name>``."""
+    weights = {
+        name: lambda_of(loss_config.get(f"lambda_{name}", 0.0)) for name in MESH_REGULARISERS
+    }
+    total: torch.Tensor | float = 0.0
+    logged: dict[str, torch.Tensor] = {}
+    for name, value in mesh_regularisers(mesh, weights).items():
+        total = total + value * weights[name]
+        logged[f"loss_{name}"] = value.detach()
+    return total, logged

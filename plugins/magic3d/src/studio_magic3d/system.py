@@ -22,7 +22,7 @@ import attrs
 import torch
 
 from studio_dreamfusion.system import REGULARISERS, DreamFusionSystem, weighted_guidance_losses
-from studio_magic3d.losses import MESH_REGULARISERS, mesh_regularisers
+from studio_magic3d.losses import MESH_REGULARISERS, weighted_mesh_regularisers
 
 
 class Magic3DSystem(DreamFusionSystem):
@@ -49,10 +49,5 @@ class Magic3DSystem(DreamFusionSystem):
             out["comp_rgb"], self.prompt_utils, **batch, rgb_as_latents=False
         )
         loss, logged = weighted_guidance_losses(guidance_out, self.C, self.cfg.loss)
-        weights = {
-            name: self.C(self.cfg.loss.get(f"lambda_{name}", 0.0)) for name in MESH_REGULARISERS
-        }
-        for name, value in mesh_regularisers(out["mesh"], weights).items():
-            loss = loss + value * weights[name]
-            logged[f"loss_{name}"] = value.detach()
-        return {"loss": loss, **logged}
+        regularisers, more = weighted_mesh_regularisers(out["mesh"], self.C, self.cfg.loss)
+        return {"loss": loss + regularisers, **logged, **more}
