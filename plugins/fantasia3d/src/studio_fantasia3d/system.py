@@ -6,9 +6,10 @@ Reference §5.5. Both stages rasterize a mesh extracted every step (``nvdiff-ras
   ``latent_steps`` steps the guidance's input is the normal map scaled to ``[-1, 1]`` with the
   silhouette as a fourth channel, handed over as *latents* (resized to the UNet's latent size,
   no VAE); afterwards the normal map in ``[0, 1]`` is handed over as an RGB image (encoded by the
-  VAE). A fresh run first fits the SDF to its initial shape (``geometry.initialize_shape()``),
-  once: never on resume, test or export, nor when ``system.weights`` gives the state (unless the
-  geometry's ``force_shape_init`` says so).
+  VAE), or with ``geometry_input: lambert`` (ours, for models that never saw a normal map) the
+  mesh shaded in one learned colour (:func:`lambert_render`). A fresh run first fits the SDF to
+  its initial shape (``geometry.initialize_shape()``), once: never on resume, test or export, nor
+  when ``system.weights`` gives the state (unless the geometry's ``force_shape_init`` says so).
 * Texture stage (``texture: true``): the shaded render ``comp_rgb`` goes to the guidance.
 
 The loss is the guidance's weighted losses plus Magic3D's mesh regularisers::
@@ -80,14 +81,14 @@ class Fantasia3DSystem(DreamFusionSystem):
         primitives ones; the colour is learned so that the prompt's colour does not fight the
         shape)."""
 
+    scene_terms: ClassVar[tuple[str, ...]] = MESH_REGULARISERS
+
     def configure(self) -> None:
         super().configure()
         # sigmoid(0) = 0.5 grey at the start; one colour for the whole surface
         self.lambert_albedo = (
             torch.nn.Parameter(torch.zeros(3)) if self.cfg.geometry_input == "lambert" else None
         )
-
-    scene_terms: ClassVar[tuple[str, ...]] = MESH_REGULARISERS
 
     def on_fit_start(self) -> None:
         super().on_fit_start()
