@@ -229,6 +229,26 @@ def guidance_only_of(guidance, prompt_utils, batch: int) -> Callable[[], None]:
     return guidance_only
 
 
+def autocast_guidance_only(
+    guidance, prompt_utils, render: torch.Tensor, camera_distance: float, **kwargs: Any
+) -> Callable[[], None]:
+    """The guidance alone as a method's step calls it: forward under 16-mixed autocast on the
+    fixed ``render [1, H, W, C]`` (seen from elevation 10, azimuth 0, ``camera_distance``; more
+    guidance arguments in ``kwargs``, e.g. ``rgb_as_latents``), then ``loss_sds`` backward."""
+    cams = {
+        "elevation": torch.full((1,), 10.0, device="cuda"),
+        "azimuth": torch.zeros(1, device="cuda"),
+        "camera_distances": torch.full((1,), camera_distance, device="cuda"),
+    }
+
+    def guidance_only() -> None:
+        with torch.autocast("cuda", dtype=torch.float16):
+            loss = guidance(render, prompt_utils, **cams, **kwargs)["loss_sds"]
+        loss.backward()
+
+    return guidance_only
+
+
 def full_step_of(system, data, optimizer, scaler, step: list[int]) -> Callable[[], None]:
     """The full training step as the trainer runs it (batch to the GPU, update step, 16-mixed
     autocast forward, scaled backward, optimizer); each call advances ``step[0]``."""

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 from dreamfusion import (
+    autocast_guidance_only,
     make_guidance,
     method_steps_main,
     method_system,
@@ -60,17 +61,10 @@ def bench(path: Path, row: str, iters: int) -> dict[str, float]:
     cuda = torch.device("cuda")
     guidance = make_guidance(path, "none", False)
     prompt_utils = random_prompt_output(cuda)
-    cams = {
-        "elevation": torch.full((1,), 10.0, device="cuda"),
-        "azimuth": torch.zeros(1, device="cuda"),
-        "camera_distances": torch.full((1,), 3.0, device="cuda"),
-    }
     render = torch.rand(1, 512, 512, channels, device="cuda", requires_grad=True)
-
-    def guidance_only() -> None:
-        with torch.autocast("cuda", dtype=torch.float16):
-            loss = guidance(render, prompt_utils, **cams, rgb_as_latents=as_latents)["loss_sds"]
-        loss.backward()
+    guidance_only = autocast_guidance_only(
+        guidance, prompt_utils, render, 3.0, rgb_as_latents=as_latents
+    )
 
     system, data, optimizer = make_system(preset, overrides, guidance, prompt_utils)
     return step_vs_guidance(system, data, optimizer, guidance_only, first_step, iters)

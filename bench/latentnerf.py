@@ -23,7 +23,13 @@ import sys
 from pathlib import Path
 
 import torch
-from dreamfusion import method_steps_main, method_system, random_prompt_output, step_vs_guidance
+from dreamfusion import (
+    autocast_guidance_only,
+    method_steps_main,
+    method_system,
+    random_prompt_output,
+    step_vs_guidance,
+)
 
 #: preset -> (overrides, guidance input channels, rgb_as_latents)
 PRESETS = {
@@ -42,17 +48,10 @@ def bench(path: Path, preset: str, iters: int) -> dict[str, float]:
     cuda = torch.device("cuda")
     guidance = StableDiffusionGuidance({"pretrained_model_name_or_path": str(path)}, device=cuda)
     prompt_utils = random_prompt_output(cuda)
-    cams = {
-        "elevation": torch.full((1,), 10.0, device="cuda"),
-        "azimuth": torch.zeros(1, device="cuda"),
-        "camera_distances": torch.full((1,), 1.5, device="cuda"),
-    }
     render = torch.rand(1, 64, 64, channels, device="cuda", requires_grad=True)
-
-    def guidance_only() -> None:
-        with torch.autocast("cuda", dtype=torch.float16):
-            out = guidance(render, prompt_utils, **cams, rgb_as_latents=as_latents)
-        out["loss_sds"].backward()
+    guidance_only = autocast_guidance_only(
+        guidance, prompt_utils, render, 1.5, rgb_as_latents=as_latents
+    )
 
     system, data, optimizer = method_system(
         LatentNeRFSystem, preset, guidance, prompt_utils, overrides

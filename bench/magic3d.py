@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 from dreamfusion import (
+    autocast_guidance_only,
     make_guidance,
     method_steps_main,
     method_system,
@@ -53,17 +54,8 @@ def bench(path: Path, preset: str, iters: int) -> dict[str, float]:
     first_step, size = PRESETS[preset]
     guidance = make_guidance(path, "none", False)
     prompt_utils = random_prompt_output(cuda)
-    cams = {
-        "elevation": torch.full((1,), 10.0, device="cuda"),
-        "azimuth": torch.zeros(1, device="cuda"),
-        "camera_distances": torch.full((1,), 1.8, device="cuda"),
-    }
     render = torch.rand(1, size, size, 3, device="cuda", requires_grad=True)
-
-    def guidance_only() -> None:
-        with torch.autocast("cuda", dtype=torch.float16):
-            loss = guidance(render, prompt_utils, **cams)["loss_sds"]
-        loss.backward()
+    guidance_only = autocast_guidance_only(guidance, prompt_utils, render, 1.8)
 
     system, data, optimizer = make_system(preset, guidance, prompt_utils)
     return step_vs_guidance(system, data, optimizer, guidance_only, first_step, iters)

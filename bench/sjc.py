@@ -19,7 +19,13 @@ import sys
 from pathlib import Path
 
 import torch
-from dreamfusion import method_steps_main, method_system, random_prompt_output, step_vs_guidance
+from dreamfusion import (
+    autocast_guidance_only,
+    method_steps_main,
+    method_system,
+    random_prompt_output,
+    step_vs_guidance,
+)
 
 PRESET = "sjc"
 FIRST_STEP = 6000  # past the emptiness switch: its full weight
@@ -43,17 +49,8 @@ def bench(path: Path, iters: int) -> dict[str, float]:
     cuda = torch.device("cuda")
     guidance = make_guidance(path)
     prompt_utils = random_prompt_output(cuda)
-    cams = {
-        "elevation": torch.full((1,), 10.0, device="cuda"),
-        "azimuth": torch.zeros(1, device="cuda"),
-        "camera_distances": torch.full((1,), 1.5, device="cuda"),
-    }
     render = torch.randn(1, 64, 64, 4, device="cuda", requires_grad=True)
-
-    def guidance_only() -> None:
-        with torch.autocast("cuda", dtype=torch.float16):
-            loss = guidance(render, prompt_utils, **cams, rgb_as_latents=True)["loss_sds"]
-        loss.backward()
+    guidance_only = autocast_guidance_only(guidance, prompt_utils, render, 1.5, rgb_as_latents=True)
 
     from studio_sjc.system import SJCSystem
 
