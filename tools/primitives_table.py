@@ -74,9 +74,13 @@ def run_one(
     out: Path,
     overrides: Sequence[str],
     extra_evaluators: Sequence[str] = (),
+    threads: int | None = None,
 ) -> dict[str, Any]:
     """Train, test and evaluate one prompt; returns its result record (``error`` on failure).
-    ``extra_evaluators`` score the last stage too; their metrics go to ``record["extra"]``."""
+    ``extra_evaluators`` score the last stage too; their metrics go to ``record["extra"]``.
+    ``threads`` caps each child's CPU threads (``OMP_NUM_THREADS``): 16 jobs each starting
+    torch's default of one thread per core oversubscribe the machine 16 times."""
+    env = None if threads is None else {**os.environ, **thread_limits(threads)}
     overrides = prompt_overrides(prompt, overrides)
     root = out / "runs" / preset / slug(prompt)
     shutil.rmtree(root, ignore_errors=True)
@@ -94,7 +98,7 @@ def run_one(
     ]
     with open(log, "w", encoding="utf-8") as sink:
         started = time.perf_counter()
-        code = subprocess.call(command, stdout=sink, stderr=subprocess.STDOUT)
+        code = subprocess.call(command, stdout=sink, stderr=subprocess.STDOUT, env=env)
         record["run_s"] = round(time.perf_counter() - started, 1)
         if code != 0:
             return {**record, "error": f"studio run exited {code}: {log_tail(log)}"}
@@ -112,6 +116,7 @@ def run_one(
                 command + (["--stage", stage] if stage else []),
                 stdout=sink,
                 stderr=subprocess.STDOUT,
+                env=env,
             )
             if code != 0:
                 return {**record, "error": f"studio eval exited {code}: {log_tail(log)}"}
@@ -124,6 +129,11 @@ def run_one(
         record["extra"] = {name: evaluated[name] for name in extra_evaluators}
     keep_test_frames(targets[-1][1], frames_folder(out, preset, prompt))
     return record
+
+
+def thread_limits(threads: int) -> dict[str, str]:
+    """Environment variables that cap a child process's CPU thread pools at ``threads``."""
+    return {name: str(threads) for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}
 
 
 def stage_metrics(run_dir: Path) -> dict[str, Any]:
@@ -182,7 +192,7 @@ def run_all(args: argparse.Namespace) -> None:
 
     def work(job: tuple[str, str]) -> None:
         try:
-            record = run_one(args.studio, *job, out, args.set, args.also_eval)
+            record = run_one(args.studio, *job, out, args.set, args.also_eval, args.threads)
         except Exception as exc:  # noqa: BLE001 -- a broken run must not stop the table
             record = {"preset": job[0], "prompt": job[1], "error": repr(exc)}
         with lock:
@@ -331,6 +341,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--presets", nargs="+", default=list(PRESETS))
     parser.add_argument("--prompts", nargs="+", default=all_prompts())
     parser.add_argument("--jobs", type=int, default=max(1, (os.cpu_count() or 2) // 2))
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="CPU threads per job (default: the cores divided among the jobs, at least 1)",
+    )
     parser.add_argument("--studio", default=shutil.which("studio") or "studio")
     parser.add_argument(
         "--set",
@@ -362,6 +378,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.classifier is not None and not args.summarize:
         parser.error("--classifier goes with --summarize (it scores the frames of finished runs)")
+    if args.threads is None:
+        args.threads = max(1, (os.cpu_count() or 1) // max(1, args.jobs))
     if not args.summarize:
         run_all(args)
     print(summarize(args.out, args.classifier))

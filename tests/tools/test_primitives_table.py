@@ -126,3 +126,11 @@ def test_per_prompt_overrides_and_extra_metrics_in_the_table(tmp_path, table):
         "guide-silhouette-iou over 2 runs: iou_mean mean 0.850 (min 0.800), "
         "iou_min mean 0.750 (min 0.700)." in text
     )
+
+
+def test_each_job_runs_with_its_share_of_the_cpu_threads(tmp_path, table):
+    fake_studio = tmp_path / "studio"
+    fake_studio.write_text('#!/bin/sh\necho "threads $OMP_NUM_THREADS/$MKL_NUM_THREADS"\nexit 3\n')
+    fake_studio.chmod(0o755)
+    record = table.run_one(str(fake_studio), "p", "a red cube", tmp_path, [], threads=2)
+    assert record["error"].startswith("studio run exited 3: threads 2/2")

@@ -89,7 +89,7 @@ def test_cuda_matches_cpu() -> None:
     x = _inputs(4096, torch.float32, seed=2)
     results = {}
     for device in ("cpu", "cuda"):
-        leaves = {k: v.to(device).requires_grad_(k != "view_dir") for k, v in x.items()}
+        leaves = {k: v.detach().to(device).requires_grad_(k != "view_dir") for k, v in x.items()}
         colour = shade_split_sum(light.to(device), **leaves)
         colour.square().sum().backward()
         grads = [leaves[k].grad.cpu() for k in ("albedo", "metallic", "roughness", "normal")]
