@@ -5,6 +5,8 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check
 PLUGINS := $(sort $(dir $(wildcard plugins/*/pyproject.toml)))
 STAMP := $(VENV)/.installed
+# pytest-xdist workers for `make test`: one per core, at most 4 (each end-to-end test takes ~1-2 GiB)
+TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); echo $$(( n < 4 ? n : 4 )))
 GPU_OUT ?= $(if $(OUT),$(OUT),gpu-check-out)
 
 .PHONY: test lint demo install clean gpu-check
@@ -15,7 +17,7 @@ $(STAMP): core/pyproject.toml $(wildcard plugins/*/pyproject.toml) Makefile
 	# torch first and pinned: the local CPU wheel (an unpinned torch pulls GBs of CUDA packages)
 	$(PIP) install -q torch==2.13.0
 	# setuptools 77+ reads the SPDX `license = "Apache-2.0"` of our pyproject.toml files
-	$(PIP) install -q "setuptools>=77" wheel pytest ruff import-linter
+	$(PIP) install -q "setuptools>=77" wheel pytest pytest-xdist ruff import-linter
 	# optional libraries whose code paths the tests exercise (int8 T5 encoder)
 	$(PIP) install -q bitsandbytes accelerate
 	$(PIP) install -q -e core $(addprefix -e ,$(PLUGINS))
@@ -30,7 +32,8 @@ lint: $(STAMP)
 	$(VENV)/bin/lint-imports --no-cache
 
 test: $(STAMP) lint
-	$(PY) -m pytest -q
+	# worksteal: an idle worker takes queued tests from a busy one (the end-to-end tests are long)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist worksteal
 
 # DreamFusion on the embedded primitives model, offline, on the CPU: train, test video, mesh, eval.
 demo: $(STAMP)

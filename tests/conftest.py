@@ -54,6 +54,19 @@ def build_wheel(source: Path, wheel_dir: Path) -> Path:
     return wheel
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist (``make test`` runs ``-n``), each worker process and the ``studio``
+    subprocesses it starts get an equal share of the cores: two workers each using torch's default
+    of one thread per core would run twice as many threads as the machine has."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
+    if workers > 1:
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = str(threads)
+        import torch
+
+        torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def toy_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The toy plugin pip-installed (wheel built from tests/fixtures/toyplugin) into a folder."""
