@@ -34,7 +34,7 @@ def models_of(raw: dict) -> tuple[str, str]:
     )
 
 
-SUFFIXES = {"stable-diffusion": "-sd", "deep-floyd": "-if"}
+SUFFIXES = {"stable-diffusion": "-sd", "deep-floyd": "-if", "stable-diffusion-vsd": "-sd"}
 
 
 def test_suffixes_and_keys_come_from_registrations(studio_plugin):
