@@ -25,6 +25,7 @@ import torch.nn.functional as F
 
 from studio_dreamfusion.guidance.diffusers_base import DiffusersGuidance
 from studio_dreamfusion.guidance.loading import (
+    MemoryOptions,
     check_memory_options,
     freeze,
     place_pipeline,
@@ -55,6 +56,33 @@ def sjc_scheduler(num_train_timesteps: int) -> Any:
     )
 
 
+def load_frozen_sd_pipeline(
+    name_or_path: str,
+    key: str,
+    dtype: torch.dtype,
+    options: MemoryOptions,
+    device: torch.device,
+) -> tuple[Any, Any]:
+    """``(pipeline, folder)``: the Stable Diffusion pipeline at config ``key`` without tokenizer,
+    text encoder or safety checker, its UNet and VAE frozen in ``dtype`` and placed on ``device``
+    as ``options`` say; ``folder`` is where it was loaded from (for its scheduler)."""
+    from diffusers import StableDiffusionPipeline
+
+    path = resolve_pretrained(name_or_path, subfolders=["unet", "vae", "scheduler"], config_key=key)
+    pipe = StableDiffusionPipeline.from_pretrained(
+        path,
+        tokenizer=None,
+        text_encoder=None,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+        **diffusers_dtype_kwargs(dtype),
+    )
+    freeze(pipe.unet, pipe.vae)
+    place_pipeline(pipe, pipe.unet, options, device)
+    return pipe, path
+
+
 class StableDiffusionGuidance(DiffusersGuidance):
     @attrs.define(kw_only=True)
     class Config(DiffusersGuidance.Config):
@@ -78,27 +106,18 @@ class StableDiffusionGuidance(DiffusersGuidance):
 
     @quiet_loading()
     def load_models(self) -> DiffusionModels:
-        from diffusers import DDIMScheduler, StableDiffusionPipeline
+        from diffusers import DDIMScheduler
 
         options = self.memory_options()
         check_memory_options(options, self.device, self.config_path)
         self.weights_dtype = weights_dtype(self.cfg.half_precision_weights, self.device)
-        path = resolve_pretrained(
+        pipe, path = load_frozen_sd_pipeline(
             self.cfg.pretrained_model_name_or_path,
-            subfolders=["unet", "vae", "scheduler"],
-            config_key=f"{self.config_path}.pretrained_model_name_or_path",
+            f"{self.config_path}.pretrained_model_name_or_path",
+            self.weights_dtype,
+            options,
+            self.device,
         )
-        pipe = StableDiffusionPipeline.from_pretrained(
-            path,
-            tokenizer=None,
-            text_encoder=None,
-            safety_checker=None,
-            feature_extractor=None,
-            requires_safety_checker=False,
-            **diffusers_dtype_kwargs(self.weights_dtype),
-        )
-        freeze(pipe.unet, pipe.vae)
-        place_pipeline(pipe, pipe.unet, options, self.device)
         scheduler = DDIMScheduler.from_pretrained(path, subfolder="scheduler")
         if self.cfg.use_sjc:
             scheduler = sjc_scheduler(int(scheduler.config.num_train_timesteps))

@@ -20,8 +20,9 @@ from typing import Any
 import torch
 
 from studio.api import ConfigError
-from studio_dreamfusion.guidance.loading import MemoryOptions, freeze, place_pipeline
+from studio_dreamfusion.guidance.loading import MemoryOptions, freeze
 from studio_dreamfusion.guidance.sds import DiffusionModels
+from studio_dreamfusion.guidance.stable_diffusion import load_frozen_sd_pipeline
 from studio_dreamfusion.pretrained import diffusers_dtype_kwargs, resolve_pretrained
 from studio_prolificdreamer.guidance.vsd import check_prediction_type
 
@@ -44,20 +45,9 @@ def load_pretrained(
     device: torch.device,
 ) -> DiffusionModels:
     """The frozen pretrained SD pipeline at config ``key`` (UNet + VAE) with a DDPM scheduler."""
-    from diffusers import DDPMScheduler, StableDiffusionPipeline
+    from diffusers import DDPMScheduler
 
-    path = resolve_pretrained(name_or_path, subfolders=["unet", "vae", "scheduler"], config_key=key)
-    pipe = StableDiffusionPipeline.from_pretrained(
-        path,
-        tokenizer=None,
-        text_encoder=None,
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-        **diffusers_dtype_kwargs(dtype),
-    )
-    freeze(pipe.unet, pipe.vae)
-    place_pipeline(pipe, pipe.unet, options, device)
+    pipe, path = load_frozen_sd_pipeline(name_or_path, key, dtype, options, device)
     scheduler = DDPMScheduler.from_pretrained(path, subfolder="scheduler")
     check_prediction_type(scheduler.config.prediction_type, key)
     return DiffusionModels(pipe=pipe, unet=pipe.unet, vae=pipe.vae, scheduler=scheduler)
