@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import attrs
 import pytest
 import torch
 
+from studio.api import ConfigError
 from studio.config.resolve import load_experiment
 from studio.data.random_camera import RandomCameraDataModule
 from studio_prolificdreamer.system import ProlificDreamerSystem
@@ -108,3 +110,49 @@ def test_texture_stage_colours_the_fixed_mesh() -> None:
 def test_each_stage_accepts_its_own_loss_terms(stage: str, guidance: str, terms: set) -> None:
     cfg = ProlificDreamerSystem.Config(stage=stage, guidance_type=guidance)
     assert ProlificDreamerSystem.loss_terms(cfg) == terms
+
+
+class RecordingSaver:
+    def __init__(self) -> None:
+        self.grids: dict[str, list] = {}
+
+    def image_grid(self, name: str, columns: list) -> None:
+        self.grids[name] = columns
+
+
+def test_visualize_samples_appends_both_models_samples_to_validation_grids() -> None:
+    system, batch = make_system(
+        "prolificdreamer",
+        "system.visualize_samples=true",
+        "system.geometry.pos_encoding_config.n_levels=4",
+        "system.geometry.pos_encoding_config.log2_hashmap_size=12",
+        "system.renderer.num_samples_per_ray=16",
+        losses=("vsd", "lora"),
+    )
+    drawn: list[dict] = []
+
+    def sample(prompt_utils, **views):
+        drawn.append(views)
+        return {"pretrained": torch.zeros(1, 16, 16, 3), "lora": torch.ones(1, 16, 16, 3)}
+
+    system.guidance.sample = sample
+    system.saver = RecordingSaver()
+    system.validation_step(batch, 0)
+    (columns,) = system.saver.grids.values()
+    assert len(columns) == 4  # rgb | opacity | pretrained sample | LoRA sample
+    assert columns[2].max() == 0 and columns[3].min() == 255
+    assert torch.equal(drawn[0]["c2w"], batch["c2w"])
+
+    system.cfg = attrs.evolve(system.cfg, visualize_samples=False)
+    system.saver = RecordingSaver()
+    system.validation_step(batch, 0)
+    assert len(next(iter(system.saver.grids.values()))) == 2
+
+
+def test_visualize_samples_needs_a_guidance_that_samples() -> None:
+    with pytest.raises(ConfigError, match="visualize_samples"):
+        load_experiment(
+            "prolificdreamer-geometry",
+            ["system.geometry_convert_from=", "system.visualize_samples=true"],
+            prompt="a red torus",
+        )

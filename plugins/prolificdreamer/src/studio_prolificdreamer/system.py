@@ -15,7 +15,10 @@ Reference §5.6 (the three-stage form). ``system.stage`` picks what a training s
 * ``texture``: the fixed mesh rendered with colour, the guidance's losses on ``comp_rgb`` and
   nothing else.
 
-The guidance is always given images, never latents (``rgb_as_latents=False``).
+The guidance is always given images, never latents (``rgb_as_latents=False``). With
+``visualize_samples`` each validation grid ends with what the guidance's two models draw for that
+view (``guidance.sample``: the pretrained model, then the LoRA model; 25 DPM-Solver steps), which
+shows what the LoRA has learned of the current renders.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from typing import Any, Literal, Optional
 import attrs
 import torch
 
-from studio.api import grayscale, rgb
+from studio.api import ConfigError, grayscale, load_component, rgb
 from studio_dreamfusion.system import REGULARISERS, DreamFusionSystem, weighted_guidance_losses
 from studio_magic3d.losses import MESH_REGULARISERS, weighted_mesh_regularisers
 
@@ -38,6 +41,22 @@ class ProlificDreamerSystem(DreamFusionSystem):
         stage: Stage = "coarse"
         """``coarse`` (NeRF, DreamFusion's regularisers), ``geometry`` (mesh normals to the
         guidance, mesh regularisers) or ``texture`` (the fixed mesh's colours)."""
+        visualize_samples: bool = False
+        """Append the guidance's samples for the view (pretrained | LoRA) to each validation
+        grid; needs a guidance with ``sample`` (``stable-diffusion-vsd``)."""
+
+    @classmethod
+    def validate_config(cls, cfg: Any, path: str) -> None:
+        super().validate_config(cfg, path)
+        if not cfg.visualize_samples or not cfg.guidance_type:
+            return
+        guidance = load_component("guidance", cfg.guidance_type)
+        if not callable(getattr(guidance, "sample", None)):
+            raise ConfigError(
+                f"{path}.visualize_samples=true: the guidance {cfg.guidance_type!r} draws no "
+                "samples (stable-diffusion-vsd does); set visualize_samples to false for this "
+                "stage."
+            )
 
     @classmethod
     def loss_terms(cls, cfg: Any) -> Optional[set[str]]:
@@ -68,6 +87,13 @@ class ProlificDreamerSystem(DreamFusionSystem):
             regularisers, more = weighted_mesh_regularisers(out["mesh"], self.C, self.cfg.loss)
             loss, logged = loss + regularisers, {**logged, **more}
         return {"loss": loss, **logged}
+
+    def validation_step(self, batch: dict[str, Any], index: int) -> None:
+        columns = self.eval_columns(batch)
+        if self.cfg.visualize_samples and self.guidance is not None:
+            samples = self.guidance.sample(self.prompt_utils, **batch)
+            columns += [rgb(samples["pretrained"][0]), rgb(samples["lora"][0])]
+        self.saver.image_grid(self.validation_image_name(index), columns)
 
     def eval_columns(self, batch: dict[str, Any]) -> list[Any]:
         """Geometry stage: normal | opacity (it has no colour); otherwise rgb | normal |

@@ -39,6 +39,7 @@ from studio_dreamfusion.quiet import quiet_loading
 from studio_prolificdreamer.guidance.camera import camera_embedding, install_camera_embedding
 from studio_prolificdreamer.guidance.lora import LoRALayers, add_lora, pretrained_view
 from studio_prolificdreamer.guidance.models import VSDModels, load_vsd_models
+from studio_prolificdreamer.guidance.sampling import SAMPLE_STEPS, sample_latents
 from studio_prolificdreamer.guidance.vsd import (
     camera_condition,
     diffusers_guidance,
@@ -256,6 +257,45 @@ class StableDiffusionVSDGuidance(DiffusersGuidance):
             latents, text, camera, lora_noise, lora_timesteps, camera_keep
         )
         return out
+
+    @torch.no_grad()
+    def sample(
+        self,
+        prompt_utils: Any,
+        elevation: torch.Tensor,
+        azimuth: torch.Tensor,
+        camera_distances: torch.Tensor,
+        steps: int = SAMPLE_STEPS,
+        seed: int = 0,
+        **batch: Any,
+    ) -> dict[str, torch.Tensor]:
+        """``{"pretrained", "lora"}``: images ``[B, H, W, 3]`` in [0, 1] that the pretrained model
+        (CFG ``guidance_scale``, the view-dependent prompt) and the LoRA model (CFG
+        ``guidance_scale_lora`` on the camera, the plain prompt) draw for the batch's views in
+        ``steps`` DPM-Solver steps, from the same noise (seeded by ``seed``)."""
+        camera_key = CAMERA_KEYS[self.cfg.camera_condition_type]
+        camera = camera_condition(batch[camera_key].to(self.device, torch.float32), camera_key)
+        text_vd, text = self.text_embeddings(prompt_utils, elevation, azimuth, camera_distances)
+        size = self.latent_size
+        generator = torch.Generator(self.device).manual_seed(seed)
+        noise = torch.randn(
+            (elevation.shape[0], 4, size, size), generator=generator, device=self.device
+        )
+        latents = {
+            "pretrained": sample_latents(
+                lambda x, t: self.pretrained_epsilon(x, t, text_vd),
+                self.models.scheduler.config,
+                noise,
+                steps,
+            ),
+            "lora": sample_latents(
+                lambda x, t: self.lora_epsilon(x, t, text, camera),
+                self.models.scheduler_lora.config,
+                noise,
+                steps,
+            ),
+        }
+        return {name: self.decode_latents(value).float() for name, value in latents.items()}
 
     def latents_of(self, rgb: torch.Tensor, rgb_as_latents: bool) -> torch.Tensor:
         """Latents ``[B, 4, h, w]`` of renders ``[B, H, W, C]``, as ``stable-diffusion`` makes
