@@ -54,15 +54,15 @@ def register_guided_methods(
 ) -> None:
     """Register each ``name -> description`` of ``methods`` as a guided method of ``system``
     with its preset ``<package>:presets/<name>.yaml`` (for plugins building on these parts);
-    ``fields``: more ``MethodSpec`` fields for every one (e.g. ``shorthands``)."""
+    ``fields``: more ``MethodSpec`` fields for every one (e.g. ``shorthands``), or ones that
+    replace :data:`GUIDED_METHOD_KEYS`' (e.g. more ``model_keys``)."""
     for name, description in methods.items():
         register(
             name,
             system,
             preset=f"{package}:presets/{name}.yaml",
             description=description,
-            **GUIDED_METHOD_KEYS,
-            **fields,
+            **{**GUIDED_METHOD_KEYS, **fields},
         )
 
 

@@ -11,13 +11,10 @@ SYSTEM = f"{PKG}.system:ProlificDreamerSystem"
 
 #: Where ``model=NAME`` points a VSD stage: the pretrained model and the LoRA's base as well (an
 #: offline model such as the primitives one must replace both).
-VSD_METHOD_KEYS = {
-    **GUIDED_METHOD_KEYS,
-    "model_keys": (
-        *GUIDED_METHOD_KEYS["model_keys"],
-        "system.guidance.pretrained_model_name_or_path_lora",
-    ),
-}
+VSD_MODEL_KEYS = (
+    *GUIDED_METHOD_KEYS["model_keys"],
+    "system.guidance.pretrained_model_name_or_path_lora",
+)
 
 #: Stages trained through VSD: name -> one line for ``studio methods``.
 VSD_STAGES = {
@@ -63,14 +60,7 @@ def studio_register_guidances(register):
 
 @hookimpl
 def studio_register_methods(register):
-    for name, description in VSD_STAGES.items():
-        register(
-            name,
-            SYSTEM,
-            preset=f"{PKG}:presets/{name}.yaml",
-            description=description,
-            **VSD_METHOD_KEYS,
-        )
+    register_guided_methods(register, SYSTEM, PKG, VSD_STAGES, model_keys=VSD_MODEL_KEYS)
     register_guided_methods(register, SYSTEM, PKG, SDS_STAGES)
     for name, (methods, description) in PIPELINES.items():
         stages = [{"name": STAGE_NAMES[0], "method": methods[0]}]
