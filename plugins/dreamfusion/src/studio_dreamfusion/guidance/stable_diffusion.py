@@ -148,6 +148,17 @@ class StableDiffusionGuidance(DiffusersGuidance):
             self.models.vae, latents.permute(0, 2, 3, 1), size, (decoded, decoded)
         )
 
+    def latents_of(self, rgb: torch.Tensor, rgb_as_latents: bool) -> torch.Tensor:
+        """Latents ``[B, 4, h, w]`` of renders ``[B, H, W, C]``: 4-channel renders resized to the
+        UNet's latent size, or RGB resized to the model's image size and VAE-encoded."""
+        images = rgb.permute(0, 3, 1, 2)
+        if rgb_as_latents:
+            size = self.latent_size
+            return F.interpolate(images, (size, size), mode="bilinear", align_corners=False)
+        size = self.image_size
+        resized = F.interpolate(images, (size, size), mode="bilinear", align_corners=False)
+        return self.encode_images(resized)
+
     # -- the guidance call ----------------------------------------------------------------------
     def __call__(
         self,
@@ -166,14 +177,7 @@ class StableDiffusionGuidance(DiffusersGuidance):
         ``noise`` (shape of the latents) and ``timesteps`` (long ``[B]``) replace the sampled ones;
         other keyword arguments (the rest of a camera batch) are ignored.
         """
-        images = rgb.permute(0, 3, 1, 2)
-        if rgb_as_latents:
-            size = self.latent_size
-            latents = F.interpolate(images, (size, size), mode="bilinear", align_corners=False)
-        else:
-            size = self.image_size
-            resized = F.interpolate(images, (size, size), mode="bilinear", align_corners=False)
-            latents = self.encode_images(resized)
+        latents = self.latents_of(rgb, rgb_as_latents)
         compute = self.compute_sjc if self.cfg.use_sjc else self.compute_sds
         return compute(
             latents,

@@ -27,7 +27,6 @@ from typing import Any, Literal, Optional
 
 import attrs
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from studio.api import ConfigError, PositiveInt, Scheduled
@@ -101,6 +100,7 @@ class StableDiffusionVSDGuidance(DiffusersGuidance):
     # the latent codec is stable-diffusion's (the pretrained VAE encodes for both models)
     encode_images = StableDiffusionGuidance.encode_images
     decode_latents = StableDiffusionGuidance.decode_latents
+    latents_of = StableDiffusionGuidance.latents_of
 
     # -- setup ----------------------------------------------------------------------------------
     @classmethod
@@ -296,17 +296,6 @@ class StableDiffusionVSDGuidance(DiffusersGuidance):
             ),
         }
         return {name: self.decode_latents(value).float() for name, value in latents.items()}
-
-    def latents_of(self, rgb: torch.Tensor, rgb_as_latents: bool) -> torch.Tensor:
-        """Latents ``[B, 4, h, w]`` of renders ``[B, H, W, C]``, as ``stable-diffusion`` makes
-        them (resized 4-channel renders, or RGB resized and VAE-encoded)."""
-        images = rgb.permute(0, 3, 1, 2)
-        if rgb_as_latents:
-            size = self.latent_size
-            return F.interpolate(images, (size, size), mode="bilinear", align_corners=False)
-        size = self.image_size
-        resized = F.interpolate(images, (size, size), mode="bilinear", align_corners=False)
-        return self.encode_images(resized)
 
     def text_embeddings(
         self,
