@@ -155,3 +155,58 @@ def test_eval_renders_the_missing_test_orbit_like_studio_test(toy_plugin, studio
 
     again = runner.invoke(app, ["eval", str(root)])  # frames exist now: no second rendering
     assert again.exit_code == 0 and "Rendering" not in again.output
+
+
+def write_particle_run(root: Path, reds: list[int], step: int = 9) -> Path:
+    """A run of ``len(reds)`` particles: particle k's test grids have red ``reds[k]``."""
+    (root / "configs").mkdir(parents=True)
+    config = {
+        "method": "eval-method",
+        "system": {"prompt_processor": {"prompt": "a red cube"}, "num_particles": len(reds)},
+    }
+    (root / "configs" / "parsed.yaml").write_text(yaml.safe_dump(config))
+    for index, red in enumerate(reds):
+        folder = root / "save" / f"particle-{index}" / f"it{step}-test"
+        folder.mkdir(parents=True)
+        for view in range(3):
+            grid = np.zeros((8, 24, 3), np.uint8)
+            grid[:, :8] = (red, 0, 0)
+            Image.fromarray(grid).save(folder / f"{view}.png")
+    return root
+
+
+def seen_folder(context) -> dict:
+    """Evaluator: which particle and folder it was given."""
+    return {"particle": context.particle, "folder": context.test_dir.parent.name}
+
+
+def test_particles_are_scored_each_with_mean_and_spread(tmp_path, studio_plugin):
+    studio_plugin(
+        EvaluatorPlugin(**{"mean-red": f"{__name__}:mean_red", "seen": f"{__name__}:seen_folder"})
+    )
+    root = write_particle_run(tmp_path / "run", [10, 20, 60])
+    out, results = evaluate_run(root, ["mean-red", "seen"])
+    saved = json.loads(out.read_text())
+    assert out == root / "save" / "eval.json"
+    assert [p["evaluators"]["mean-red"]["mean_red"] for p in saved["particles"]] == [10, 20, 60]
+    assert [p["evaluators"]["seen"] for p in saved["particles"]] == [
+        {"particle": k, "folder": f"particle-{k}"} for k in range(3)
+    ]
+    assert results["mean-red"] == {"mean_red": 30.0} == saved["evaluators"]["mean-red"]
+    spread = saved["spread"]["mean-red"]["mean_red"]
+    assert spread == pytest.approx({"std": np.std([10, 20, 60]), "min": 10.0, "max": 60.0})
+    lines = CliRunner().invoke(app, ["eval", str(root), "-e", "mean-red"]).output.splitlines()
+    assert "particle 2: mean-red: mean_red = 60.0000" in lines
+    assert any(
+        line.startswith("mean over 3 particles: mean-red: mean_red = 30.0000 (std 21.6025")
+        for line in lines
+    ), lines
+
+
+def test_a_particle_without_frames_is_named(tmp_path, studio_plugin):
+    studio_plugin(EvaluatorPlugin(**{"mean-red": f"{__name__}:mean_red"}))
+    root = write_particle_run(tmp_path / "run", [10, 20])
+    for png in (root / "save" / "particle-1").rglob("*.png"):
+        png.unlink()
+    with pytest.raises(RunDirError, match=r"save/particle-1/it<step>-test"):
+        evaluate_run(root, ["mean-red"], render=False)

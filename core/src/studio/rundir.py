@@ -7,7 +7,8 @@
     configs/conversion.yaml  where a converted geometry came from (parent run, step, threshold)
     ckpts/last.ckpt       latest checkpoint (+ step=<N>.ckpt periodic ones)
     save/                 it<step>-<i>.png validation grids, it<step>-test/ frames, it<step>-test.mp4,
-                          it<step>-export/ exports
+                          it<step>-export/ exports; with system.num_particles K > 1, each particle's
+                          under save/particle-<k>/ instead (k = 0 .. K-1)
     metrics.csv           per-step scalars
     finished.yaml         written when training and the test stage completed (the final step)
     cmd.txt               the command line that created (or resumed) the run
@@ -60,6 +61,11 @@ def write_text_atomic(path: Path, text: str) -> None:
         raise
 
 
+def particle_folder(index: int) -> str:
+    """``particle-<index>``: the folder under ``save/`` of a particle's files (K > 1)."""
+    return f"particle-{index}"
+
+
 @dataclass(frozen=True)
 class RunDir:
     root: Path
@@ -87,6 +93,15 @@ class RunDir:
     @property
     def save(self) -> Path:
         return self.root / "save"
+
+    def particle_saves(self) -> list[Path]:
+        """Where each particle's images, videos and exports are: ``[save/]`` for one particle,
+        ``save/particle-<k>/`` for each of ``system.num_particles`` K > 1 (from parsed.yaml)."""
+        system = (self.load_parsed() or {}).get("system") or {}
+        count = int(system.get("num_particles") or 1) if isinstance(system, dict) else 1
+        if count == 1:
+            return [self.save]
+        return [self.save / particle_folder(k) for k in range(count)]
 
     @property
     def metrics(self) -> Path:

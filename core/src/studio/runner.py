@@ -29,6 +29,14 @@ def _say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def _say_videos(videos: list[Path]) -> None:
+    """``Test video: PATH`` (one line per particle's video), or that none was written."""
+    if not videos:
+        _say("The test stage wrote no video.")
+    for video in videos:
+        _say(f"Test video: {video}")
+
+
 def changed_keys(old: Any, new: Any, prefix: str = "") -> list[tuple[str, Any, Any]]:
     """``(dotted key, old value, new value)`` for every leaf that differs between two configs
     (a tuple and a list of the same items are the same value)."""
@@ -106,9 +114,9 @@ def execute(run: RunDir, stage: Stage, resume: bool = False, label: str = "") ->
         trainer.setup(from_checkpoint=resume or stage != "fit")
         if stage == "fit":
             trainer.fit()
-            video = trainer.test()
+            videos = trainer.test()
             if is_main:
-                _say(f"Test video: {video}" if video else "The test stage wrote no video.")
+                _say_videos(videos)
                 if trainer.global_step >= experiment.trainer.max_steps:
                     run.mark_finished(trainer.global_step)
             if trainer.global_step >= experiment.trainer.max_steps:
@@ -116,9 +124,9 @@ def execute(run: RunDir, stage: Stage, resume: bool = False, label: str = "") ->
         else:
             trainer.load_weights()
             if stage == "test":
-                video = trainer.test()
+                videos = trainer.test()
                 if is_main:
-                    _say(f"Test video: {video}" if video else "The test stage wrote no video.")
+                    _say_videos(videos)
             else:
                 written = trainer.export()
                 if is_main:

@@ -127,3 +127,28 @@ def test_final_factor_needs_the_run_length_and_excludes_gamma() -> None:
         build_scheduler(optimizer, both, max_steps=100)
     with pytest.raises(ConfigError, match="steps left"):
         build_scheduler(optimizer, WARMUP_THEN_DECAY, max_steps=100)  # nothing after warm-up
+
+
+class ParticleParts(TwoParts):
+    """A system whose ``geometry`` group names the geometry of two more particles too."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.others = nn.ModuleList([TwoParts(), TwoParts()])
+
+    def optimizer_targets(self, dotted: str) -> list:
+        from studio.training.optim import resolve_attribute
+
+        extra = [resolve_attribute(o, dotted) for o in self.others] if dotted == "geometry" else []
+        return [resolve_attribute(self, dotted), *extra]
+
+
+def test_a_group_covers_every_target_the_system_resolves_its_name_to() -> None:
+    system = ParticleParts()
+    optimizer = build_optimizer(system, config(params={"geometry": {"lr": 0.1}, "background": {}}))
+    groups = {group["name"]: group["params"] for group in optimizer.param_groups}
+    expected = [system.geometry, *(o.geometry for o in system.others)]
+    assert [id(p) for p in groups["geometry"]] == [
+        id(p) for module in expected for p in module.parameters()
+    ]
+    assert [id(p) for p in groups["background"]] == [id(p) for p in system.background.parameters()]

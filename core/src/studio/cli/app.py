@@ -293,10 +293,12 @@ def eval_run(
 
     Renders the test orbit of the last checkpoint first when it has none (no guidance model).
     """
-    from studio.eval import evaluate_run, format_results
+    import json
+
+    from studio.eval import evaluate_run, format_record
 
     out, results = evaluate_run(run_dir, evaluators, render, stage)
-    for line in format_results(results):
+    for line in format_record(json.loads(out.read_text(encoding="utf-8"))):
         typer.echo(line)
     typer.echo(f"Wrote {out}")
     return 1 if any("error" in metrics for metrics in results.values()) else 0

@@ -12,6 +12,11 @@ is a multiple of it, else as wide as the grid is high (square views).
 Evaluators are registered with the ``studio_register_evaluators`` hook (kind ``"evaluator"``); each
 is a callable ``evaluate(EvalContext) -> dict`` of JSON-ready metrics. The results, keyed by
 evaluator name, are written to ``save/eval.json`` atomically.
+
+A run of several particles (``system.num_particles`` K > 1) keeps each particle's frames under
+``save/particle-<k>/it<step>-test/``: every evaluator runs on each particle, and ``eval.json``
+holds their mean under ``evaluators`` (what tools read for a run), the standard deviation,
+minimum and maximum under ``spread`` and each particle's own results under ``particles``.
 """
 
 from __future__ import annotations
@@ -46,6 +51,10 @@ class EvalContext:
     step: int
     frames: list[np.ndarray] = field(repr=False)
     prompt: Optional[str] = None
+    test_dir: Optional[Path] = None
+    """The folder the frames came from (``save/[particle-<k>/]it<step>-test``)."""
+    particle: int = 0
+    """Which particle the frames show (0 for a one-particle run)."""
 
 
 def run_prompt(config: dict[str, Any]) -> Optional[str]:
@@ -67,17 +76,20 @@ def run_prompt(config: dict[str, Any]) -> Optional[str]:
     return prompt if isinstance(prompt, str) else None
 
 
-def latest_test_dir(run: RunDir) -> tuple[int, Path]:
-    """``(step, folder)`` of the highest-step ``save/it<step>-test/`` holding PNGs."""
+def latest_test_dir(run: RunDir, save: Optional[Path] = None) -> tuple[int, Path]:
+    """``(step, folder)`` of the highest-step ``<save>/it<step>-test/`` holding PNGs (``save``:
+    the run's ``save/`` or a particle's folder in it)."""
+    save = run.save if save is None else save
     found = []
-    if run.save.is_dir():
-        for folder in run.save.iterdir():
+    if save.is_dir():
+        for folder in save.iterdir():
             match = _TEST_DIR.match(folder.name)
             if match and folder.is_dir() and any(folder.glob("*.png")):
                 found.append((int(match.group(1)), folder))
     if not found:
+        where = save.relative_to(run.root) if save.is_relative_to(run.root) else save
         raise RunDirError(
-            f"{run.root} has no test frames (save/it<step>-test/*.png). Render them with "
+            f"{run.root} has no test frames ({where}/it<step>-test/*.png). Render them with "
             f"`studio test {run.root}` and run `studio eval` again."
         )
     return max(found)
@@ -110,14 +122,17 @@ def ensure_test_frames(run: RunDir, render: Optional[bool] = None) -> None:
         return
     step = checkpoint_step(run)
     if step is None:
-        if render or not any(_has_frames(f) for f in run.save.glob("it*-test")):
+        saves = run.particle_saves()
+        if render or not all(any(_has_frames(f) for f in s.glob("it*-test")) for s in saves):
             raise RunDirError(
                 f"{run.root} has no test frames (save/it<step>-test/*.png) and no checkpoint "
                 f"(under ckpts/) to render them from. Train it first (`studio run` or "
                 f"`studio resume {run.root}`), then run `studio eval` again."
             )
         return
-    if render is None and _has_frames(run.save / f"it{step}-test"):
+    if render is None and all(
+        _has_frames(save / f"it{step}-test") for save in run.particle_saves()
+    ):
         return
     from studio.runner import start
 
@@ -140,16 +155,20 @@ def rgb_column(grid: np.ndarray, column_width: Optional[int] = None) -> np.ndarr
     return np.ascontiguousarray(grid[:, :column_width, :3])
 
 
-def load_test_frames(run: RunDir) -> tuple[int, list[np.ndarray]]:
-    """``(step, rgb columns in index order)`` of the run's latest test orbit."""
+def load_test_frames(run: RunDir, save: Optional[Path] = None) -> tuple[int, list[np.ndarray]]:
+    """``(step, rgb columns in index order)`` of the latest test orbit under ``save`` (the run's
+    ``save/`` or a particle's folder)."""
+    step, folder = latest_test_dir(run, save)
+    return step, read_frames(folder, run.load_parsed())
+
+
+def read_frames(folder: Path, config: dict[str, Any]) -> list[np.ndarray]:
+    """The rgb columns of the frame grids ``folder/<index>.png``, in index order."""
     import imageio.v3 as iio
 
-    step, folder = latest_test_dir(run)
-    config = run.load_parsed()
     column_width = (config.get("data") or {}).get("eval_width")
     paths = sorted(folder.glob("*.png"), key=lambda p: (len(p.stem), p.stem))
-    frames = [rgb_column(np.asarray(iio.imread(p)), column_width) for p in paths]
-    return step, frames
+    return [rgb_column(np.asarray(iio.imread(p)), column_width) for p in paths]
 
 
 def write_json_atomic(path: Path, data: Any) -> None:
@@ -194,25 +213,106 @@ def evaluate_run(
         )
     evaluators = {name: registry.load("evaluator", name) for name in selected}
     ensure_test_frames(run, render)
-    step, frames = load_test_frames(run)
     config = run.load_parsed()
-    context = EvalContext(run.root, config, step, frames, run_prompt(config))
+    prompt = run_prompt(config)
+    per_particle = []
+    for index, save in enumerate(run.particle_saves()):
+        step, folder = latest_test_dir(run, save)
+        frames = read_frames(folder, config)
+        context = EvalContext(run.root, config, step, frames, prompt, folder, index)
+        per_particle.append((step, len(frames), run_evaluators(evaluators, context)))
+    step, count, results = per_particle[0]
+    record: dict[str, Any] = {"step": step, "frames": count, "evaluators": results}
+    if len(per_particle) > 1:
+        found = [r for _, _, r in per_particle]
+        results = particle_mean(list(evaluators), found)
+        record["evaluators"] = results
+        record["spread"] = particle_spread(list(evaluators), found)
+        record["particles"] = [
+            {"step": s, "frames": n, "evaluators": r} for s, n, r in per_particle
+        ]
+    out = run.save / EVAL_FILE
+    write_json_atomic(out, record)
+    return out, results
+
+
+def run_evaluators(evaluators: dict[str, Any], context: EvalContext) -> dict[str, dict[str, Any]]:
+    """``{name: metrics}`` of every evaluator on ``context``; a :class:`StudioError` becomes
+    ``{"error": message}`` so the others still run."""
     results: dict[str, dict[str, Any]] = {}
     for name, evaluate in evaluators.items():
         try:
             results[name] = dict(evaluate(context))
         except StudioError as exc:
             results[name] = {"error": str(exc)}
-    out = run.save / EVAL_FILE
-    write_json_atomic(out, {"step": step, "frames": len(frames), "evaluators": results})
-    return out, results
+    return results
 
 
-def format_results(results: dict[str, dict[str, Any]]) -> list[str]:
-    """One line per metric, ``name: key = value`` (floats with 4 decimals)."""
+def _numeric_metrics(names: list[str], found: list[dict[str, dict[str, Any]]]):
+    """``(evaluator, metric, values over particles)`` for every metric that is a number in
+    every particle's results."""
+    for name in names:
+        for key, value in found[0].get(name, {}).items():
+            values = [r.get(name, {}).get(key) for r in found]
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+                    yield name, key, [float(v) for v in values]
+
+
+def particle_mean(
+    names: list[str], found: list[dict[str, dict[str, Any]]]
+) -> dict[str, dict[str, Any]]:
+    """Each evaluator's numeric metrics averaged over the particles (an evaluator that failed on
+    a particle keeps that particle's error instead)."""
+    mean: dict[str, dict[str, Any]] = {}
+    for name in names:
+        errors = [r[name]["error"] for r in found if "error" in r.get(name, {})]
+        mean[name] = {"error": errors[0]} if errors else {}
+    for name, key, values in _numeric_metrics(names, found):
+        if "error" not in mean[name]:
+            mean[name][key] = float(np.mean(values))
+    return mean
+
+
+def particle_spread(
+    names: list[str], found: list[dict[str, dict[str, Any]]]
+) -> dict[str, dict[str, dict[str, float]]]:
+    """Per evaluator and numeric metric: the standard deviation (population), minimum and
+    maximum over the particles."""
+    spread: dict[str, dict[str, dict[str, float]]] = {}
+    for name, key, values in _numeric_metrics(names, found):
+        spread.setdefault(name, {})[key] = {
+            "std": float(np.std(values)),
+            "min": min(values),
+            "max": max(values),
+        }
+    return spread
+
+
+def format_results(
+    results: dict[str, dict[str, Any]], spread: Optional[dict[str, Any]] = None
+) -> list[str]:
+    """One line per metric, ``name: key = value`` (floats with 4 decimals), with the spread
+    over particles after it where ``spread`` has the metric."""
     lines = []
     for name, metrics in results.items():
         for key, value in metrics.items():
             shown = f"{value:.4f}" if isinstance(value, float) else str(value)
+            over = (spread or {}).get(name, {}).get(key)
+            if over:
+                shown += f" (std {over['std']:.4f}, min {over['min']:.4f}, max {over['max']:.4f})"
             lines.append(f"{name}: {key} = {shown}")
     return lines
+
+
+def format_record(record: dict[str, Any]) -> list[str]:
+    """The lines ``studio eval`` prints for an ``eval.json`` record: the metrics, or for several
+    particles each particle's metrics, then their mean with the spread."""
+    particles = record.get("particles") or []
+    if not particles:
+        return format_results(record["evaluators"])
+    lines = []
+    for index, found in enumerate(particles):
+        lines += [f"particle {index}: {line}" for line in format_results(found["evaluators"])]
+    mean = format_results(record["evaluators"], record.get("spread"))
+    return lines + [f"mean over {len(particles)} particles: {line}" for line in mean]

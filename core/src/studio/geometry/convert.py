@@ -16,6 +16,7 @@ or ``studio export`` (their systems are built with ``resumed=True``).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 from typing import Any, Optional
@@ -51,6 +52,8 @@ class ConversionRecord:
     """The source's isosurface level used, when the conversion extracted a surface."""
     threshold_rule: str = ""
     """How the level was chosen: ``configured`` or the auto choice's description."""
+    particle: int = 0
+    """Which of the source run's particles (and this run's) the geometry is."""
 
     def as_dict(self) -> dict[str, Any]:
         return attrs.asdict(self)
@@ -67,6 +70,14 @@ def check_source(path: str, key: str = CONVERT_KEY) -> None:
             f"{key}={path!r} is a checkpoint outside a run directory, so its configuration "
             "(configs/parsed.yaml beside ckpts/) is unknown. Give the run directory instead."
         )
+
+
+def source_particles(path: str, key: str = CONVERT_KEY) -> int:
+    """How many particles (``system.num_particles``, default 1) the source run trained."""
+    _checkpoint, run = find_checkpoint(path, key)
+    assert run is not None
+    parsed = load_yaml_file(run.parsed_config)
+    return int((parsed.get("system") or {}).get("num_particles") or 1)
 
 
 def load_source_system(
@@ -128,18 +139,21 @@ def convert_geometry(
     override: dict[str, Any],
     device: torch.device,
     config_path: str,
+    particle: int = 0,
 ) -> tuple[Any, ConversionRecord]:
     """``target_cls.create_from(<source run's geometry>, target_cfg, copy_net=inherit_texture)``.
 
-    ``source`` is a run directory, a stage directory or a checkpoint file inside a run. Returns
-    the new geometry and its :class:`ConversionRecord`."""
+    ``source`` is a run directory, a stage directory or a checkpoint file inside a run;
+    ``particle`` picks which of its particles (:mod:`studio.systems.lift3d`). Returns the new
+    geometry and its :class:`ConversionRecord`."""
     key = config_path.rsplit(".", 1)[0] + ".geometry_convert_from"
     system, checkpoint, root, step, method = load_source_system(source, override, device, key)
     if not hasattr(system, "geometry"):
         raise ConfigError(
             f"{key}={source!r}: that run's system ({type(system).__name__}) has no geometry."
         )
-    with torch.no_grad():
+    in_place = system.use_particle(particle) if particle else contextlib.nullcontext()
+    with torch.no_grad(), in_place:
         threshold, rule = _resolve_threshold(system)
         geometry = target_cls.create_from(
             system.geometry, target_cfg, copy_net=inherit_texture, config_path=config_path
@@ -152,6 +166,7 @@ def convert_geometry(
         source_geometry=type(system.geometry).__name__,
         threshold=threshold,
         threshold_rule=rule,
+        particle=particle,
     )
     log.info(
         "geometry converted from %s (step %d, %s)%s",

@@ -15,6 +15,12 @@ Contract for subclasses:
 * ``on_test_end()``: by default encodes the test frames into ``it<step>-test.mp4``.
 * ``export() -> list[Path]``: write exports (default: the configured exporter, if any).
 
+A system may hold several independent scenes ("particles", :mod:`studio.systems.lift3d`):
+:meth:`each_particle` puts each in place in turn and sets :attr:`save_prefix` to its folder
+(``particle-<k>/``), so the naming helpers below, the test video and the export land in it. The
+trainer runs every validation/test view, ``on_test_end`` and ``export`` once per particle; a
+one-scene system yields once with the prefix empty.
+
 ``resumed`` is True whenever the system's state will come from its own run's checkpoint (resume,
 ``studio test``, ``studio export``): then nothing that starts a fresh run happens in the
 constructor (``system.weights`` loading, geometry conversion). Objects that own trainable
@@ -25,6 +31,7 @@ after the object's attribute (``guidance``) works.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Optional
 
@@ -100,6 +107,9 @@ class BaseSystem(BaseModule):
         self.build_device = device if device is not None else torch.device("cpu")
         #: What a converted geometry came from (:class:`studio.geometry.convert.ConversionRecord`).
         self.conversion: Any = None
+        #: Folder (with its trailing slash) under ``save/`` of the scene in place; see
+        #: :meth:`each_particle`.
+        self.save_prefix = ""
         super().__init__(cfg, **kwargs)
 
     @classmethod
@@ -195,6 +205,12 @@ class BaseSystem(BaseModule):
             if isinstance(value, BaseObject) and value.trainable_parameters()
         }
 
+    def each_particle(self) -> Iterator[int]:
+        """Yield the index of every scene this system trains, each in place while the loop body
+        runs (with :attr:`save_prefix` set to its folder). One scene: yields 0 once, prefix
+        empty."""
+        yield 0
+
     # -- schedules -------------------------------------------------------------------------------
     def C(self, value: object) -> float:  # noqa: N802 - the reference's name, used everywhere
         """A constant or schedule from the config, evaluated at the current step."""
@@ -218,12 +234,11 @@ class BaseSystem(BaseModule):
         raise NotImplementedError
 
     def on_test_end(self) -> Optional[Path]:
-        return self.saver.video_from_frames(
-            f"it{self.global_step}-test", f"it{self.global_step}-test.mp4"
-        )
+        name = f"{self.save_prefix}it{self.global_step}-test"
+        return self.saver.video_from_frames(name, f"{name}.mp4")
 
     def export(self) -> list[Path]:
-        """Run the configured exporter into ``save/it<step>-export/`` (atomically)."""
+        """Run the configured exporter into ``save/<save_prefix>it<step>-export/`` (atomically)."""
         if not self.cfg.exporter_type:
             raise StudioError(
                 f"This run's system ({type(self).__name__}) has no exporter configured "
@@ -235,12 +250,12 @@ class BaseSystem(BaseModule):
 
         cls = get_registry().load("exporter", self.cfg.exporter_type)
         exporter = cls(self.cfg.exporter, device=self.device)
-        target = self.saver.save_dir / f"it{self.global_step}-export"
+        target = self.saver.save_dir / f"{self.save_prefix}it{self.global_step}-export"
         return export_atomically(exporter, self, target)
 
     # -- naming helpers --------------------------------------------------------------------------
     def validation_image_name(self, index: int) -> str:
-        return f"it{self.global_step}-{index}.png"
+        return f"{self.save_prefix}it{self.global_step}-{index}.png"
 
     def test_image_name(self, index: int) -> str:
-        return f"it{self.global_step}-test/{index}.png"
+        return f"{self.save_prefix}it{self.global_step}-test/{index}.png"

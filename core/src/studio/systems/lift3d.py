@@ -12,15 +12,31 @@ geometry from another run's (:mod:`studio.geometry.convert`), once, when the run
 scratch; ``geometry_convert_inherit_texture`` also takes its texture networks and
 ``geometry_convert_override`` changes the source geometry's config first (its
 ``isosurface_threshold``, for example).
+
+Particles. ``num_particles: K`` (systems with ``supports_particles`` only) builds K independent
+scenes, each a geometry, material, background and renderer of the same config, particle ``k``'s
+from the random seed ``torch.initial_seed() + k`` (particle 0's from the run's own stream, so a
+one-particle system is built exactly as before). Particle 0 keeps the usual attributes and
+checkpoint keys (``geometry.*``); particle ``k >= 1`` lives in ``particles[str(k)]``
+(``particles.<k>.geometry.*``). :meth:`use_particle` puts particle ``k``'s parts at the usual
+attributes for the length of a block, so code written for one scene (rendering, evaluation
+columns, exporters, the automatic isosurface level) serves any particle unchanged; a converted
+geometry comes from the source run's particle of the same index. An optimizer group named after
+a part (``geometry``, ``material.network``) covers that part of every particle.
 """
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, ClassVar, Optional
 
 import attrs
+import torch
+from torch import nn
 
 from studio.registry import get_registry
+from studio.rundir import particle_folder
 from studio.systems.base import BaseSystem
 
 
@@ -59,6 +75,19 @@ def build_guidance(
     return prompt_processor, guidance
 
 
+#: What one particle (one scene) is made of.
+PARTICLE_PARTS = ("geometry", "material", "background", "renderer")
+
+
+class Particle(nn.Module):
+    """The parts of one extra scene (``None`` where the config leaves a part's type empty)."""
+
+    def __init__(self, parts: dict[str, Optional[nn.Module]]):
+        super().__init__()
+        for name in PARTICLE_PARTS:
+            setattr(self, name, parts[name])
+
+
 class BaseLift3DSystem(BaseSystem):
     @attrs.define(kw_only=True)
     class Config(BaseSystem.Config):
@@ -94,34 +123,121 @@ class BaseLift3DSystem(BaseSystem):
         """The registered prompt processor (e.g. ``stable-diffusion``); built for training only."""
         prompt_processor: dict[str, Any] = attrs.Factory(dict)
         """The prompt processor's config (keys of the ``prompt_processor_type``'s config)."""
+        num_particles: int = 1
+        """Independent scenes trained together against one guidance (each with its own seed;
+        files under ``save/particle-<k>/``); above 1 only where the system supports it."""
+
+    #: Whether :meth:`training_step` trains every particle (``num_particles`` above 1 allowed).
+    supports_particles: ClassVar[bool] = False
 
     @classmethod
     def validate_config(cls, cfg: Any, path: str) -> None:
         super().validate_config(cfg, path)
-        if cfg.geometry_convert_from:
-            from studio.geometry.convert import check_source
+        from studio.errors import ConfigError
 
-            check_source(cfg.geometry_convert_from, f"{path}.geometry_convert_from")
+        count = cfg.num_particles
+        if count < 1:
+            raise ConfigError(
+                f"{path}.num_particles={count!r}: give the number of scenes to train, 1 or more."
+            )
+        if count > 1 and not cls.supports_particles:
+            raise ConfigError(
+                f"{path}.num_particles={count}: this system ({cls.__name__}) trains one scene; "
+                "several particles need a method whose system trains them. Set it to 1."
+            )
+        if cfg.geometry_convert_from:
+            from studio.geometry.convert import check_source, source_particles
+
+            key = f"{path}.geometry_convert_from"
+            check_source(cfg.geometry_convert_from, key)
+            available = source_particles(cfg.geometry_convert_from, key)
+            if cfg.num_particles > available:
+                raise ConfigError(
+                    f"{path}.num_particles={cfg.num_particles}: {key}="
+                    f"{cfg.geometry_convert_from!r} trained {available} particle(s), and each "
+                    "particle converts its own. Give a source run with as many particles, or "
+                    f"set {path}.num_particles to {available}."
+                )
 
     def configure(self) -> None:
+        parts = self.build_parts(0)
+        self.geometry = parts["geometry"]
+        self.material = parts["material"]
+        self.background = parts["background"]
+        self.renderer = parts["renderer"]
+        self.conversion = self.conversions[0] if self.conversions else None
+        if self.cfg.num_particles > 1:
+            seed = torch.initial_seed()
+            extra = {}
+            for index in range(1, self.cfg.num_particles):
+                with torch.random.fork_rng(devices=[]):
+                    torch.manual_seed((seed + index) % 2**63)
+                    extra[str(index)] = Particle(self.build_parts(index))
+            self.particles = nn.ModuleDict(extra)
+        self.guidance: Optional[Any] = None
+        self.prompt_processor: Optional[Any] = None
+
+    def build_parts(self, particle: int) -> dict[str, Any]:
+        """Particle ``particle``'s geometry (converted from the source's same particle when the
+        run converts), material, background and renderer, by :data:`PARTICLE_PARTS` name."""
         cfg = self.cfg
-        path = self.config_path
-        self.geometry = self.build_geometry()
-        self.material = self._optional("material", cfg.material_type, cfg.material)
-        self.background = self._optional("background", cfg.background_type, cfg.background)
-        self.renderer = None
+        geometry = self.build_geometry(particle)
+        material = self._optional("material", cfg.material_type, cfg.material)
+        background = self._optional("background", cfg.background_type, cfg.background)
+        renderer = None
         if cfg.renderer_type:
-            self.renderer = build_component(
+            renderer = build_component(
                 "renderer",
                 cfg.renderer_type,
                 cfg.renderer,
-                f"{path}.renderer",
-                geometry=self.geometry,
-                material=self.material,
-                background=self.background,
+                f"{self.config_path}.renderer",
+                geometry=geometry,
+                material=material,
+                background=background,
             )
-        self.guidance: Optional[Any] = None
-        self.prompt_processor: Optional[Any] = None
+        return {
+            "geometry": geometry,
+            "material": material,
+            "background": background,
+            "renderer": renderer,
+        }
+
+    # -- particles -------------------------------------------------------------------------------
+    @contextmanager
+    def use_particle(self, index: int) -> Iterator[None]:
+        """Particle ``index``'s parts at ``geometry``/``material``/``background``/``renderer``
+        and its folder as :attr:`save_prefix` inside the block (particle 0's parts are the
+        usual ones; with one particle the prefix stays empty)."""
+        prefix = f"{particle_folder(index)}/" if self.cfg.num_particles > 1 else ""
+        swapped: dict[str, Any] = {}
+        if index:
+            particle = self.particles[str(index)]
+            swapped = {
+                name: self._modules[name] for name in PARTICLE_PARTS if name in self._modules
+            }
+            for name in swapped:
+                self._modules[name] = getattr(particle, name)
+        saved_prefix, self.save_prefix = self.save_prefix, prefix
+        try:
+            yield
+        finally:
+            self._modules.update(swapped)
+            self.save_prefix = saved_prefix
+
+    def each_particle(self) -> Iterator[int]:
+        for index in range(self.cfg.num_particles):
+            with self.use_particle(index):
+                yield index
+
+    def optimizer_targets(self, dotted: str) -> list[Any]:
+        """What the optimizer group ``dotted`` names: the attribute, and for a particle part
+        (``geometry``, ``material.network``...) the same part of every other particle."""
+        from studio.training.optim import resolve_attribute
+
+        targets = [resolve_attribute(self, dotted)]
+        if dotted.split(".")[0] in PARTICLE_PARTS and self.cfg.num_particles > 1:
+            targets += [resolve_attribute(p, dotted) for p in self.particles.values()]
+        return targets
 
     def _optional(self, kind: str, name: str, cfg: dict[str, Any]) -> Any:
         """The ``kind`` registered as ``name``; None when the config leaves its type empty."""
@@ -129,16 +245,19 @@ class BaseLift3DSystem(BaseSystem):
             return None
         return build_component(kind, name, cfg, f"{self.config_path}.{kind}")
 
-    def build_geometry(self) -> Any:
-        """The configured geometry, converted from ``geometry_convert_from`` when the run starts
-        from scratch without ``weights`` (the conversion is recorded in ``self.conversion``)."""
+    def build_geometry(self, particle: int = 0) -> Any:
+        """The configured geometry, converted from ``geometry_convert_from``'s particle
+        ``particle`` when the run starts from scratch without ``weights`` (each conversion is
+        recorded in ``self.conversions``; particle 0's is ``self.conversion``)."""
         cfg = self.cfg
+        if particle == 0:
+            self.conversions: list[Any] = []
         path = f"{self.config_path}.geometry"
         if not cfg.geometry_convert_from or self.resumed or cfg.weights:
             return build_component("geometry", cfg.geometry_type, cfg.geometry, path)
         from studio.geometry.convert import convert_geometry
 
-        geometry, self.conversion = convert_geometry(
+        geometry, record = convert_geometry(
             get_registry().load("geometry", cfg.geometry_type),
             cfg.geometry,
             source=cfg.geometry_convert_from,
@@ -146,7 +265,9 @@ class BaseLift3DSystem(BaseSystem):
             override=cfg.geometry_convert_override,
             device=self.build_device,
             config_path=path,
+            particle=particle,
         )
+        self.conversions.append(record)
         return geometry
 
     def load_guidance(self) -> None:

@@ -19,7 +19,8 @@ OPTIMIZERS = {
 }
 
 
-def _resolve_attribute(system: nn.Module, dotted: str) -> Any:
+def resolve_attribute(system: nn.Module, dotted: str) -> Any:
+    """``system.<dotted>`` (each part an attribute); a ConfigError naming the group if absent."""
     obj: Any = system
     for part in dotted.split("."):
         if not hasattr(obj, part):
@@ -41,27 +42,33 @@ def parameter_groups(system: nn.Module, cfg: OptimizerConfig) -> list[dict[str, 
     """Param groups (each with a ``name``) for ``cfg``; only listed parameters when ``params`` set.
 
     A listed name may be a sub-module, a parameter, or an object owning trainable parameters
-    (``guidance`` for a guidance with a LoRA). Without ``params``, every trainable parameter of
+    (``guidance`` for a guidance with a LoRA); a system's ``optimizer_targets(name)`` may resolve
+    a name to several (a part of every particle, :mod:`studio.systems.lift3d`). Without ``params``, every trainable parameter of
     the system and of such objects is in one group ``all``."""
     if cfg.params is None:
         params = [p for p in system.parameters() if p.requires_grad]
         return [{"name": "all", "params": params + _object_parameters(system)}]
     groups = []
     for dotted, args in cfg.params.items():
-        target = _resolve_attribute(system, dotted)
-        if isinstance(target, nn.Parameter):
-            params = [target]
-        elif isinstance(target, nn.Module):
-            params = [p for p in target.parameters() if p.requires_grad]
-        elif callable(getattr(target, "trainable_parameters", None)):
-            params = list(target.trainable_parameters())
-        else:
-            raise ConfigError(
-                f"system.optimizer.params.{dotted}: {dotted!r} is a {type(target).__name__}, "
-                f"neither a module, a parameter nor an object with trainable parameters."
-            )
+        targets = getattr(system, "optimizer_targets", None)
+        found = targets(dotted) if targets else [resolve_attribute(system, dotted)]
+        params = [p for target in found for p in _target_parameters(target, dotted)]
         groups.append({"name": dotted, "params": params, **(args or {})})
     return groups
+
+
+def _target_parameters(target: Any, dotted: str) -> list[nn.Parameter]:
+    """The trainable parameters of what an optimizer group names (module, parameter, object)."""
+    if isinstance(target, nn.Parameter):
+        return [target]
+    if isinstance(target, nn.Module):
+        return [p for p in target.parameters() if p.requires_grad]
+    if callable(getattr(target, "trainable_parameters", None)):
+        return list(target.trainable_parameters())
+    raise ConfigError(
+        f"system.optimizer.params.{dotted}: {dotted!r} is a {type(target).__name__}, "
+        f"neither a module, a parameter nor an object with trainable parameters."
+    )
 
 
 #: Optimizers whose fused CUDA implementation studio uses by default (same update rule).

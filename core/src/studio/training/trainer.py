@@ -136,23 +136,33 @@ class Trainer:
         self._configure_precision()
 
     def _record_conversion(self) -> None:
-        """Say where a converted geometry came from and write it to ``configs/conversion.yaml``."""
-        record = getattr(self.system, "conversion", None)
-        if record is None or not self.ctx.is_main:
+        """Say where a converted geometry came from and write it to ``configs/conversion.yaml``
+        (particle 0's record, the other particles' under ``other_particles``)."""
+        records = list(getattr(self.system, "conversions", None) or [])
+        if not records and getattr(self.system, "conversion", None) is not None:
+            records = [self.system.conversion]
+        if not records or not self.ctx.is_main:
             return
         from studio.config.loading import dump_yaml
         from studio.rundir import write_text_atomic
 
-        data = record.as_dict()
+        data = records[0].as_dict()
+        if len(records) > 1:
+            data["other_particles"] = [record.as_dict() for record in records[1:]]
         write_text_atomic(self.run.conversion_record, dump_yaml(data))
-        threshold = data.get("threshold")
-        level = (
-            f", isosurface level {threshold:.6g} ({data['threshold_rule']})" if threshold else ""
-        )
-        self.log(
-            f"Geometry converted from {data['parent']} (step {data['step']}, "
-            f"{data['source_geometry']}{level}); recorded in {self.run.conversion_record}."
-        )
+        for record in records:
+            info = record.as_dict()
+            threshold = info.get("threshold")
+            level = (
+                f", isosurface level {threshold:.6g} ({info['threshold_rule']})"
+                if threshold
+                else ""
+            )
+            which = f"Particle {info['particle']}'s geometry" if len(records) > 1 else "Geometry"
+            self.log(
+                f"{which} converted from {info['parent']} (step {info['step']}, "
+                f"{info['source_geometry']}{level}); recorded in {self.run.conversion_record}."
+            )
 
     def _configure_precision(self) -> None:
         precision = self.cfg.trainer.precision
@@ -550,8 +560,10 @@ class Trainer:
         try:
             with torch.no_grad():
                 for index in self.ctx.shard(n):
-                    with self.autocast():
-                        step_fn(to_device(batches[index], self.device), index)
+                    batch = to_device(batches[index], self.device)
+                    for _ in self.system.each_particle():
+                        with self.autocast():
+                            step_fn(batch, index)
                     if cleanup:
                         _cleanup(self.device)
                     if bar is not None:  # the other ranks render their views meanwhile
@@ -572,20 +584,29 @@ class Trainer:
             limit,
         )
 
-    def test(self) -> Path | None:
-        """Render the test views; rank 0 encodes the video. Returns its path (rank 0)."""
+    def test(self) -> list[Path]:
+        """Render the test views; rank 0 encodes the video (one per particle) and returns their
+        paths (other ranks: an empty list)."""
         self._eval_pass(
             self.data.test_batches(),
             self.system.test_step,
             self.system.cfg.cleanup_after_test_step,
             progress="test",
         )
-        video = self.system.on_test_end() if self.ctx.is_main else None
+        videos: list[Path] = []
+        if self.ctx.is_main:
+            for _ in self.system.each_particle():
+                video = self.system.on_test_end()
+                videos += [video] if video else []
         D.barrier(self.ctx)
-        return video
+        return videos
 
     def export(self) -> list[Path]:
-        written = self.system.export() if self.ctx.is_main else []
+        """Run the system's exporter (for every particle, each into its own folder)."""
+        written: list[Path] = []
+        if self.ctx.is_main:
+            for _ in self.system.each_particle():
+                written += self.system.export()
         D.barrier(self.ctx)
         return written
 

@@ -53,7 +53,8 @@ def evaluate(context: Any) -> dict[str, Any]:
         return {"applicable": False, "reason": "the run has no system.guide_shape"}
     data = context.config.get("data") or {}
     width = int(data["eval_width"])
-    masks = opacity_masks(Path(context.run_dir) / "save" / f"it{context.step}-test", width)
+    folder = context.test_dir or Path(context.run_dir) / "save" / f"it{context.step}-test"
+    masks = opacity_masks(Path(folder), width)
     cameras = RandomCameraDataModule(data).test_batches()
     if len(cameras) != len(masks):
         raise StudioError(

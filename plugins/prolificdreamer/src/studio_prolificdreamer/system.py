@@ -15,6 +15,17 @@ Reference §5.6 (the three-stage form). ``system.stage`` picks what a training s
 * ``texture``: the fixed mesh rendered with colour, the guidance's losses on ``comp_rgb`` and
   nothing else.
 
+Particles (``num_particles: K``, the paper's method; threestudio trains one). K scenes, each
+from its own seed, are rendered at the step's cameras and given to the guidance as one batch of
+``K * B`` images, so the one LoRA learns the distribution of all particles' renders. The
+score-distillation losses (``loss_vsd``, or ``loss_sds`` of the geometry stage) are means over
+that batch; they are multiplied by K, so that the total is the sum of each particle's own loss
+(each particle gets the gradient a run of its own would). ``loss_lora`` trains the shared LoRA
+and stays a mean. The regularisers are summed over particles::
+
+    loss = sum_X lambda_X * K^[X != lora] * loss_X(guidance(stack_k render_k))
+         + sum_k regularisers(render_k)
+
 The guidance is always given images, never latents (``rgb_as_latents=False``). With
 ``visualize_samples`` each validation grid ends with what the guidance's two models draw for that
 view (``guidance.sample``: the pretrained model, then the LoRA model; 25 DPM-Solver steps), which
@@ -30,12 +41,33 @@ import torch
 
 from studio.api import ConfigError, grayscale, load_component, rgb
 from studio_dreamfusion.system import REGULARISERS, DreamFusionSystem, weighted_guidance_losses
-from studio_magic3d.losses import MESH_REGULARISERS, weighted_mesh_regularisers
+from studio_magic3d.losses import MESH_REGULARISERS, mesh_regularisers
 
 Stage = Literal["coarse", "geometry", "texture"]
 
+#: Guidance losses that train the shared guidance (the LoRA), not the particles: not multiplied
+#: by the number of particles.
+SHARED_TERMS = ("loss_lora",)
+
+
+def repeat_batch(batch: dict[str, Any], times: int) -> dict[str, Any]:
+    """``batch`` with every tensor of the batch's size (``c2w``'s first dimension) repeated
+    ``times`` along dimension 0 (copy ``k`` after copy ``k - 1``: the order of stacked
+    particles); other entries are kept."""
+    if times == 1:
+        return batch
+    size = batch["c2w"].shape[0]
+    return {
+        key: torch.cat([value] * times)
+        if isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape[0] == size
+        else value
+        for key, value in batch.items()
+    }
+
 
 class ProlificDreamerSystem(DreamFusionSystem):
+    supports_particles = True
+
     @attrs.define(kw_only=True)
     class Config(DreamFusionSystem.Config):
         stage: Stage = "coarse"
@@ -77,23 +109,63 @@ class ProlificDreamerSystem(DreamFusionSystem):
         return self.renderer(**batch)
 
     def training_step(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
-        if self.cfg.stage == "coarse":
-            return super().training_step(batch)
-        out = self.render(batch)
-        image = out["comp_normal"] if self.cfg.stage == "geometry" else out["comp_rgb"]
-        guidance_out = self.guidance(image, self.prompt_utils, **batch, rgb_as_latents=False)
+        count = self.cfg.num_particles
+        outs = [self.render(batch) for _ in self.each_particle()]
+        key = "comp_normal" if self.cfg.stage == "geometry" else "comp_rgb"
+        images = outs[0][key] if count == 1 else torch.cat([out[key] for out in outs])
+        guidance_out = self.guidance(
+            images, self.prompt_utils, **repeat_batch(batch, count), rgb_as_latents=False
+        )
+        if count > 1:
+            guidance_out = {
+                name: value * count
+                if name.startswith("loss_") and name not in SHARED_TERMS
+                else value
+                for name, value in guidance_out.items()
+            }
         loss, logged = weighted_guidance_losses(guidance_out, self.C, self.cfg.loss)
-        if self.cfg.stage == "geometry":
-            regularisers, more = weighted_mesh_regularisers(out["mesh"], self.C, self.cfg.loss)
-            loss, logged = loss + regularisers, {**logged, **more}
+        for out in outs:
+            for name, value, weighted in self.scene_regularisers(out):
+                loss = loss + weighted
+                logged[name] = value.detach() + logged[name] if name in logged else value.detach()
         return {"loss": loss, **logged}
+
+    def scene_regularisers(
+        self, out: dict[str, Any]
+    ) -> list[tuple[str, torch.Tensor, torch.Tensor | float]]:
+        """``(loss_<name>, value, lambda * value)`` of one particle's regularisers: the coarse
+        stage's scene terms, the geometry stage's mesh terms, none for texture."""
+        if self.cfg.stage == "coarse":
+            return [
+                (f"loss_{name}", value, value * self.C(self.cfg.loss[f"lambda_{name}"]))
+                for name, value in self.regularisers(out).items()
+            ]
+        if self.cfg.stage == "geometry":
+            weights = {
+                name: self.C(self.cfg.loss.get(f"lambda_{name}", 0.0)) for name in MESH_REGULARISERS
+            }
+            return [
+                (f"loss_{name}", value, value * weights[name])
+                for name, value in mesh_regularisers(out["mesh"], weights).items()
+            ]
+        return []
 
     def validation_step(self, batch: dict[str, Any], index: int) -> None:
         columns = self.eval_columns(batch)
         if self.cfg.visualize_samples and self.guidance is not None:
-            samples = self.guidance.sample(self.prompt_utils, **batch)
-            columns += [rgb(samples["pretrained"][0]), rgb(samples["lora"][0])]
+            columns += self.sample_columns(batch, index)
         self.saver.image_grid(self.validation_image_name(index), columns)
+
+    def sample_columns(self, batch: dict[str, Any], index: int) -> list[Any]:
+        """The guidance's samples for validation view ``index`` (pretrained | LoRA), drawn once
+        per view and step and shown in every particle's grid."""
+        key = (self.global_step, index)
+        cached = getattr(self, "_samples", None)
+        if cached is None or cached[0] != key:
+            samples = self.guidance.sample(self.prompt_utils, **batch)
+            cached = (key, [rgb(samples["pretrained"][0]), rgb(samples["lora"][0])])
+            self._samples = cached
+        return list(cached[1])
 
     def eval_columns(self, batch: dict[str, Any]) -> list[Any]:
         """Geometry stage: normal | opacity (it has no colour); otherwise rgb | normal |
