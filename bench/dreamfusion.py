@@ -55,6 +55,16 @@ SD_VAE = dict(
     latent_channels=4,
     sample_size=512,
 )
+#: The DDIM schedule both SD 2.1 models ship (2.1 adds ``prediction_type: v_prediction``).
+SD21_SCHEDULER = dict(
+    num_train_timesteps=1000,
+    beta_start=0.00085,
+    beta_end=0.012,
+    beta_schedule="scaled_linear",
+    clip_sample=False,
+    set_alpha_to_one=False,
+    steps_offset=1,
+)
 
 #: DeepFloyd IF-I-XL-v1.0's stage-I UNet (its published diffusers ``unet/config.json``; keys left
 #: at the diffusers defaults are omitted).
@@ -126,15 +136,7 @@ def build_sd21_sized(folder: Path) -> Path:
         vae = AutoencoderKL(**SD_VAE).half()
     unet.save_pretrained(folder / "unet")
     vae.save_pretrained(folder / "vae")
-    DDIMScheduler(
-        num_train_timesteps=1000,
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        clip_sample=False,
-        set_alpha_to_one=False,
-        steps_offset=1,
-    ).save_pretrained(folder / "scheduler")
+    DDIMScheduler(**SD21_SCHEDULER).save_pretrained(folder / "scheduler")
     write_model_index(
         folder,
         "StableDiffusionPipeline",

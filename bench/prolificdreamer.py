@@ -46,23 +46,19 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from dreamfusion import FIRST_STEP, SD21_UNET, build_sd21_sized, random_prompt_output
+from dreamfusion import (
+    FIRST_STEP,
+    SD21_SCHEDULER,
+    SD21_UNET,
+    build_sd21_sized,
+    random_prompt_output,
+)
 from timing import interleaved_ms, timed_ms
 
 GIB = 2**30
 
 #: SD 2.1's (768-v) UNet: 2.1-base's architecture and size, 96x96 latents, attention upcast.
 SD21_V_UNET = {**SD21_UNET, "sample_size": 96, "upcast_attention": True}
-#: The DDIM schedule both SD 2.1 models ship (2.1 adds ``prediction_type: v_prediction``).
-SD21_SCHEDULER = dict(
-    num_train_timesteps=1000,
-    beta_start=0.00085,
-    beta_end=0.012,
-    beta_schedule="scaled_linear",
-    clip_sample=False,
-    set_alpha_to_one=False,
-    steps_offset=1,
-)
 #: The reference's published stage-1 VRAM (threestudio's README), by render size; the shared UNet
 #: (``--lora-base shared``) is published for 64x64 only.
 REFERENCE_VRAM = {(False, 64): "~15 GB", (False, 512): "~30 GB", (True, 64): "<10 GB"}
