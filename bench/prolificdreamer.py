@@ -194,9 +194,9 @@ def make_guidance(experiment: Any, models: ModelPaths, device: torch.device) -> 
 
 def fill_sphere(system: Any, radius: float = 0.5) -> None:
     """Every particle's DMTet grid holds the sphere of ``radius`` (SDF ``|x| - radius``)."""
-    for _ in system.each_particle():
-        geometry = system.geometry
-        with torch.no_grad():
+    for particle in system.particle_indices():
+        with system.use_particle(particle), torch.no_grad():
+            geometry = system.geometry
             geometry.sdf.copy_(geometry.grid_points().norm(dim=-1, keepdim=True) - radius)
 
 
@@ -271,8 +271,9 @@ def render_only_of(trainer: Any, batch: dict[str, Any]) -> Callable[[], None]:
 
     def render_only() -> None:
         with trainer.autocast():
-            for _ in system.each_particle():
-                render(batch)
+            for particle in system.particle_indices():
+                with system.use_particle(particle):
+                    render(batch)
 
     return render_only
 

@@ -137,10 +137,18 @@ def thread_limits(threads: int) -> dict[str, str]:
 
 
 def stage_metrics(run_dir: Path) -> dict[str, Any]:
-    """R-precision, accuracies and frame count of a run (or stage) directory's ``eval.json``."""
-    metrics = json.loads((run_dir / "save" / "eval.json").read_text())["evaluators"][EVALUATOR]
+    """R-precision, accuracies and frame count of a run (or stage) directory's ``eval.json``
+    (for several particles: their mean, and each particle's R-precision under
+    ``particle_r_precision``)."""
+    evaluated = json.loads((run_dir / "save" / "eval.json").read_text())
+    metrics = evaluated["evaluators"][EVALUATOR]
     keys = ("r_precision", "shape_accuracy", "color_accuracy", "frames")
-    return {k: metrics[k] for k in keys}
+    found = {k: metrics[k] for k in keys}
+    if evaluated.get("particles"):
+        found["particle_r_precision"] = [
+            p["evaluators"][EVALUATOR]["r_precision"] for p in evaluated["particles"]
+        ]
+    return found
 
 
 def frames_folder(out: Path, preset: str, prompt: str) -> Path:
@@ -150,14 +158,19 @@ def frames_folder(out: Path, preset: str, prompt: str) -> Path:
 
 def keep_test_frames(run_dir: Path, folder: Path) -> None:
     """The RGB column of each of the run's latest test frames (what the evaluator classified) as
-    ``folder/NNN.png``."""
+    ``folder/NNN.png``; a run of several particles keeps particle k's as ``folder/pK-NNN.png``
+    (and :func:`rescore` scores them all together)."""
     from studio.eval import load_test_frames
     from studio.rundir import RunDir
 
-    _, frames = load_test_frames(RunDir(run_dir))
+    run = RunDir(run_dir)
+    saves = run.particle_saves()
     folder.mkdir(parents=True, exist_ok=True)
-    for index, frame in enumerate(frames):
-        Image.fromarray(frame).save(folder / f"{index:03d}.png")
+    for particle, save in enumerate(saves):
+        _, frames = load_test_frames(run, save)
+        prefix = f"p{particle}-" if len(saves) > 1 else ""
+        for index, frame in enumerate(frames):
+            Image.fromarray(frame).save(folder / f"{prefix}{index:03d}.png")
 
 
 def rescore(out: Path, classifier: Path) -> list[dict[str, Any]]:

@@ -219,9 +219,11 @@ def test_guidance_loads_two_models_by_default(bench: ModuleType, tiny_models) ->
 
 def geometry_states(system) -> list[list[torch.Tensor]]:
     """Copies of every particle's geometry parameters."""
-    return [
-        [p.detach().clone() for p in system.geometry.parameters()] for _ in system.each_particle()
-    ]
+    states = []
+    for particle in system.particle_indices():
+        with system.use_particle(particle):
+            states.append([p.detach().clone() for p in system.geometry.parameters()])
+    return states
 
 
 def changed(before: list[torch.Tensor], after: list[torch.Tensor]) -> bool:

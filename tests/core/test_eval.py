@@ -192,7 +192,10 @@ def test_particles_are_scored_each_with_mean_and_spread(tmp_path, studio_plugin)
     assert [p["evaluators"]["seen"] for p in saved["particles"]] == [
         {"particle": k, "folder": f"particle-{k}"} for k in range(3)
     ]
-    assert results["mean-red"] == {"mean_red": 30.0} == saved["evaluators"]["mean-red"]
+    # numbers averaged, other entries kept where every particle agrees
+    assert results["mean-red"] == {"mean_red": 30.0, "widths": [8], "prompt": "a red cube"}
+    assert saved["evaluators"]["mean-red"] == results["mean-red"]
+    assert results["seen"] == {"particle": 1.0}  # the folder names differ: dropped
     spread = saved["spread"]["mean-red"]["mean_red"]
     assert spread == pytest.approx({"std": np.std([10, 20, 60]), "min": 10.0, "max": 60.0})
     lines = CliRunner().invoke(app, ["eval", str(root), "-e", "mean-red"]).output.splitlines()
@@ -201,6 +204,15 @@ def test_particles_are_scored_each_with_mean_and_spread(tmp_path, studio_plugin)
         line.startswith("mean over 3 particles: mean-red: mean_red = 30.0000 (std 21.6025")
         for line in lines
     ), lines
+
+
+def test_particles_scored_at_different_steps_are_refused(tmp_path, studio_plugin):
+    studio_plugin(EvaluatorPlugin(**{"mean-red": f"{__name__}:mean_red"}))
+    root = write_particle_run(tmp_path / "run", [10, 20])
+    old = root / "save" / "particle-1"
+    (old / "it9-test").rename(old / "it4-test")
+    with pytest.raises(RunDirError, match=r"different steps \(4, 9\)"):
+        evaluate_run(root, ["mean-red"], render=False)
 
 
 def test_a_particle_without_frames_is_named(tmp_path, studio_plugin):

@@ -14,6 +14,7 @@ from studio.config.convert import structure
 from studio.config.experiment import ExperimentConfig
 from studio.config.loading import dump_yaml
 from studio.config.resolve import apply_user_overrides, resolve
+from studio.errors import ConfigError
 from studio.rundir import (
     RunDir,
     new_timestamp,
@@ -70,6 +71,13 @@ def reconfigure(run: RunDir, overrides: list[str]) -> list[tuple[str, Any, Any]]
     old = run.load_parsed()
     resolved = resolve(apply_user_overrides(old, overrides))
     changes = changed_keys(old, resolved.parsed)
+    for key, before, after in changes:
+        if key.endswith("num_particles"):
+            raise ConfigError(
+                f"{key}={after!r}: this run trained {before!r} particle(s), and its checkpoint "
+                "holds their weights; the count cannot change. Start a new run (`studio run`) "
+                "for another number of particles."
+            )
     if not changes:
         _say(f"The overrides change nothing in {run.parsed_config}.")
         return []

@@ -100,3 +100,20 @@ def test_config_differences_list_every_differing_leaf() -> None:
         "system.b.d: 'x' in the source run, None here",
         "system.e: None in the source run, 0.5 here",
     ]
+
+
+def test_weights_of_particles_ignore_each_particles_module_and_match_their_count() -> None:
+    from studio.training.checkpoint import select_weights
+
+    def state(count: int) -> dict[str, torch.Tensor]:
+        found = {"geometry.w": torch.zeros(2), "background.w": torch.zeros(3)}
+        for k in range(1, count):
+            found |= {f"particles.{k}.geometry.w": torch.ones(2) * k}
+            found |= {f"particles.{k}.background.w": torch.ones(3) * k}
+        return found
+
+    picked, missing = select_weights(state(3), state(3), ["background"], "system.weights", "x")
+    assert sorted(picked) == ["geometry.w", "particles.1.geometry.w", "particles.2.geometry.w"]
+    assert missing == []  # the ignored modules are not reported missing, in any particle
+    with pytest.raises(RunDirError, match=r"holds 1 particle\(s\), this system trains 3"):
+        select_weights(state(3), state(1), [], "system.weights", "x")

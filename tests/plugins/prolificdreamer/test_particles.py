@@ -104,12 +104,20 @@ def test_use_particle_swaps_parts_and_folder_and_restores_them() -> None:
         assert system.validation_image_name(3) == "particle-1/it0-3.png"
     assert system.geometry is geometry and system.renderer is renderer
     assert system.save_prefix == ""
-    assert [system.test_image_name(0) for _ in system.each_particle()] == [
-        "particle-0/it0-test/0.png",
-        "particle-1/it0-test/0.png",
-    ]
+    names = []
+    for particle in system.particle_indices():
+        with system.use_particle(particle):
+            names.append(system.test_image_name(0))
+    assert names == ["particle-0/it0-test/0.png", "particle-1/it0-test/0.png"]
+    with system.use_particle(1), system.use_particle(0):  # nested: particle 0 back in place
+        assert system.geometry is geometry and system.save_prefix == "particle-0/"
+    with pytest.raises(RuntimeError), system.use_particle(1):
+        raise RuntimeError("out of memory")  # an error inside: particle 0 is put back at once
+    assert system.geometry is geometry and system.save_prefix == ""
+    assert all(k.startswith("particles.1.") for k in system.state_dict() if "particles" in k)
     alone, _ = make_system(1)
-    assert [alone.test_image_name(0) for _ in alone.each_particle()] == ["it0-test/0.png"]
+    with alone.use_particle(0):
+        assert alone.test_image_name(0) == "it0-test/0.png"
 
 
 def test_each_particle_gets_the_gradient_of_its_own_run() -> None:
@@ -206,6 +214,16 @@ def test_a_pipeline_of_two_particles_keeps_each_in_its_own_folder(
         record = yaml.safe_load((stage / "configs" / "conversion.yaml").read_text())
         assert Path(record["parent"]).resolve() == source.resolve() and record["particle"] == 0
         assert [r["particle"] for r in record["other_particles"]] == [1]
+    # each particle's mesh came from its own NeRF: the two geometry stages start apart
+    state = torch.load(stages[1] / "ckpts" / "last.ckpt", weights_only=False)["state_dict"]
+    sdf = [state["geometry.sdf"], state["particles.1.geometry.sdf"]]
+    assert not torch.equal(*sdf)
+    # ... and the conversion levels were found for each NeRF separately (threshold auto)
+    coarse = torch.load(stages[0] / "ckpts" / "last.ckpt", weights_only=False)["state_dict"]
+    assert not torch.equal(
+        coarse["geometry.encoding.params"],
+        coarse["particles.1.geometry.encoding.params"],
+    )
     for k in (0, 1):
         (export,) = (stages[2] / "save" / f"particle-{k}").glob("it*-export")
         assert (export / "model.obj").is_file()
@@ -233,3 +251,9 @@ def test_a_pipeline_of_two_particles_keeps_each_in_its_own_folder(
     assert "system.num_particles=3: system.geometry_convert_from=" in result.output
     assert "trained 2 particle(s)" in result.output
     assert not (tmp_path / "more").exists()
+
+    parsed = (stages[0] / "configs" / "parsed.yaml").read_text()
+    result = CliRunner().invoke(app, ["resume", str(stages[0]), "system.num_particles=3"])
+    assert result.exit_code != 0
+    assert "system.num_particles=3: this run trained 2 particle(s)" in result.output
+    assert (stages[0] / "configs" / "parsed.yaml").read_text() == parsed

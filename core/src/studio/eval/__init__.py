@@ -222,6 +222,13 @@ def evaluate_run(
         context = EvalContext(run.root, config, step, frames, prompt, folder, index)
         per_particle.append((step, len(frames), run_evaluators(evaluators, context)))
     step, count, results = per_particle[0]
+    steps = sorted({s for s, _, _ in per_particle})
+    if len(steps) > 1:
+        raise RunDirError(
+            f"{run.root}: the particles' latest test orbits are of different steps "
+            f"({', '.join(map(str, steps))}). Render them again with `studio test {run.root}` "
+            "(or `studio eval --render`)."
+        )
     record: dict[str, Any] = {"step": step, "frames": count, "evaluators": results}
     if len(per_particle) > 1:
         found = [r for _, _, r in per_particle]
@@ -262,14 +269,23 @@ def _numeric_metrics(names: list[str], found: list[dict[str, dict[str, Any]]]):
 def particle_mean(
     names: list[str], found: list[dict[str, dict[str, Any]]]
 ) -> dict[str, dict[str, Any]]:
-    """Each evaluator's numeric metrics averaged over the particles (an evaluator that failed on
-    a particle keeps that particle's error instead)."""
+    """Each evaluator's numeric metrics averaged over the particles, its other entries kept where
+    every particle has the same value (``applicable``, a shape name); an evaluator that failed on
+    a particle keeps that particle's error instead."""
     mean: dict[str, dict[str, Any]] = {}
     for name in names:
         errors = [r[name]["error"] for r in found if "error" in r.get(name, {})]
-        mean[name] = {"error": errors[0]} if errors else {}
+        if errors:
+            mean[name] = {"error": errors[0]}
+            continue
+        first = found[0].get(name, {})
+        mean[name] = {
+            key: value
+            for key, value in first.items()
+            if all(r.get(name, {}).get(key) == value for r in found)
+        }
     for name, key, values in _numeric_metrics(names, found):
-        if "error" not in mean[name]:
+        if "error" not in mean[name] and len(set(values)) > 1:  # equal ones keep their type
             mean[name][key] = float(np.mean(values))
     return mean
 

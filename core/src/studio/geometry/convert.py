@@ -140,14 +140,18 @@ def convert_geometry(
     device: torch.device,
     config_path: str,
     particle: int = 0,
+    loaded: Optional[tuple[Any, Path, Path, int, str]] = None,
 ) -> tuple[Any, ConversionRecord]:
     """``target_cls.create_from(<source run's geometry>, target_cfg, copy_net=inherit_texture)``.
 
     ``source`` is a run directory, a stage directory or a checkpoint file inside a run;
-    ``particle`` picks which of its particles (:mod:`studio.systems.lift3d`). Returns the new
-    geometry and its :class:`ConversionRecord`."""
+    ``particle`` picks which of its particles (:mod:`studio.systems.lift3d`); ``loaded`` is
+    :func:`load_source_system`'s result when the caller already has it (one load for every
+    particle). Returns the new geometry and its :class:`ConversionRecord`."""
     key = config_path.rsplit(".", 1)[0] + ".geometry_convert_from"
-    system, checkpoint, root, step, method = load_source_system(source, override, device, key)
+    if loaded is None:
+        loaded = load_source_system(source, override, device, key)
+    system, checkpoint, root, step, method = loaded
     if not hasattr(system, "geometry"):
         raise ConfigError(
             f"{key}={source!r}: that run's system ({type(system).__name__}) has no geometry."

@@ -16,10 +16,10 @@ Contract for subclasses:
 * ``export() -> list[Path]``: write exports (default: the configured exporter, if any).
 
 A system may hold several independent scenes ("particles", :mod:`studio.systems.lift3d`):
-:meth:`each_particle` puts each in place in turn and sets :attr:`save_prefix` to its folder
+:meth:`use_particle` puts one in place for a block and sets :attr:`save_prefix` to its folder
 (``particle-<k>/``), so the naming helpers below, the test video and the export land in it. The
-trainer runs every validation/test view, ``on_test_end`` and ``export`` once per particle; a
-one-scene system yields once with the prefix empty.
+trainer runs every validation/test view, ``on_test_end`` and ``export`` once per index of
+:meth:`particle_indices`; a one-scene system has the index 0 and an empty prefix.
 
 ``resumed`` is True whenever the system's state will come from its own run's checkpoint (resume,
 ``studio test``, ``studio export``): then nothing that starts a fresh run happens in the
@@ -31,7 +31,7 @@ after the object's attribute (``guidance``) works.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import contextlib
 from pathlib import Path
 from typing import Any, Optional
 
@@ -108,7 +108,7 @@ class BaseSystem(BaseModule):
         #: What a converted geometry came from (:class:`studio.geometry.convert.ConversionRecord`).
         self.conversion: Any = None
         #: Folder (with its trailing slash) under ``save/`` of the scene in place; see
-        #: :meth:`each_particle`.
+        #: :meth:`use_particle`.
         self.save_prefix = ""
         super().__init__(cfg, **kwargs)
 
@@ -205,11 +205,15 @@ class BaseSystem(BaseModule):
             if isinstance(value, BaseObject) and value.trainable_parameters()
         }
 
-    def each_particle(self) -> Iterator[int]:
-        """Yield the index of every scene this system trains, each in place while the loop body
-        runs (with :attr:`save_prefix` set to its folder). One scene: yields 0 once, prefix
-        empty."""
-        yield 0
+    def particle_indices(self) -> range:
+        """The indices of the scenes this system trains (one scene: ``range(1)``)."""
+        return range(1)
+
+    def use_particle(self, index: int) -> contextlib.AbstractContextManager:
+        """A context in which scene ``index`` is in place, with :attr:`save_prefix` set to its
+        folder; one scene: nothing changes. Loop ``for k in system.particle_indices(): with
+        system.use_particle(k): ...``."""
+        return contextlib.nullcontext()
 
     # -- schedules -------------------------------------------------------------------------------
     def C(self, value: object) -> float:  # noqa: N802 - the reference's name, used everywhere

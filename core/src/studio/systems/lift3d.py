@@ -15,7 +15,7 @@ scratch; ``geometry_convert_inherit_texture`` also takes its texture networks an
 
 Particles. ``num_particles: K`` (systems with ``supports_particles`` only) builds K independent
 scenes, each a geometry, material, background and renderer of the same config, particle ``k``'s
-from the random seed ``torch.initial_seed() + k`` (particle 0's from the run's own stream, so a
+from its own seed (:func:`particle_seed`; particle 0's from the run's own stream, so a
 one-particle system is built exactly as before). Particle 0 keeps the usual attributes and
 checkpoint keys (``geometry.*``); particle ``k >= 1`` lives in ``particles[str(k)]``
 (``particles.<k>.geometry.*``). :meth:`use_particle` puts particle ``k``'s parts at the usual
@@ -77,6 +77,16 @@ def build_guidance(
 
 #: What one particle (one scene) is made of.
 PARTICLE_PARTS = ("geometry", "material", "background", "renderer")
+
+
+def particle_seed(index: int) -> int:
+    """The random seed particle ``index`` >= 1 is built from: derived from the run's seed
+    (``torch.initial_seed()``) and the index by NumPy's ``SeedSequence``, so particles of one run
+    differ and do not repeat another seed's particles."""
+    import numpy as np
+
+    sequence = np.random.SeedSequence([torch.initial_seed() % 2**63, index])
+    return int(sequence.generate_state(1, dtype=np.uint64)[0] % 2**63)
 
 
 class Particle(nn.Module):
@@ -160,20 +170,23 @@ class BaseLift3DSystem(BaseSystem):
                 )
 
     def configure(self) -> None:
+        self.conversion_source: Any = None  # the loaded source run, shared by the particles
         parts = self.build_parts(0)
         self.geometry = parts["geometry"]
         self.material = parts["material"]
         self.background = parts["background"]
         self.renderer = parts["renderer"]
-        self.conversion = self.conversions[0] if self.conversions else None
+        #: Particle 0's parts (what :meth:`use_particle` puts back).
+        self.home_parts = parts
         if self.cfg.num_particles > 1:
-            seed = torch.initial_seed()
             extra = {}
             for index in range(1, self.cfg.num_particles):
                 with torch.random.fork_rng(devices=[]):
-                    torch.manual_seed((seed + index) % 2**63)
+                    torch.default_generator.manual_seed(particle_seed(index))
                     extra[str(index)] = Particle(self.build_parts(index))
             self.particles = nn.ModuleDict(extra)
+        self.conversion = self.conversions[0] if self.conversions else None
+        self.conversion_source = None
         self.guidance: Optional[Any] = None
         self.prompt_processor: Optional[Any] = None
 
@@ -203,31 +216,32 @@ class BaseLift3DSystem(BaseSystem):
         }
 
     # -- particles -------------------------------------------------------------------------------
+    def particle_indices(self) -> range:
+        return range(self.cfg.num_particles)
+
     @contextmanager
     def use_particle(self, index: int) -> Iterator[None]:
         """Particle ``index``'s parts at ``geometry``/``material``/``background``/``renderer``
-        and its folder as :attr:`save_prefix` inside the block (particle 0's parts are the
-        usual ones; with one particle the prefix stays empty)."""
-        prefix = f"{particle_folder(index)}/" if self.cfg.num_particles > 1 else ""
-        swapped: dict[str, Any] = {}
+        and its folder as :attr:`save_prefix` inside the block; on leaving it (an exception
+        too) whatever was in place before is put back. With one particle the prefix stays
+        empty."""
         if index:
             particle = self.particles[str(index)]
-            swapped = {
-                name: self._modules[name] for name in PARTICLE_PARTS if name in self._modules
-            }
-            for name in swapped:
-                self._modules[name] = getattr(particle, name)
-        saved_prefix, self.save_prefix = self.save_prefix, prefix
+            target = {name: getattr(particle, name) for name in PARTICLE_PARTS}
+        else:
+            target = self.home_parts
+        names = [name for name in PARTICLE_PARTS if isinstance(target[name], nn.Module)]
+        saved = {name: self._modules[name] for name in names}
+        saved_prefix = self.save_prefix
         try:
+            for name in names:
+                self._modules[name] = target[name]
+            if self.cfg.num_particles > 1:
+                self.save_prefix = f"{particle_folder(index)}/"
             yield
         finally:
-            self._modules.update(swapped)
+            self._modules.update(saved)
             self.save_prefix = saved_prefix
-
-    def each_particle(self) -> Iterator[int]:
-        for index in range(self.cfg.num_particles):
-            with self.use_particle(index):
-                yield index
 
     def optimizer_targets(self, dotted: str) -> list[Any]:
         """What the optimizer group ``dotted`` names: the attribute, and for a particle part
@@ -257,6 +271,13 @@ class BaseLift3DSystem(BaseSystem):
             return build_component("geometry", cfg.geometry_type, cfg.geometry, path)
         from studio.geometry.convert import convert_geometry
 
+        if self.conversion_source is None:
+            from studio.geometry.convert import load_source_system
+
+            key = f"{self.config_path}.geometry_convert_from"
+            self.conversion_source = load_source_system(
+                cfg.geometry_convert_from, cfg.geometry_convert_override, self.build_device, key
+            )
         geometry, record = convert_geometry(
             get_registry().load("geometry", cfg.geometry_type),
             cfg.geometry,
@@ -266,6 +287,7 @@ class BaseLift3DSystem(BaseSystem):
             device=self.build_device,
             config_path=path,
             particle=particle,
+            loaded=self.conversion_source,
         )
         self.conversions.append(record)
         return geometry

@@ -118,14 +118,27 @@ def select_weights(
 ) -> tuple[dict[str, torch.Tensor], list[str]]:
     """The entries of ``saved`` to load into a module whose state is ``own``.
 
-    Entries under an ``ignore`` prefix (a module name such as ``background``) are dropped. Returns
+    Entries under an ``ignore`` prefix (a module name such as ``background``) are dropped, in
+    every particle too (``particles.<k>.background``, :mod:`studio.systems.lift3d`). Returns
     ``(entries to load, own keys the checkpoint does not set)``. An entry the module does not have
     or whose shape differs is a :class:`RunDirError` naming the module, the entry and both shapes
     (``key`` is the setting, ``source`` the checkpoint)."""
 
     def ignored(name: str) -> bool:
+        if name.startswith("particles."):  # particles.<k>.<part>...: the part's own name
+            name = name.split(".", 2)[2] if name.count(".") >= 2 else name
         return any(name == p or name.startswith(p + ".") for p in ignore)
 
+    def particles(state: dict[str, torch.Tensor]) -> set[str]:
+        return {k.split(".")[1] for k in state if k.startswith("particles.")}
+
+    if particles(own) - particles(saved):
+        have, want = len(particles(saved)) + 1, len(particles(own)) + 1
+        raise RunDirError(
+            f"{key}={source}: the checkpoint holds {have} particle(s), this system trains "
+            f"{want}; every particle loads its own weights. Give a run with {want} particles, "
+            f"or set system.num_particles={have}."
+        )
     picked = {k: v for k, v in saved.items() if not ignored(k)}
     unexpected = sorted(k for k in picked if k not in own)
     if unexpected:

@@ -561,8 +561,8 @@ class Trainer:
             with torch.no_grad():
                 for index in self.ctx.shard(n):
                     batch = to_device(batches[index], self.device)
-                    for _ in self.system.each_particle():
-                        with self.autocast():
+                    for particle in self.system.particle_indices():
+                        with self.system.use_particle(particle), self.autocast():
                             step_fn(batch, index)
                     if cleanup:
                         _cleanup(self.device)
@@ -595,8 +595,9 @@ class Trainer:
         )
         videos: list[Path] = []
         if self.ctx.is_main:
-            for _ in self.system.each_particle():
-                video = self.system.on_test_end()
+            for particle in self.system.particle_indices():
+                with self.system.use_particle(particle):
+                    video = self.system.on_test_end()
                 videos += [video] if video else []
         D.barrier(self.ctx)
         return videos
@@ -605,8 +606,9 @@ class Trainer:
         """Run the system's exporter (for every particle, each into its own folder)."""
         written: list[Path] = []
         if self.ctx.is_main:
-            for _ in self.system.each_particle():
-                written += self.system.export()
+            for particle in self.system.particle_indices():
+                with self.system.use_particle(particle):
+                    written += self.system.export()
         D.barrier(self.ctx)
         return written
 

@@ -26,6 +26,10 @@ and stays a mean. The regularisers are summed over particles::
     loss = sum_X lambda_X * K^[X != lora] * loss_X(guidance(stack_k render_k))
          + sum_k regularisers(render_k)
 
+The logged ``loss_vsd`` is that sum (K times a one-particle run's). Two things act on all
+particles at once: ``trainer.gradient_clip_val`` clips the norm of every particle's and the
+LoRA's gradients together, and a step skipped for a non-finite loss is skipped for all.
+
 The guidance is always given images, never latents (``rgb_as_latents=False``). With
 ``visualize_samples`` each validation grid ends with what the guidance's two models draw for that
 view (``guidance.sample``: the pretrained model, then the LoRA model; 25 DPM-Solver steps), which
@@ -110,7 +114,10 @@ class ProlificDreamerSystem(DreamFusionSystem):
 
     def training_step(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         count = self.cfg.num_particles
-        outs = [self.render(batch) for _ in self.each_particle()]
+        outs = []
+        for particle in self.particle_indices():
+            with self.use_particle(particle):
+                outs.append(self.render(batch))
         key = "comp_normal" if self.cfg.stage == "geometry" else "comp_rgb"
         images = outs[0][key] if count == 1 else torch.cat([out[key] for out in outs])
         guidance_out = self.guidance(

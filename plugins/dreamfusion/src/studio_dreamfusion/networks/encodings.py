@@ -316,15 +316,22 @@ def _as_float32(_module: nn.Module, _inputs: Any, output: torch.Tensor) -> torch
     return output.float()
 
 
+def tcnn_seed() -> int:
+    """A seed for a tinycudann module's initial parameters, drawn from torch's (CPU) generator:
+    tcnn's default is one fixed seed, which would start every particle (and every run seed) the
+    same."""
+    return int(torch.randint(0, 2**31 - 1, (1,)).item())
+
+
 def tcnn_encoding(n_input_dims: int, tcnn_config: dict[str, Any]) -> nn.Module:
     """``tinycudann.Encoding`` (fp32 parameters, float32 output); imported only when used.
 
     Its parameter is called ``params`` with the same layout as :class:`HashGrid`'s, so the two
-    backends' state dicts are interchangeable for hash grids.
+    backends' state dicts are interchangeable for hash grids. Seeded by :func:`tcnn_seed`.
     """
     import tinycudann
 
-    module = tinycudann.Encoding(n_input_dims, tcnn_config, dtype=torch.float32)
+    module = tinycudann.Encoding(n_input_dims, tcnn_config, seed=tcnn_seed(), dtype=torch.float32)
     module.register_forward_hook(_as_float32)
     return module
 

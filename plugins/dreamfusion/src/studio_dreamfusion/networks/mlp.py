@@ -177,10 +177,14 @@ def _as_float32(_module: nn.Module, _inputs: Any, output: torch.Tensor) -> torch
 
 
 def tcnn_network(n_in: int, n_out: int, tcnn_config: dict[str, Any]) -> nn.Module:
-    """``tinycudann.Network`` with a float32 output; imported only when used."""
+    """``tinycudann.Network`` with a float32 output; imported only when used. Its initial weights
+    come from a seed drawn from torch's generator (tcnn's own default is one fixed seed), so
+    they follow the run's seed and differ between particles, as the PyTorch backend's do."""
     import tinycudann
 
-    module = tinycudann.Network(n_in, n_out, tcnn_config)
+    from studio_dreamfusion.networks.encodings import tcnn_seed
+
+    module = tinycudann.Network(n_in, n_out, tcnn_config, seed=tcnn_seed())
     module.n_input_dims, module.n_output_dims = n_in, n_out
     module.register_forward_hook(_as_float32)
     return module
