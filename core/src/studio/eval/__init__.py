@@ -255,15 +255,18 @@ def run_evaluators(evaluators: dict[str, Any], context: EvalContext) -> dict[str
     return results
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def _numeric_metrics(names: list[str], found: list[dict[str, dict[str, Any]]]):
     """``(evaluator, metric, values over particles)`` for every metric that is a number in
     every particle's results."""
     for name in names:
-        for key, value in found[0].get(name, {}).items():
+        for key in found[0].get(name, {}):
             values = [r.get(name, {}).get(key) for r in found]
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
-                    yield name, key, [float(v) for v in values]
+            if all(_is_number(v) for v in values):
+                yield name, key, [float(v) for v in values]
 
 
 def particle_mean(

@@ -16,7 +16,6 @@ or ``studio export`` (their systems are built with ``resumed=True``).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from pathlib import Path
 from typing import Any, Optional
@@ -156,8 +155,7 @@ def convert_geometry(
         raise ConfigError(
             f"{key}={source!r}: that run's system ({type(system).__name__}) has no geometry."
         )
-    in_place = system.use_particle(particle) if particle else contextlib.nullcontext()
-    with torch.no_grad(), in_place:
+    with torch.no_grad(), system.use_particle(particle):
         threshold, rule = _resolve_threshold(system)
         geometry = target_cls.create_from(
             system.geometry, target_cfg, copy_net=inherit_texture, config_path=config_path

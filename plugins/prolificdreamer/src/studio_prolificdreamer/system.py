@@ -45,7 +45,7 @@ import torch
 
 from studio.api import ConfigError, grayscale, load_component, rgb
 from studio_dreamfusion.system import REGULARISERS, DreamFusionSystem, weighted_guidance_losses
-from studio_magic3d.losses import MESH_REGULARISERS, mesh_regularisers
+from studio_magic3d.losses import MESH_REGULARISERS, weighted_mesh_regularisers
 
 Stage = Literal["coarse", "geometry", "texture"]
 
@@ -132,30 +132,27 @@ class ProlificDreamerSystem(DreamFusionSystem):
             }
         loss, logged = weighted_guidance_losses(guidance_out, self.C, self.cfg.loss)
         for out in outs:
-            for name, value, weighted in self.scene_regularisers(out):
-                loss = loss + weighted
-                logged[name] = value.detach() + logged[name] if name in logged else value.detach()
+            terms, values = self.scene_regularisers(out)
+            for term in terms:
+                loss = loss + term
+            for name, value in values.items():
+                logged[name] = logged[name] + value if name in logged else value
         return {"loss": loss, **logged}
 
     def scene_regularisers(
         self, out: dict[str, Any]
-    ) -> list[tuple[str, torch.Tensor, torch.Tensor | float]]:
-        """``(loss_<name>, value, lambda * value)`` of one particle's regularisers: the coarse
-        stage's scene terms, the geometry stage's mesh terms, none for texture."""
+    ) -> tuple[list[torch.Tensor | float], dict[str, torch.Tensor]]:
+        """One particle's regularisers: ``(weighted terms to add to the loss in order, detached
+        values to log as loss_<name>)``; the coarse stage's scene terms, the geometry stage's
+        mesh terms (:func:`weighted_mesh_regularisers`), none for texture."""
         if self.cfg.stage == "coarse":
-            return [
-                (f"loss_{name}", value, value * self.C(self.cfg.loss[f"lambda_{name}"]))
-                for name, value in self.regularisers(out).items()
-            ]
+            values = self.regularisers(out)
+            terms = [v * self.C(self.cfg.loss[f"lambda_{n}"]) for n, v in values.items()]
+            return terms, {f"loss_{n}": v.detach() for n, v in values.items()}
         if self.cfg.stage == "geometry":
-            weights = {
-                name: self.C(self.cfg.loss.get(f"lambda_{name}", 0.0)) for name in MESH_REGULARISERS
-            }
-            return [
-                (f"loss_{name}", value, value * weights[name])
-                for name, value in mesh_regularisers(out["mesh"], weights).items()
-            ]
-        return []
+            total, logged = weighted_mesh_regularisers(out["mesh"], self.C, self.cfg.loss)
+            return [total], logged
+        return [], {}
 
     def validation_step(self, batch: dict[str, Any], index: int) -> None:
         columns = self.eval_columns(batch)
