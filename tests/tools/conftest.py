@@ -27,3 +27,8 @@ def table() -> ModuleType:
 @pytest.fixture(scope="module")
 def tool() -> ModuleType:
     return load_tool("sample_sheet")
+
+
+@pytest.fixture(scope="module")
+def frame_difference() -> ModuleType:
+    return load_tool("frame_difference")

@@ -1,6 +1,11 @@
 """ProlificDreamer trains in float32 by default (the reference's ``precision: 32``); the mixed
 precisions work with the LoRA: its adapters and camera embedding stay float32 master weights,
-trained and checkpointed as such, with finite losses."""
+trained and checkpointed as such, with finite losses.
+
+Under ``16-mixed`` the dynamic ``GradScaler`` starts at a scale of 2^16, and its first steps may
+overflow the float16 gradients and be skipped while it halves the scale (``train/nonfinite`` = 1;
+on an H100 one of 8 steps was). That is its documented calibration, not a failure: the
+test allows such skips at the start only, and at most a quarter of the steps."""
 
 from __future__ import annotations
 
@@ -40,6 +45,10 @@ def test_mixed_precision_keeps_float32_lora_weights(
     with open(run_dir / "metrics.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 8
+    skipped = [float(row["train/nonfinite"]) == 1 for row in rows]
+    calibration = skipped.index(False) if False in skipped else len(skipped)
+    allowed = 2 if precision == "16-mixed" else 0
+    assert calibration <= allowed and not any(skipped[calibration:]), skipped
     for row in rows:
-        assert math.isfinite(float(row["train/loss_vsd"])) and float(row["train/nonfinite"]) == 0
+        assert math.isfinite(float(row["train/loss_vsd"]))
         assert math.isfinite(float(row["train/loss_lora"]))
