@@ -12,6 +12,7 @@ import torch
 
 from studio.config.resolve import load_experiment
 from studio.data.random_camera import RandomCameraDataModule
+from studio.errors import ConfigError
 from studio_fantasia3d.system import Fantasia3DSystem, lambert_render, normal_latents
 
 
@@ -53,6 +54,7 @@ def texture_system(*overrides: str) -> tuple[Any, dict]:
     system, batch = make_system(
         "fantasia3d-texture-primitives",
         "system.geometry_convert_from=",
+        "system.geometry_convert_inherit_colour=false",
         "system.geometry.isosurface_resolution=16",
         *overrides,
     )
@@ -155,3 +157,50 @@ def test_shape_initialisation_runs_once_on_a_fresh_run_only() -> None:
 def test_the_stages_loss_terms_are_the_guidance_and_mesh_regularisers() -> None:
     cfg = Fantasia3DSystem.Config(guidance_type="stable-diffusion")
     assert Fantasia3DSystem.loss_terms(cfg) == {"sds", "normal_consistency", "laplacian_smoothness"}
+
+
+def test_the_texture_albedo_can_start_from_a_colour() -> None:
+    system, batch = texture_system()
+    material = system.material
+    zero_field = torch.zeros(2, 8)
+    assert torch.allclose(material.channels(zero_field)["albedo"], torch.full((2, 3), 0.5))
+    colour = torch.tensor([0.9, 0.8, 0.05])
+    material.start_albedo_from(colour)
+    assert torch.allclose(material.channels(zero_field)["albedo"], colour.expand(2, 3), atol=1e-6)
+    assert torch.allclose(material.export(zero_field)["albedo"], colour.expand(2, 3), atol=1e-6)
+    metallic = material.channels(zero_field)["metallic"]  # the other channels are unchanged
+    assert torch.allclose(metallic, torch.full_like(metallic, 0.05))
+    assert "material.albedo_start" in system.state_dict()  # checkpointed: resume and export see it
+    out = system.training_step(batch)
+    out["loss"].backward()  # the field still learns the albedo on top of the start
+    texture = [p for n, p in system.geometry.named_parameters() if n.startswith("encoding")]
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in texture)
+
+    other, _ = texture_system("system.material.material_activation=exp")
+    with pytest.raises(ConfigError, match="material_activation='exp'"):
+        other.material.start_albedo_from(colour)
+
+
+def fake_run(root, geometry_input: str):
+    """A finished run directory as the conversion checks see it: its parsed config and a
+    checkpoint file."""
+    (root / "configs").mkdir(parents=True)
+    (root / "configs" / "parsed.yaml").write_text(
+        f"method: fantasia3d\nsystem:\n  geometry_input: {geometry_input}\n"
+    )
+    (root / "ckpts").mkdir()
+    (root / "ckpts" / "last.ckpt").write_bytes(b"")
+    return root
+
+
+def test_starting_from_the_colour_needs_a_lambert_geometry_stage(tmp_path) -> None:
+    normal_run = fake_run(tmp_path / "normal", "normal")
+    with pytest.raises(ConfigError, match="geometry_input is 'normal', not 'lambert'"):
+        make_system("fantasia3d-texture-primitives", f"system.geometry_convert_from={normal_run}")
+    lambert_run = fake_run(tmp_path / "lambert", "lambert")
+    with pytest.raises(ConfigError, match="needs a material whose albedo"):
+        make_system(
+            "fantasia3d-texture-primitives",
+            f"system.geometry_convert_from={lambert_run}",
+            "system.material_type=diffuse-with-point-light",
+        )

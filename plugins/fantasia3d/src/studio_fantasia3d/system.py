@@ -30,7 +30,7 @@ from typing import Any, ClassVar, Literal
 import attrs
 import torch
 
-from studio.api import NonNegativeInt, grayscale, rgb
+from studio.api import ConfigError, NonNegativeInt, find_checkpoint, grayscale, rgb
 from studio_dreamfusion.system import DreamFusionSystem, weighted_guidance_losses
 from studio_magic3d.losses import MESH_REGULARISERS, weighted_mesh_regularisers
 
@@ -65,6 +65,27 @@ def normal_latents(comp_normal: torch.Tensor, opacity: torch.Tensor) -> torch.Te
     return torch.cat([comp_normal * 2.0 - 1.0, opacity], dim=-1)
 
 
+def check_colour_source(cfg: Any, path: str) -> None:
+    """Refuse ``geometry_convert_inherit_colour`` unless the geometry stage the system converts
+    from (``geometry_convert_from``, set) learned a Lambert colour and the material can start
+    from it. (Without a source the key does nothing: a pipeline sets the source when the stage
+    starts, and a fresh texture stage has no colour to start from.)"""
+    key = f"{path}.geometry_convert_inherit_colour"
+    if cfg.material_type != "pbr-material":
+        raise ConfigError(
+            f"{key}=true needs a material whose albedo can start from a colour "
+            f"(pbr-material); {path}.material_type is {cfg.material_type!r}. Set the key to false."
+        )
+    _checkpoint, run = find_checkpoint(cfg.geometry_convert_from, f"{path}.geometry_convert_from")
+    source = (run.load_parsed().get("system") or {}) if run is not None else {}
+    if source.get("geometry_input") != "lambert":
+        raise ConfigError(
+            f"{key}=true: {path}.geometry_convert_from={cfg.geometry_convert_from!r} did not "
+            "learn a colour (its system.geometry_input is "
+            f"{source.get('geometry_input', 'normal')!r}, not 'lambert'). Set the key to false."
+        )
+
+
 class Fantasia3DSystem(DreamFusionSystem):
     @attrs.define(kw_only=True)
     class Config(DreamFusionSystem.Config):
@@ -80,8 +101,27 @@ class Fantasia3DSystem(DreamFusionSystem):
         from the view's light, over grey: for models that never saw a normal map, such as the
         primitives ones; the colour is learned so that the prompt's colour does not fight the
         shape)."""
+        geometry_convert_inherit_colour: bool = False
+        """Texture stage, with ``geometry_convert_from`` a geometry stage of ``geometry_input:
+        lambert``: the albedo starts from that stage's learned colour (the material's
+        ``start_albedo_from``) instead of the field's grey. Ours, for the primitives presets."""
 
     scene_terms: ClassVar[tuple[str, ...]] = MESH_REGULARISERS
+
+    @classmethod
+    def validate_config(cls, cfg: Any, path: str) -> None:
+        super().validate_config(cfg, path)
+        if cfg.geometry_convert_inherit_colour and cfg.geometry_convert_from:
+            check_colour_source(cfg, path)
+
+    def build_parts(self, particle: int) -> dict[str, Any]:
+        """The base parts; with ``geometry_convert_inherit_colour`` on a fresh conversion, the
+        material's albedo starts from the source geometry stage's Lambert colour."""
+        parts = super().build_parts(particle)
+        if self.cfg.geometry_convert_inherit_colour and self.conversion_source is not None:
+            source = self.conversion_source[0]
+            parts["material"].start_albedo_from(torch.sigmoid(source.lambert_albedo))
+        return parts
 
     def configure(self) -> None:
         super().configure()

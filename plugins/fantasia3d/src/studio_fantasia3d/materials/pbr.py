@@ -3,10 +3,15 @@
 Fantasia3D's texture stage (reference §4.3). Eight feature channels per surface point, each
 through ``material_activation`` (sigmoid), become::
 
-    albedo     = a[0:3]
+    albedo     = a[0:3]        (a[0:3] = sigmoid(features[0:3] + albedo_start), see below)
     metallic   = min_metallic  + (max_metallic  - min_metallic)  * a[3]
     roughness  = min_roughness + (max_roughness - min_roughness) * a[4]
     bump       = normalize(2 a[5:8] - 1 + (0, 0, 1))        (tangent space; (0, 0, 1): no change)
+
+``albedo_start`` is a stored logit offset, zero unless :meth:`PBRMaterial.start_albedo_from`
+set it: a texture stage can start from a known colour (Fantasia3D's primitives presets start from
+the geometry stage's learned Lambert colour) with the field still free to change it. It is a
+buffer, so checkpoints keep it and a resumed run or an export sees the same albedo.
 
 The bump perturbs the interpolated surface normal in the tangent frame of the mesh's UV atlas
 (``t`` the tangent along increasing U, ``b = sign * (n x t)`` along increasing V)::
@@ -104,6 +109,21 @@ class PBRMaterial(ValidatesActivations, BaseMaterial):
         )
         self._lights: dict[str, EnvironmentLight] = {}
         self._luts: dict[str, torch.Tensor] = {}
+        self.register_buffer("albedo_start", torch.zeros(3))
+
+    def start_albedo_from(self, colour: torch.Tensor) -> None:
+        """Offset the albedo's pre-activation so that a field whose output is zero shows
+        ``colour [3]`` (in ``(0, 1)``): ``albedo_start = logit(colour)``, clamped away from 0
+        and 1. Needs the ``sigmoid`` activation (the logit is its inverse)."""
+        if self.cfg.material_activation != "sigmoid":
+            raise ConfigError(
+                f"{self.config_path}.material_activation={self.cfg.material_activation!r}: "
+                "starting the albedo from a colour inverts the sigmoid activation; set it to "
+                "sigmoid or do not start the albedo from the geometry stage's colour."
+            )
+        with torch.no_grad():
+            value = torch.logit(colour.detach().float().clamp(1e-3, 1.0 - 1e-3))
+            self.albedo_start.copy_(value.to(self.albedo_start))
 
     # -- lighting, built per device on first use and never checkpointed --------------------------
 
@@ -138,7 +158,8 @@ class PBRMaterial(ValidatesActivations, BaseMaterial):
                 f"set system.geometry.n_feature_dims={N_FEATURES}."
             )
         cfg = self.cfg
-        a = self._activation(features)
+        offset = F.pad(self.albedo_start, (0, N_FEATURES - 3)).to(features)
+        a = self._activation(features + offset)
         flat = torch.zeros_like(a[..., 5:8])
         flat[..., 2] = 1.0
         return {
