@@ -2,10 +2,11 @@
 precisions work with the LoRA: its adapters and camera embedding stay float32 master weights,
 trained and checkpointed as such, with finite losses.
 
-Under ``16-mixed`` the dynamic ``GradScaler`` starts at a scale of 2^16, and its first steps may
-overflow the float16 gradients and be skipped while it halves the scale (``train/nonfinite`` = 1;
-on an H100 one of 8 steps was). That is its documented calibration, not a failure: the
-test allows such skips at the start only, and at most a quarter of the steps."""
+Under ``16-mixed`` the dynamic ``GradScaler`` starts at a scale of 2^16 and halves it on every
+step whose float16 gradients overflow, skipping that step (``train/nonfinite`` = 1): its documented
+calibration. On an H100, 40 steps of this preset and prompt skipped 5, all among the first 12 (``xx.xx......x``
+then 28 applied: the scale settled at 2^11). The GPU case runs 24 steps and asserts that the
+skips stay within those halvings and that the second half of the run applies every step."""
 
 from __future__ import annotations
 
@@ -21,18 +22,21 @@ from tests.in_process_cli import run_method
 
 #: 16-mixed runs the UNets in float16 on CUDA only (float32 on a CPU), so it is a GPU test.
 PRECISIONS = ["bf16-mixed", pytest.param("16-mixed", marks=pytest.mark.gpu)]
+#: Training steps per precision: 16-mixed's scaler calibrates in its first dozen (module docstring).
+STEPS = {"bf16-mixed": 8, "16-mixed": 24}
 
 
 @pytest.mark.parametrize("precision", PRECISIONS)
 def test_mixed_precision_keeps_float32_lora_weights(
     precision: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    steps = STEPS[precision]
     run_dir = run_method(
         "prolificdreamer-primitives",
         "a red torus",
         tmp_path,
         monkeypatch,
-        "trainer.max_steps=8",
+        f"trainer.max_steps={steps}",
         "trainer.val_check_interval=100",
         f"trainer.precision={precision}",
         "data.n_val_views=1",
@@ -44,11 +48,12 @@ def test_mixed_precision_keeps_float32_lora_weights(
     assert any(v.abs().sum() > 0 for k, v in lora.items() if ".up." in k)  # it trained
     with open(run_dir / "metrics.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    assert len(rows) == 8
+    assert len(rows) == steps
     skipped = [float(row["train/nonfinite"]) == 1 for row in rows]
-    calibration = skipped.index(False) if False in skipped else len(skipped)
-    allowed = 2 if precision == "16-mixed" else 0
-    assert calibration <= allowed and not any(skipped[calibration:]), skipped
+    if precision == "16-mixed":  # calibration: a few halvings from 2^16, then every step applies
+        assert sum(skipped) <= 8 and not any(skipped[steps // 2 :]), skipped
+    else:
+        assert not any(skipped), skipped
     for row in rows:
         assert math.isfinite(float(row["train/loss_vsd"]))
         assert math.isfinite(float(row["train/loss_lora"]))
