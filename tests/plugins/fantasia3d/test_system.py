@@ -170,7 +170,14 @@ def test_the_texture_albedo_can_start_from_a_colour() -> None:
     assert torch.allclose(material.export(zero_field)["albedo"], colour.expand(2, 3), atol=1e-6)
     metallic = material.channels(zero_field)["metallic"]  # the other channels are unchanged
     assert torch.allclose(metallic, torch.full_like(metallic, 0.05))
-    assert "material.albedo_start" in system.state_dict()  # checkpointed: resume and export see it
+    state = system.state_dict()
+    assert "material.albedo_start" in state  # checkpointed: resume and export see it
+    older, _ = texture_system()  # a checkpoint from before the start loads with a zero start
+    older.material.start_albedo_from(torch.tensor([0.2, 0.2, 0.2]))
+    older.load_state_dict({k: v for k, v in state.items() if k != "material.albedo_start"})
+    assert torch.equal(older.material.albedo_start, torch.zeros(3))
+    older.load_state_dict(state)
+    assert torch.allclose(older.material.channels(zero_field)["albedo"], colour.expand(2, 3))
     out = system.training_step(batch)
     out["loss"].backward()  # the field still learns the albedo on top of the start
     texture = [p for n, p in system.geometry.named_parameters() if n.startswith("encoding")]
@@ -198,6 +205,12 @@ def test_starting_from_the_colour_needs_a_lambert_geometry_stage(tmp_path) -> No
     with pytest.raises(ConfigError, match="geometry_input is 'normal', not 'lambert'"):
         make_system("fantasia3d-texture-primitives", f"system.geometry_convert_from={normal_run}")
     lambert_run = fake_run(tmp_path / "lambert", "lambert")
+    with pytest.raises(ConfigError, match=r"material\.material_activation is 'exp'"):
+        make_system(
+            "fantasia3d-texture-primitives",
+            f"system.geometry_convert_from={lambert_run}",
+            "system.material.material_activation=exp",
+        )
     with pytest.raises(ConfigError, match="needs a material whose albedo"):
         make_system(
             "fantasia3d-texture-primitives",

@@ -76,6 +76,13 @@ def check_colour_source(cfg: Any, path: str) -> None:
             f"{key}=true needs a material whose albedo can start from a colour "
             f"(pbr-material); {path}.material_type is {cfg.material_type!r}. Set the key to false."
         )
+    activation = (cfg.material or {}).get("material_activation", "sigmoid")
+    if activation != "sigmoid":
+        raise ConfigError(
+            f"{key}=true starts the albedo by inverting the sigmoid activation, but "
+            f"{path}.material.material_activation is {activation!r}. Set it to sigmoid, or set "
+            "the key to false."
+        )
     _checkpoint, run = find_checkpoint(cfg.geometry_convert_from, f"{path}.geometry_convert_from")
     source = (run.load_parsed().get("system") or {}) if run is not None else {}
     if source.get("geometry_input") != "lambert":

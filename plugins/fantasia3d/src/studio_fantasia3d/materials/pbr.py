@@ -125,6 +125,12 @@ class PBRMaterial(ValidatesActivations, BaseMaterial):
             value = torch.logit(colour.detach().float().clamp(1e-3, 1.0 - 1e-3))
             self.albedo_start.copy_(value.to(self.albedo_start))
 
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: Any, **kw: Any) -> None:
+        """Checkpoints written before ``albedo_start`` existed load with a zero start (torch
+        hands this method its own copy of the state, so the default is added to that copy)."""
+        state_dict.setdefault(prefix + "albedo_start", torch.zeros_like(self.albedo_start))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kw)
+
     # -- lighting, built per device on first use and never checkpointed --------------------------
 
     def light(self, device: torch.device) -> EnvironmentLight:
