@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import re
 import statistics
 import sys
 from collections.abc import Sequence
@@ -24,7 +25,9 @@ from PIL import Image
 
 def frame_paths(spec: str) -> dict[str, Path]:
     """The frames of one set, keyed by their index (``NNN``): ``FOLDER`` or ``FOLDER:pK``."""
-    folder, _, particle = spec.partition(":")
+    folder, _, particle = spec.rpartition(":")
+    if not re.fullmatch(r"p\d+", particle):  # no particle suffix (a ':' may be in the path)
+        folder, particle = spec, ""
     prefix = f"{particle}-" if particle else ""
     found = {}
     for path in sorted(Path(folder).glob(f"{prefix}[0-9]*.png")):
@@ -32,25 +35,41 @@ def frame_paths(spec: str) -> dict[str, Path]:
         if index.isdigit():
             found[index] = path
     if not found:
-        raise SystemExit(f"no frames {prefix}NNN.png in {folder}: give a folder of test frames")
+        hint = " (a run of several particles: give FOLDER:p0, FOLDER:p1, ...)" if not prefix else ""
+        raise SystemExit(f"no frames {prefix}NNN.png in {folder}{hint}")
     return found
 
 
 def load_rgb(path: Path) -> np.ndarray:
+    """The image at ``path`` as RGB floats in [0, 1], ``[H, W, 3]``."""
     return np.asarray(Image.open(path).convert("RGB"), dtype=np.float64) / 255.0
 
 
-def pair_difference(a: dict[str, Path], b: dict[str, Path]) -> float:
-    """Mean |a - b| over every pixel and channel of the frames both sets hold."""
+def pair_difference(a: dict[str, Path], b: dict[str, Path], names: tuple[str, str]) -> float:
+    """Mean |a - b| over every pixel and channel of the frames both sets hold (``names`` are
+    the two sets' specs, for the errors)."""
     shared = sorted(a.keys() & b.keys())
     if not shared:
-        raise SystemExit("two frame sets share no frame index: are they from the same test orbit?")
-    return float(np.mean([np.abs(load_rgb(a[i]) - load_rgb(b[i])).mean() for i in shared]))
+        raise SystemExit(f"{names[0]} and {names[1]} share no frame index: same test orbit?")
+    values = []
+    for index in shared:
+        first, second = load_rgb(a[index]), load_rgb(b[index])
+        if first.shape != second.shape:
+            raise SystemExit(
+                f"frame {index}: {first.shape[1]}x{first.shape[0]} in {names[0]} but "
+                f"{second.shape[1]}x{second.shape[0]} in {names[1]}; compare frames of one size"
+            )
+        values.append(np.abs(first - second).mean())
+    return float(np.mean(values))
 
 
 def pairwise_differences(specs: Sequence[str]) -> dict[tuple[str, str], float]:
+    """:func:`pair_difference` of every pair of ``specs`` (``FOLDER`` or ``FOLDER:pK``)."""
     sets = {spec: frame_paths(spec) for spec in specs}
-    return {(a, b): pair_difference(sets[a], sets[b]) for a, b in itertools.combinations(specs, 2)}
+    return {
+        (a, b): pair_difference(sets[a], sets[b], (a, b))
+        for a, b in itertools.combinations(specs, 2)
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -39,3 +39,10 @@ def test_missing_or_unaligned_frames_are_refused(frame_difference, tmp_path: Pat
     (tmp_path / "b" / "p1-000.png").rename(tmp_path / "b" / "p1-007.png")
     with pytest.raises(SystemExit, match="share no frame"):
         frame_difference.pairwise_differences([str(tmp_path / "a"), f"{tmp_path / 'b'}:p1"])
+    with pytest.raises(SystemExit, match="give FOLDER:p0"):  # particles' frames, no suffix
+        frame_difference.pairwise_differences([str(tmp_path / "a"), str(tmp_path / "b")])
+    small = tmp_path / "small:x"  # a ':' in a folder name is no particle suffix
+    small.mkdir()
+    Image.fromarray(np.zeros((2, 2, 3), dtype=np.uint8)).save(small / "000.png")
+    with pytest.raises(SystemExit, match="compare frames of one size"):
+        frame_difference.pairwise_differences([str(tmp_path / "a"), str(small)])

@@ -4,15 +4,18 @@ when the shape initialisation runs."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import attrs
 import pytest
 import torch
 
+from studio.config.loading import dump_yaml
 from studio.config.resolve import load_experiment
 from studio.data.random_camera import RandomCameraDataModule
 from studio.errors import ConfigError
+from studio.training.checkpoint import save_checkpoint
 from studio_fantasia3d.system import Fantasia3DSystem, lambert_render, normal_latents
 
 
@@ -179,7 +182,8 @@ def test_the_texture_albedo_can_start_from_a_colour() -> None:
     older.load_state_dict(state)
     assert torch.allclose(older.material.channels(zero_field)["albedo"], colour.expand(2, 3))
     out = system.training_step(batch)
-    out["loss"].backward()  # the field still learns the albedo on top of the start
+    assert "material.albedo_start" not in dict(system.named_parameters())  # a start, not trained
+    out["loss"].backward()  # the field trains as before on top of it
     texture = [p for n, p in system.geometry.named_parameters() if n.startswith("encoding")]
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in texture)
 
@@ -188,32 +192,67 @@ def test_the_texture_albedo_can_start_from_a_colour() -> None:
         other.material.start_albedo_from(colour)
 
 
-def fake_run(root, geometry_input: str):
-    """A finished run directory as the conversion checks see it: its parsed config and a
-    checkpoint file."""
-    (root / "configs").mkdir(parents=True)
-    (root / "configs" / "parsed.yaml").write_text(
-        f"method: fantasia3d\nsystem:\n  geometry_input: {geometry_input}\n"
+def write_geometry_run(root: Path, geometry_input: str, albedo_logits: list[float]) -> Path:
+    """A finished ``fantasia3d-primitives`` run as conversion reads it: its parsed config and a
+    checkpoint of a sphere-initialised geometry stage whose Lambert colour is
+    ``sigmoid(albedo_logits)`` (``geometry_input: lambert``; ignored for ``normal``)."""
+    resolved = load_experiment(
+        "fantasia3d-primitives",
+        [
+            f"system.geometry_input={geometry_input}",
+            "system.geometry.isosurface_resolution=16",
+            "system.geometry.shape_init_steps=40",
+            "system.geometry.shape_init_lr=0.01",
+        ],
+        prompt="a yellow cone",
     )
-    (root / "ckpts").mkdir()
-    (root / "ckpts" / "last.ckpt").write_bytes(b"")
+    torch.manual_seed(0)
+    system = Fantasia3DSystem(resolved.parsed["system"])
+    system.initialize_shape_once()
+    if system.lambert_albedo is not None:
+        with torch.no_grad():
+            system.lambert_albedo.copy_(torch.tensor(albedo_logits))
+    (root / "configs").mkdir(parents=True)
+    (root / "configs" / "parsed.yaml").write_text(dump_yaml(resolved.parsed))
+    save_checkpoint(
+        root / "ckpts" / "last.ckpt", {"state_dict": system.state_dict(), "global_step": 40}
+    )
     return root
 
 
-def test_starting_from_the_colour_needs_a_lambert_geometry_stage(tmp_path) -> None:
-    normal_run = fake_run(tmp_path / "normal", "normal")
+def test_the_texture_stage_starts_from_the_geometry_stages_colour(tmp_path: Path) -> None:
+    logits = [2.0, 1.5, -2.5]  # a yellow
+    source = write_geometry_run(tmp_path / "geometry", "lambert", logits)
+    convert = (f"system.geometry_convert_from={source}", "system.geometry.isosurface_resolution=16")
+    system, _ = make_system("fantasia3d-texture-primitives", *convert)
+    assert system.conversion is not None  # converted from the run
+    assert torch.allclose(system.material.albedo_start, torch.tensor(logits), atol=1e-4)
+    field = torch.zeros(1, 8)
+    expected = torch.sigmoid(torch.tensor(logits))
+    assert torch.allclose(system.material.channels(field)["albedo"][0], expected, atol=1e-5)
+    resumed, _ = make_system("fantasia3d-texture-primitives", *convert, resumed=True)
+    assert torch.equal(resumed.material.albedo_start, torch.zeros(3))  # the checkpoint's, later
+    without, _ = make_system(
+        "fantasia3d-texture-primitives", *convert, "system.geometry_convert_inherit_colour=false"
+    )
+    assert torch.equal(without.material.albedo_start, torch.zeros(3))
+
+
+def test_starting_from_the_colour_needs_a_lambert_geometry_stage(tmp_path: Path) -> None:
+    normal_run = write_geometry_run(tmp_path / "normal", "normal", [0.0, 0.0, 0.0])
+    convert = f"system.geometry_convert_from={normal_run}"
     with pytest.raises(ConfigError, match="geometry_input is 'normal', not 'lambert'"):
-        make_system("fantasia3d-texture-primitives", f"system.geometry_convert_from={normal_run}")
-    lambert_run = fake_run(tmp_path / "lambert", "lambert")
-    with pytest.raises(ConfigError, match=r"material\.material_activation is 'exp'"):
-        make_system(
-            "fantasia3d-texture-primitives",
-            f"system.geometry_convert_from={lambert_run}",
-            "system.material.material_activation=exp",
-        )
-    with pytest.raises(ConfigError, match="needs a material whose albedo"):
-        make_system(
-            "fantasia3d-texture-primitives",
-            f"system.geometry_convert_from={lambert_run}",
-            "system.material_type=diffuse-with-point-light",
-        )
+        make_system("fantasia3d-texture-primitives", convert)
+    # a pipeline's texture stage learns its source only when it starts: refused there too
+    resolved = load_experiment(
+        "fantasia3d-texture-primitives", ["system.geometry_convert_from="], prompt="a yellow cone"
+    )
+    system_cfg = dict(resolved.parsed["system"], geometry_convert_from=str(normal_run))
+    with pytest.raises(ConfigError, match=r"studio resume RUN_DIR <stage>\.system\."):
+        Fantasia3DSystem(system_cfg)
+    for override, message in [
+        ("system.material.material_activation=exp", r"material\.material_activation is 'exp'"),
+        ("system.material_type=diffuse-with-point-light", "needs a material whose albedo"),
+    ]:  # refused without a source too (before a pipeline's first stage runs)
+        with pytest.raises(ConfigError, match=message):
+            make_system("fantasia3d-texture-primitives", "system.geometry_convert_from=", override)

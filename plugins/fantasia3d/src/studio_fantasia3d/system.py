@@ -65,11 +65,9 @@ def normal_latents(comp_normal: torch.Tensor, opacity: torch.Tensor) -> torch.Te
     return torch.cat([comp_normal * 2.0 - 1.0, opacity], dim=-1)
 
 
-def check_colour_source(cfg: Any, path: str) -> None:
-    """Refuse ``geometry_convert_inherit_colour`` unless the geometry stage the system converts
-    from (``geometry_convert_from``, set) learned a Lambert colour and the material can start
-    from it. (Without a source the key does nothing: a pipeline sets the source when the stage
-    starts, and a fresh texture stage has no colour to start from.)"""
+def check_colour_material(cfg: Any, path: str) -> None:
+    """Refuse ``geometry_convert_inherit_colour`` unless the material can start its albedo from a
+    colour: ``pbr-material`` with the sigmoid activation."""
     key = f"{path}.geometry_convert_inherit_colour"
     if cfg.material_type != "pbr-material":
         raise ConfigError(
@@ -83,14 +81,25 @@ def check_colour_source(cfg: Any, path: str) -> None:
             f"{path}.material.material_activation is {activation!r}. Set it to sigmoid, or set "
             "the key to false."
         )
+
+
+def check_colour_source(cfg: Any, path: str) -> None:
+    """Refuse ``geometry_convert_inherit_colour`` when the run ``geometry_convert_from`` names
+    (set) is no geometry stage of ``geometry_input: lambert``, the only kind with a colour."""
     _checkpoint, run = find_checkpoint(cfg.geometry_convert_from, f"{path}.geometry_convert_from")
     source = (run.load_parsed().get("system") or {}) if run is not None else {}
     if source.get("geometry_input") != "lambert":
-        raise ConfigError(
-            f"{key}=true: {path}.geometry_convert_from={cfg.geometry_convert_from!r} did not "
-            "learn a colour (its system.geometry_input is "
-            f"{source.get('geometry_input', 'normal')!r}, not 'lambert'). Set the key to false."
-        )
+        raise ConfigError(no_colour_message(cfg, path, source.get("geometry_input", "normal")))
+
+
+def no_colour_message(cfg: Any, path: str, geometry_input: Any) -> str:
+    return (
+        f"{path}.geometry_convert_inherit_colour=true: {path}.geometry_convert_from="
+        f"{cfg.geometry_convert_from!r} learned no colour (its system.geometry_input is "
+        f"{geometry_input!r}, not 'lambert'). Set the key to false (in a pipeline whose earlier "
+        "stage finished: `studio resume RUN_DIR <stage>.system.geometry_convert_inherit_colour"
+        "=false`)."
+    )
 
 
 class Fantasia3DSystem(DreamFusionSystem):
@@ -118,8 +127,10 @@ class Fantasia3DSystem(DreamFusionSystem):
     @classmethod
     def validate_config(cls, cfg: Any, path: str) -> None:
         super().validate_config(cfg, path)
-        if cfg.geometry_convert_inherit_colour and cfg.geometry_convert_from:
-            check_colour_source(cfg, path)
+        if cfg.geometry_convert_inherit_colour:
+            check_colour_material(cfg, path)
+            if cfg.geometry_convert_from:  # a pipeline sets it when the stage starts
+                check_colour_source(cfg, path)
 
     def build_parts(self, particle: int) -> dict[str, Any]:
         """The base parts; with ``geometry_convert_inherit_colour`` on a fresh conversion, the
@@ -127,7 +138,11 @@ class Fantasia3DSystem(DreamFusionSystem):
         parts = super().build_parts(particle)
         if self.cfg.geometry_convert_inherit_colour and self.conversion_source is not None:
             source = self.conversion_source[0]
-            parts["material"].start_albedo_from(torch.sigmoid(source.lambert_albedo))
+            albedo = getattr(source, "lambert_albedo", None)
+            if albedo is None:  # a pipeline's source is known only now
+                geometry_input = getattr(source.cfg, "geometry_input", "normal")
+                raise ConfigError(no_colour_message(self.cfg, self.config_path, geometry_input))
+            parts["material"].start_albedo_from(torch.sigmoid(albedo))
         return parts
 
     def configure(self) -> None:
