@@ -77,10 +77,15 @@ def test_the_adapter_is_the_clamped_affine_map_and_learns() -> None:
 
 
 def test_the_primitives_preset_ships_the_fitted_map(vae) -> None:
-    """latentnerf-refine-primitives' adapter starts from this fit (seed 0, 96 images)."""
+    """latentnerf-refine-primitives' adapter starts from this fit (seed 0, 96 images).
+
+    The preset holds the fit rounded to 4 decimals (error up to 5e-5), and the fit itself moves
+    with the installed libraries: a fresh install on 2026-12-07 moved it by up to 2.3e-4 from the
+    shipped numbers. The tolerance, 5e-4, covers both; the fit to another sample of the data
+    (seed 1) is 0.49 away, so a map that is not this fit still fails."""
     from studio.config.resolve import load_experiment
 
     parsed = load_experiment("latentnerf-refine-primitives", ["system.weights="], "a red cube")
     shipped = torch.tensor(parsed.parsed["system"]["material"]["matrix"], dtype=torch.float64)
     fitted = fit_latent_to_rgb(vae, data_latents(vae, seed=0, n=96))
-    torch.testing.assert_close(shipped, fitted, atol=6e-5, rtol=0)
+    torch.testing.assert_close(shipped, fitted, atol=5e-4, rtol=0)
