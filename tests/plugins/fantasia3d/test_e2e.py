@@ -43,7 +43,7 @@ def test_fantasia3d_on_the_primitives_model_draws_the_prompt(
     parsed = yaml.safe_load((texture / "configs" / "parsed.yaml").read_text())
     assert Path(parsed["system"]["geometry_convert_from"]).resolve() == geometry.resolve()
     (normals,) = sorted(geometry.glob("save/it*-test/0.png"))
-    assert iio.imread(normals).shape == (64, 2 * 64, 3)  # normals | silhouette
+    assert iio.imread(normals).shape == (64, 3 * 64, 3)  # Lambert render | normals | silhouette
     (shaded,) = sorted(texture.glob("save/it*-test/0.png"))
     assert iio.imread(shaded).shape == (64, 3 * 64, 3)  # shaded | normals | silhouette
     assert list(geometry.glob("save/it*-test.mp4")) and list(texture.glob("save/it*-test.mp4"))

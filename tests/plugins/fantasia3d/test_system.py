@@ -16,7 +16,7 @@ from studio.config.resolve import load_experiment
 from studio.data.random_camera import RandomCameraDataModule
 from studio.errors import ConfigError
 from studio.training.checkpoint import save_checkpoint
-from studio_fantasia3d.system import Fantasia3DSystem, lambert_render, normal_latents
+from studio_fantasia3d.system import Fantasia3DSystem, normal_latents
 
 
 class RecordingGuidance:
@@ -75,18 +75,6 @@ def test_normal_latents_are_the_scaled_normals_beside_the_silhouette() -> None:
     assert torch.equal(latents[..., :3], normal * 2 - 1) and torch.equal(latents[..., 3:], opacity)
 
 
-def test_lambert_render_shades_one_colour_by_the_light_over_grey() -> None:
-    up = torch.tensor([0.5, 0.5, 1.0])  # (n + 1) / 2 of the normal +z
-    comp_normal = up.expand(1, 2, 2, 3).clone()
-    opacity = torch.tensor([1.0, 1.0, 1.0, 0.0]).reshape(1, 2, 2, 1)
-    albedo = torch.tensor([1.0, 0.5, 0.0])
-    overhead = lambert_render(comp_normal, opacity, torch.tensor([[0.0, 0.0, 5.0]]), albedo)
-    assert torch.allclose(overhead[0, 0, 0], albedo)  # ambient 0.25 + diffuse 0.75 * 1
-    assert torch.allclose(overhead[0, 1, 1], torch.full((3,), 0.5))  # the grey background
-    sideways = lambert_render(comp_normal, opacity, torch.tensor([[3.0, 0.0, 0.0]]), albedo)
-    assert torch.allclose(sideways[0, 0, 0], 0.25 * albedo)  # ambient only
-
-
 def test_a_lambert_geometry_stage_learns_its_colour_and_shape() -> None:
     system, batch = geometry_system("system.geometry_input=lambert", "system.latent_steps=0")
     system.initialize_shape_once()
@@ -97,6 +85,30 @@ def test_a_lambert_geometry_stage_learns_its_colour_and_shape() -> None:
     assert system.geometry.sdf_network.parameters().__next__().grad is not None
     normal_input, _ = geometry_system("system.geometry_input=normal")
     assert normal_input.lambert_albedo is None
+
+
+def test_a_lambert_input_can_light_by_points_over_random_backgrounds() -> None:
+    options = ("system.geometry_input=lambert", "system.latent_steps=0")
+    system, batch = geometry_system(
+        *options, "system.lambert_light=point", "system.lambert_background=random"
+    )
+    system.initialize_shape_once()
+    out = system.render(batch)
+    image, as_latents = system.guidance_input(out, batch)
+    assert not as_latents and image.shape == (1, 32, 32, 3)
+    corner = image[0, 0, 0]  # the sphere of radius 0.5 leaves the corners empty
+    assert out["opacity"][0, 0, 0, 0] == 0
+    assert (corner - torch.sigmoid(system.lambert_albedo.detach())).norm() >= 0.3
+    assert torch.allclose(image[0, :2, :2].reshape(-1, 3), corner.expand(4, 3))
+    grey, _ = geometry_system(*options)[0].guidance_input(out, batch)
+    assert torch.allclose(grey[0, 0, 0], torch.full((3,), 0.5))
+    columns = system.eval_columns(batch)  # what an evaluator scores: the Lambert render over grey
+    assert len(columns) == 3 and columns[0][0, 0].tolist() == [128, 128, 128]
+    lit_by_points = image[0][out["opacity"][0, ..., 0] == 1]
+    lit_from_afar = grey[0][out["opacity"][0, ..., 0] == 1]
+    assert not torch.allclose(lit_by_points, lit_from_afar, atol=1e-3)
+    system.training_step(batch)["loss"].backward()
+    assert system.lambert_albedo.grad is not None
 
 
 def test_geometry_stage_sends_latents_first_then_the_normal_map_as_rgb() -> None:

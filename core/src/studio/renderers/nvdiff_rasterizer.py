@@ -71,7 +71,8 @@ class NVDiffRasterizer(BaseRenderer):
         **batch: Any,
     ) -> dict[str, Any]:
         """Render ``B`` views ``[B, H, W, C]``: ``opacity``, ``comp_normal`` (normals mapped to
-        ``[0, 1]``, zero on the background) and, with ``render_rgb``, ``comp_rgb`` and
+        ``[0, 1]``, zero on the background), ``comp_position`` (the surface's world points, not
+        antialiased, zero on the background) and, with ``render_rgb``, ``comp_rgb`` and
         ``comp_rgb_bg``; plus the rendered ``mesh``."""
         mesh = self.geometry.isosurface()
         rasterizer = self.rasterizer_for(mesh.v_pos.device)
@@ -87,11 +88,12 @@ class NVDiffRasterizer(BaseRenderer):
         out: dict[str, Any] = {"opacity": antialias(mask), "mesh": mesh}
         normal = F.normalize(rasterizer.interpolate(mesh.v_nrm, rast, tri), dim=-1)
         out["comp_normal"] = antialias(torch.lerp(torch.zeros_like(normal), (normal + 1) / 2, mask))
+        positions = rasterizer.interpolate(v_pos, rast, tri)
+        out["comp_position"] = positions * mask
         if not render_rgb:
             return out
 
         selector = mask[..., 0] > 0
-        positions = rasterizer.interpolate(v_pos, rast, tri)
         viewdirs = F.normalize(positions - camera_positions[:, None, None, :].to(v_pos), dim=-1)
         # like the reference: background pixels look along the direction to the world origin
         background = self.background(dirs=viewdirs)

@@ -7,7 +7,7 @@ Reference §5.5. Both stages rasterize a mesh extracted every step (``nvdiff-ras
   silhouette as a fourth channel, handed over as *latents* (resized to the UNet's latent size,
   no VAE); afterwards the normal map in ``[0, 1]`` is handed over as an RGB image (encoded by the
   VAE), or with ``geometry_input: lambert`` (ours, for models that never saw a normal map) the
-  mesh shaded in one learned colour (:func:`lambert_render`). A fresh run first fits the SDF to
+  mesh shaded in one learned colour (:mod:`studio_fantasia3d.lambert`). A fresh run first fits the SDF to
   its initial shape (``geometry.initialize_shape()``), once: never on resume, test or export, nor
   when ``system.weights`` gives the state (unless the geometry's ``force_shape_init`` says so).
 * Texture stage (``texture: true``): the shaded render ``comp_rgb`` goes to the guidance.
@@ -32,31 +32,15 @@ import torch
 
 from studio.api import ConfigError, NonNegativeInt, find_checkpoint, grayscale, rgb
 from studio_dreamfusion.system import DreamFusionSystem, weighted_guidance_losses
+from studio_fantasia3d.lambert import (
+    LambertBackground,
+    LambertLight,
+    lambert_render,
+    random_backgrounds,
+)
 from studio_magic3d.losses import MESH_REGULARISERS, weighted_mesh_regularisers
 
 log = logging.getLogger(__name__)
-
-
-#: Lambert shading of ``geometry_input: lambert`` (the primitives models' training renders).
-AMBIENT, DIFFUSE = 0.25, 0.75
-#: Background grey of ``geometry_input: lambert``.
-LAMBERT_BACKGROUND = 0.5
-
-
-def lambert_render(
-    comp_normal: torch.Tensor,
-    opacity: torch.Tensor,
-    light_positions: torch.Tensor,
-    albedo: torch.Tensor,
-) -> torch.Tensor:
-    """A uniformly coloured Lambertian surface lit from the direction of each view's light, over
-    grey: ``opacity * albedo * (AMBIENT + DIFFUSE * max(0, n . l)) + (1 - opacity) *
-    LAMBERT_BACKGROUND`` with ``n = 2 comp_normal - 1`` and ``l = normalize(light_position)`` (a
-    light far from the object); ``albedo [3]``, result ``[B, H, W, 3]``."""
-    normal = comp_normal * 2.0 - 1.0
-    light = torch.nn.functional.normalize(light_positions.to(normal), dim=-1)[:, None, None, :]
-    shade = AMBIENT + DIFFUSE * (normal * light).sum(-1, keepdim=True).clamp_min(0.0)
-    return opacity * albedo.to(normal) * shade + (1.0 - opacity) * LAMBERT_BACKGROUND
 
 
 def normal_latents(comp_normal: torch.Tensor, opacity: torch.Tensor) -> torch.Tensor:
@@ -117,6 +101,12 @@ class Fantasia3DSystem(DreamFusionSystem):
         from the view's light, over grey: for models that never saw a normal map, such as the
         primitives ones; the colour is learned so that the prompt's colour does not fight the
         shape)."""
+        lambert_light: LambertLight = "distant"
+        """``geometry_input: lambert``'s light: ``distant`` (the direction of the view's light
+        position) or ``point`` (from each surface point to it, as the primitives data set)."""
+        lambert_background: LambertBackground = "grey"
+        """``geometry_input: lambert``'s background: ``grey`` or ``random`` (a solid colour per
+        view, away from the learned colour, as the primitives data set)."""
         geometry_convert_inherit_colour: bool = False
         """Texture stage, with ``geometry_convert_from`` a geometry stage of ``geometry_input:
         lambert``: the albedo starts from that stage's learned colour (the material's
@@ -194,12 +184,24 @@ class Fantasia3DSystem(DreamFusionSystem):
         if self.global_step < self.cfg.latent_steps:
             return normal_latents(out["comp_normal"], out["opacity"]), True
         if self.cfg.geometry_input == "lambert":
-            albedo = torch.sigmoid(self.lambert_albedo)
-            image = lambert_render(
-                out["comp_normal"], out["opacity"], batch["light_positions"], albedo
-            )
-            return image, False
+            return self.lambert_image(out, batch), False
         return out["comp_normal"], False
+
+    def lambert_image(
+        self, out: dict[str, Any], batch: dict[str, Any], random_background: bool = True
+    ) -> torch.Tensor:
+        """The render in the learned colour, lit and filled as configured (``lambert_light``,
+        ``lambert_background``; ``random_background=False`` keeps grey)."""
+        albedo = torch.sigmoid(self.lambert_albedo)
+        random = random_background and self.cfg.lambert_background == "random"
+        return lambert_render(
+            out["comp_normal"],
+            out["opacity"],
+            batch["light_positions"],
+            albedo,
+            background=random_backgrounds(albedo, out["opacity"].shape[0]) if random else None,
+            positions=out["comp_position"] if self.cfg.lambert_light == "point" else None,
+        )
 
     def training_step(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         out = self.render(batch)
@@ -210,8 +212,12 @@ class Fantasia3DSystem(DreamFusionSystem):
         return {"loss": loss + regularisers, **logged, **more}
 
     def eval_columns(self, batch: dict[str, Any]) -> list[Any]:
-        """Texture stage: rgb | normal | opacity. Geometry stage: normal | opacity."""
+        """Texture stage: rgb | normal | opacity. Geometry stage: normal | opacity, after the
+        Lambert render over grey with ``geometry_input: lambert`` (what an evaluator scores)."""
         if self.cfg.texture:
             return super().eval_columns(batch)
         out = self.render(batch)
-        return [rgb(out["comp_normal"][0]), grayscale(out["opacity"][0])]
+        columns = [rgb(out["comp_normal"][0]), grayscale(out["opacity"][0])]
+        if self.cfg.geometry_input == "lambert":
+            columns.insert(0, rgb(self.lambert_image(out, batch, random_background=False)[0]))
+        return columns
