@@ -27,7 +27,9 @@ and the split-sum image-based lighting of :mod:`studio_fantasia3d.lighting` shad
 the split-sum lookup table at ``(n'.v, roughness)``. The result is linear radiance clamped to
 ``[0, 1]`` (as the reference, no tone mapping). The environment (``environment_texture``) is the
 procedural sky ``sky`` or an equirectangular ``.hdr`` / ``.exr`` file, times
-``environment_scale``; it is rebuilt from the config (never stored in checkpoints).
+``environment_scale``; it is rebuilt from the config (never stored in checkpoints). With
+``environment_follows_light`` (ours) each view turns the environment so that its key direction
+follows the view's light (:mod:`studio_fantasia3d.lighting.follow`).
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ import torch.nn.functional as F
 from studio.api import BaseMaterial, ConfigError, NonNegativeFloat, StudioError
 from studio_dreamfusion.activations import ValidatesActivations, get_activation
 from studio_fantasia3d.lighting import EnvironmentLight, brdf_lut, shade_split_sum
+from studio_fantasia3d.lighting.follow import key_direction, rotate_onto
 
 #: Feature channels the material reads: albedo 3, metallic 1, roughness 1, bump 3.
 N_FEATURES = 8
@@ -70,6 +73,11 @@ class PBRMaterial(ValidatesActivations, BaseMaterial):
         path of an equirectangular ``.hdr`` / ``.exr`` file."""
         environment_scale: NonNegativeFloat = 2.0
         """Multiplies the environment's radiance."""
+        environment_follows_light: bool = False
+        """Turn the environment per view so that its key direction (where most of its light
+        comes from: the sky's sun) points along the view's light (``light_positions``), so no
+        view sees the object backlit. Ours, for models trained on objects lit from near the
+        camera (the primitives ones); the reference keeps the environment fixed."""
         min_metallic: float = 0.0
         """Metallic value of a feature at the activation's minimum."""
         max_metallic: float = 0.9
@@ -109,6 +117,7 @@ class PBRMaterial(ValidatesActivations, BaseMaterial):
         )
         self._lights: dict[str, EnvironmentLight] = {}
         self._luts: dict[str, torch.Tensor] = {}
+        self._keys: dict[str, torch.Tensor] = {}
         self.register_buffer("albedo_start", torch.zeros(3))
 
     def start_albedo_from(self, colour: torch.Tensor) -> None:
@@ -144,6 +153,13 @@ class PBRMaterial(ValidatesActivations, BaseMaterial):
                 raise ConfigError(f"{self.config_path}.environment_texture: {exc}") from None
             self._lights[key] = light.to(device)
         return self._lights[key]
+
+    def key(self, device: torch.device) -> torch.Tensor:
+        """The environment's key direction ``[3]`` on ``device``."""
+        key = str(device)
+        if key not in self._keys:
+            self._keys[key] = key_direction(self.light(device))
+        return self._keys[key]
 
     def lut(self, device: torch.device) -> torch.Tensor:
         """The split-sum table ``[R, R, 2]`` on ``device``."""
@@ -182,11 +198,14 @@ class PBRMaterial(ValidatesActivations, BaseMaterial):
         shading_normal: Optional[torch.Tensor] = None,
         tangent: Optional[torch.Tensor] = None,
         tangent_sign: Optional[torch.Tensor] = None,
+        light_positions: Optional[torch.Tensor] = None,
         **kwargs: Any,
     ) -> torch.Tensor:
         """Shaded colours ``[N, 3]`` in ``[0, 1]``. ``viewdirs [N, 3]`` point from the camera to
         the surface; ``shading_normal [N, 3]`` the interpolated mesh normals; with ``use_bump``,
-        ``tangent [N, 3]`` and ``tangent_sign [N, 1]`` (default +1) from the UV atlas."""
+        ``tangent [N, 3]`` and ``tangent_sign [N, 1]`` (default +1) from the UV atlas; with
+        ``environment_follows_light``, ``light_positions [N, 3]`` (their directions from the
+        origin are the views' lights)."""
         if shading_normal is None:
             raise StudioError(
                 f"{self.config_path}: pbr-material shades with surface normals; render it with a "
@@ -203,13 +222,25 @@ class PBRMaterial(ValidatesActivations, BaseMaterial):
                 )
             sign = torch.ones_like(normal[..., :1]) if tangent_sign is None else tangent_sign
             normal = perturb_normal(normal, tangent, sign, ch["bump"])
+        to_camera = -F.normalize(viewdirs, dim=-1)
+        if self.cfg.environment_follows_light:
+            if light_positions is None:
+                raise StudioError(
+                    f"{self.config_path}.environment_follows_light=true needs the views' "
+                    "light_positions, which the renderer did not pass; render with "
+                    f"nvdiff-rasterizer or set {self.config_path}.environment_follows_light=false."
+                )
+            light_dir = F.normalize(light_positions.to(normal), dim=-1)
+            key = self.key(features.device).to(normal)
+            normal = rotate_onto(light_dir, key, normal)
+            to_camera = rotate_onto(light_dir, key, to_camera)
         color = shade_split_sum(
             self.light(features.device),
             ch["albedo"],
             ch["metallic"],
             ch["roughness"],
             normal,
-            -F.normalize(viewdirs, dim=-1),
+            to_camera,
             lut=self.lut(features.device),
         )
         return color.clamp(0.0, 1.0)
