@@ -69,6 +69,8 @@ def test_the_key_direction_points_at_a_single_bright_spot_and_near_the_sun() -> 
     sky = key_direction(EnvironmentLight.from_source("sky", 2.0))
     sun = torch.tensor(SkyParams().sun_direction(), dtype=torch.float32)
     assert math.degrees(math.acos(float((sky * sun).sum()))) < 15.0
+    studio = key_direction(EnvironmentLight.from_source("studio", 1.0))
+    assert math.degrees(math.acos(float((studio * sun).sum().clamp(-1, 1)))) < 0.5
     uniform = key_direction(EnvironmentLight(torch.ones(height, 2 * height, 3)))
     assert torch.equal(uniform, torch.tensor([0.0, 0.0, 1.0]))
 

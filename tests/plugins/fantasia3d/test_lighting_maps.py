@@ -13,7 +13,7 @@ import torch
 
 from studio.api import ConfigError
 from studio_fantasia3d.lighting import EnvironmentLight, SkyParams
-from studio_fantasia3d.lighting.environment import procedural_sky, sky_radiance
+from studio_fantasia3d.lighting.environment import STUDIO, procedural_sky, sky_radiance
 from studio_fantasia3d.lighting.equirect import direction_to_uv, row_solid_angles, texel_directions
 from tests.plugins.fantasia3d.lighting_cache import private_cache  # noqa: F401 - fixture
 
@@ -75,6 +75,22 @@ def test_sky_looks_like_a_sky() -> None:
     )
     expected = (torch.tensor(params.sun_radiance, dtype=torch.float64) - behind) * disc
     assert torch.allclose(extra, expected, rtol=0.02), (extra, expected)
+
+
+def test_the_studio_shades_a_white_lambertian_surface_as_the_primitives_data_set() -> None:
+    light = EnvironmentLight.from_source("studio", 1.0)
+    sun = torch.tensor(STUDIO.sun_direction())
+    side = torch.nn.functional.normalize(
+        torch.cross(sun, torch.tensor([0.0, 0.0, 1.0]), dim=0), dim=0
+    )
+    up = torch.cross(side, sun, dim=0)
+    angles = torch.deg2rad(torch.arange(0.0, 181.0, 15.0))
+    normals = sun * angles.cos()[:, None] + up * angles.sin()[:, None]
+    expected = 0.25 + 0.75 * angles.cos().clamp_min(0.0)
+    irradiance = light.diffuse(normals.float())  # E(n) / pi: what albedo 1 reflects
+    assert torch.allclose(irradiance, expected[:, None].float().expand(-1, 3), atol=0.012)
+    assert torch.allclose(_map(light).amin(), torch.tensor(0.25))  # grey, white, no tint
+    assert torch.allclose(_power(_map(light))[0], _power(_map(light))[2])
 
 
 def test_scale_multiplies_the_radiance_and_the_light_has_no_parameters() -> None:

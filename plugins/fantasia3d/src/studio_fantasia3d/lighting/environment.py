@@ -76,6 +76,26 @@ class SkyParams:
         )
 
 
+def _studio_params() -> SkyParams:
+    """:data:`STUDIO`'s parameters: the sun's radiance is ``0.75 pi / solid angle`` of its disc."""
+    radius = 2.5
+    solid_angle = 2.0 * math.pi * (1.0 - math.cos(math.radians(radius)))
+    sun = 0.75 * math.pi / solid_angle
+    grey = (AMBIENT_STUDIO,) * 3
+    return SkyParams(
+        zenith=grey, horizon=grey, ground=grey, sun_radiance=(sun,) * 3, sun_radius_deg=radius
+    )
+
+
+#: The studio's uniform radiance (a white Lambertian surface reflects this much of it).
+AMBIENT_STUDIO = 0.25
+#: ``environment_texture: studio``: a uniform grey ambient of radiance 0.25 and a white sun of
+#: irradiance 0.75 pi along its direction, so a white Lambertian surface reflects ``0.25 + 0.75
+#: max(0, n . s)``: the Lambert shading the primitives data set renders (with
+#: ``environment_follows_light`` the sun follows each view's light as that data set's does).
+STUDIO = _studio_params()
+
+
 def sky_radiance(direction: Tensor, params: SkyParams = SkyParams()) -> Tensor:
     """The analytic sky's radiance along unit ``direction [..., 3]`` -> ``[..., 3]``."""
     dtype, device = direction.dtype, direction.device

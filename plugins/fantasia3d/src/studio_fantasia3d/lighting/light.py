@@ -27,6 +27,7 @@ from torch import Tensor, nn
 
 from studio.api import ConfigError
 from studio_fantasia3d.lighting.environment import (
+    STUDIO,
     SkyParams,
     load_equirect,
     procedural_sky,
@@ -83,7 +84,8 @@ class EnvironmentLight(nn.Module):
         sky: SkyParams | None = None,
         device: torch.device | str | None = None,
     ) -> EnvironmentLight:
-        """The light of ``source``: ``"sky"`` (the procedural sky, see ``sky``) or the path of an
+        """The light of ``source``: ``"sky"`` (the procedural sky, see ``sky``), ``"studio"`` (the
+        grey studio with a sun, :data:`~studio_fantasia3d.lighting.environment.STUDIO`) or the path of an
         equirectangular ``.hdr``/``.exr`` file, resized to ``resolution x resolution / 2`` texels
         (a power of two >= 32) and multiplied by ``scale``. Bad files raise ConfigError."""
         _check_width(resolution, "environment resolution")
@@ -142,6 +144,8 @@ def _source_key(source: str, sky: SkyParams | None) -> tuple:
     """What identifies a source's content: the sky's parameters, or the file and its mtime/size."""
     if source == "sky":
         return ("sky", sky or SkyParams())
+    if source == "studio" and sky is None:
+        return ("sky", STUDIO)
     if sky is not None:
         raise ConfigError(
             f"sky parameters apply only to source 'sky'; got the file source {source!r}."

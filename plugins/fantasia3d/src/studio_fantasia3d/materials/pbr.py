@@ -69,8 +69,10 @@ class PBRMaterial(ValidatesActivations, BaseMaterial):
         material_activation: str = "sigmoid"
         """Activation of all eight feature channels before they are mapped to ranges."""
         environment_texture: str = "sky"
-        """The environment light: ``sky`` (a procedural HDR sky with a sun, made in code) or the
-        path of an equirectangular ``.hdr`` / ``.exr`` file."""
+        """The environment light: ``sky`` (a procedural HDR sky with a sun, made in code),
+        ``studio`` (a uniform grey ambient and a white sun: a white Lambertian surface reflects
+        ``0.25 + 0.75 max(0, n . sun)``, the primitives data set's shading) or the path of an
+        equirectangular ``.hdr`` / ``.exr`` file."""
         environment_scale: NonNegativeFloat = 2.0
         """Multiplies the environment's radiance."""
         environment_follows_light: bool = False
