@@ -5,31 +5,18 @@ parts (counted on the meta device; the GPU measurement itself runs on the device
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import math
-import sys
-from pathlib import Path
 from types import ModuleType
 
 import pytest
 import torch
 
-BENCH = Path(__file__).resolve().parents[2] / "bench"
+from tests.bench.loading import load_bench
 
 
 @pytest.fixture(scope="module")
 def bench() -> ModuleType:
-    sys.path.insert(0, str(BENCH))  # the bench imports its siblings `dreamfusion` and `timing`
-    try:
-        spec = importlib.util.spec_from_file_location(
-            "bench_guidance_kernels", BENCH / "guidance_kernels.py"
-        )
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module  # its dataclasses look their module up while defined
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(BENCH))
-    return module
+    return load_bench("guidance_kernels")
 
 
 def options(**overrides: object) -> argparse.Namespace:

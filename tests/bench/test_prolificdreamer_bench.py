@@ -4,7 +4,6 @@ models and tiny sizes (the GPU measurement itself runs on the device)."""
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -12,7 +11,7 @@ from types import ModuleType
 import pytest
 import torch
 
-BENCH = Path(__file__).resolve().parents[2] / "bench"
+from tests.bench.loading import load_bench
 
 TINY_UNET = dict(
     sample_size=8,
@@ -74,16 +73,7 @@ TINY = {
 @pytest.fixture(scope="module")
 def modules() -> tuple[ModuleType, ModuleType]:
     """``(bench/prolificdreamer.py, the bench/dreamfusion.py it imports)``."""
-    sys.path.insert(0, str(BENCH))  # the bench imports its siblings `dreamfusion` and `timing`
-    try:
-        spec = importlib.util.spec_from_file_location(
-            "bench_prolificdreamer", BENCH / "prolificdreamer.py"
-        )
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module  # its dataclasses look their module up while defined
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(BENCH))
+    module = load_bench("prolificdreamer")
     return module, sys.modules["dreamfusion"]
 
 
