@@ -7,9 +7,10 @@ Reference §5.5. Both stages rasterize a mesh extracted every step (``nvdiff-ras
   silhouette as a fourth channel, handed over as *latents* (resized to the UNet's latent size,
   no VAE); afterwards the normal map in ``[0, 1]`` is handed over as an RGB image (encoded by the
   VAE), or with ``geometry_input: lambert`` (ours, for models that never saw a normal map) the
-  mesh shaded in one learned colour (:mod:`studio_fantasia3d.lambert`). A fresh run first fits the SDF to
-  its initial shape (``geometry.initialize_shape()``), once: never on resume, test or export, nor
-  when ``system.weights`` gives the state (unless the geometry's ``force_shape_init`` says so).
+  mesh shaded in one learned colour (:mod:`studio_fantasia3d.lambert`). A fresh run first fits
+  the SDF to its initial shape (``geometry.initialize_shape()``), once: never on resume, test or
+  export, nor when ``system.weights`` gives the state (unless the geometry's
+  ``force_shape_init`` says so).
 * Texture stage (``texture: true``): the shaded render ``comp_rgb`` goes to the guidance.
 
 The loss is the guidance's weighted losses plus Magic3D's mesh regularisers::
@@ -98,9 +99,9 @@ class Fantasia3DSystem(DreamFusionSystem):
         geometry_input: Literal["normal", "lambert"] = "normal"
         """Geometry stage after ``latent_steps``: ``normal`` (the reference: the normal map as
         an image) or ``lambert`` (the mesh as a Lambertian surface of one learned colour, lit
-        from the view's light, over grey: for models that never saw a normal map, such as the
-        primitives ones; the colour is learned so that the prompt's colour does not fight the
-        shape)."""
+        by the view's light over a background, see ``lambert_light`` and
+        ``lambert_background``: for models that never saw a normal map, such as the primitives
+        ones; the colour is learned so that the prompt's colour does not fight the shape)."""
         lambert_light: LambertLight = "distant"
         """``geometry_input: lambert``'s light: ``distant`` (the direction of the view's light
         position) or ``point`` (from each surface point to it, as the primitives data set)."""
