@@ -63,12 +63,9 @@ def random_backgrounds(albedo: torch.Tensor, views: int) -> torch.Tensor:
     gradient)."""
     albedo = albedo.detach()
     candidates = torch.rand(views, _CANDIDATES, 3, device=albedo.device, dtype=albedo.dtype)
-    far = (candidates - albedo).norm(dim=-1) >= MIN_BACKGROUND_DISTANCE
+    distance = (candidates - albedo).norm(dim=-1)
+    far = distance >= MIN_BACKGROUND_DISTANCE
     # the first far candidate of each view (argmax of a bool picks the first True); a view with
     # none keeps its farthest
-    first = torch.where(
-        far.any(dim=1),
-        far.to(torch.uint8).argmax(dim=1),
-        (candidates - albedo).norm(dim=-1).argmax(dim=1),
-    )
+    first = torch.where(far.any(dim=1), far.to(torch.uint8).argmax(dim=1), distance.argmax(dim=1))
     return candidates[torch.arange(views, device=albedo.device), first]

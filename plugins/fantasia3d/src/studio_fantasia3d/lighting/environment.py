@@ -78,7 +78,7 @@ class SkyParams:
 
 def _studio_params() -> SkyParams:
     """:data:`STUDIO`'s parameters: the sun's radiance is ``0.75 pi / solid angle`` of its disc."""
-    radius = 2.5
+    radius = SkyParams.sun_radius_deg
     solid_angle = 2.0 * math.pi * (1.0 - math.cos(math.radians(radius)))
     sun = 0.75 * math.pi / solid_angle
     grey = (AMBIENT_STUDIO,) * 3

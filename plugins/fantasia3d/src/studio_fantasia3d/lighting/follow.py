@@ -56,19 +56,18 @@ def rotate_onto(source: Tensor, target: Tensor, vectors: Tensor) -> Tensor:
     """``vectors [..., 3]`` rotated by the rotation that takes the unit ``source [..., 3]`` onto
     the unit ``target [..., 3]`` along their great circle (Rodrigues: ``x c + s x x + s (s . x) /
     (1 + c)`` with ``s = source x target``, ``c = source . target``). Opposite vectors turn by
-    180 degrees about an axis perpendicular to ``source``. Differentiable in ``vectors``."""
+    180 degrees about an axis perpendicular to ``source``. Differentiable in ``vectors``; the
+    three broadcast against each other, ``source`` and ``vectors`` with as many dimensions."""
     source, target = torch.broadcast_tensors(source, target)
     axis = torch.cross(source, target, dim=-1)
     cos = (source * target).sum(-1, keepdim=True)
-    opposite = cos < -1.0 + 1e-6
     along = (
         vectors * cos
         + torch.cross(axis, vectors, dim=-1)
         + axis * (axis * vectors).sum(-1, keepdim=True) / (1.0 + cos).clamp_min(1e-6)
     )
-    if not bool(opposite.any()):
-        return along
-    # a half turn about u (perpendicular to source): x -> 2 (u . x) u - x
+    # a half turn about u (perpendicular to source): x -> 2 (u . x) u - x; chosen by where, so
+    # no host sync asks whether any pair is opposite
     helper = torch.where(
         source[..., :1].abs() < 0.9,
         torch.tensor([1.0, 0.0, 0.0], device=source.device, dtype=source.dtype),
@@ -76,4 +75,4 @@ def rotate_onto(source: Tensor, target: Tensor, vectors: Tensor) -> Tensor:
     )
     u = F.normalize(torch.cross(source, helper, dim=-1), dim=-1)
     half_turn = 2.0 * (u * vectors).sum(-1, keepdim=True) * u - vectors
-    return torch.where(opposite, half_turn, along)
+    return torch.where(cos < -1.0 + 1e-6, half_turn, along)

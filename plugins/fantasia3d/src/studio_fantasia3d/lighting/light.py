@@ -85,9 +85,9 @@ class EnvironmentLight(nn.Module):
         device: torch.device | str | None = None,
     ) -> EnvironmentLight:
         """The light of ``source``: ``"sky"`` (the procedural sky, see ``sky``), ``"studio"`` (the
-        grey studio with a sun, :data:`~studio_fantasia3d.lighting.environment.STUDIO`) or the path of an
-        equirectangular ``.hdr``/``.exr`` file, resized to ``resolution x resolution / 2`` texels
-        (a power of two >= 32) and multiplied by ``scale``. Bad files raise ConfigError."""
+        grey studio with a sun, ``environment.STUDIO``) or the path of an equirectangular
+        ``.hdr``/``.exr`` file, resized to ``resolution x resolution / 2`` texels (a power of two
+        >= 32) and multiplied by ``scale``. Bad files raise ConfigError."""
         _check_width(resolution, "environment resolution")
         if not math.isfinite(scale) or scale < 0:
             raise ConfigError(f"environment scale must be a finite number >= 0; got {scale}.")

@@ -26,7 +26,8 @@ and the split-sum image-based lighting of :mod:`studio_fantasia3d.lighting` shad
 ``E`` the environment's diffuse irradiance / pi, ``S`` its GGX-prefiltered radiance, ``(A, B)``
 the split-sum lookup table at ``(n'.v, roughness)``. The result is linear radiance clamped to
 ``[0, 1]`` (as the reference, no tone mapping). The environment (``environment_texture``) is the
-procedural sky ``sky`` or an equirectangular ``.hdr`` / ``.exr`` file, times
+procedural sky ``sky``, the grey ``studio`` with a sun, or an equirectangular ``.hdr`` / ``.exr``
+file, times
 ``environment_scale``; it is rebuilt from the config (never stored in checkpoints). With
 ``environment_follows_light`` (ours) each view turns the environment so that its key direction
 follows the view's light (:mod:`studio_fantasia3d.lighting.follow`).
@@ -234,8 +235,7 @@ class PBRMaterial(ValidatesActivations, BaseMaterial):
                 )
             light_dir = F.normalize(light_positions.to(normal), dim=-1)
             key = self.key(features.device).to(normal)
-            normal = rotate_onto(light_dir, key, normal)
-            to_camera = rotate_onto(light_dir, key, to_camera)
+            normal, to_camera = rotate_onto(light_dir[None], key, torch.stack((normal, to_camera)))
         color = shade_split_sum(
             self.light(features.device),
             ch["albedo"],
