@@ -360,6 +360,7 @@ def bench(
     iters: int,
     kind: str = "sd",
     return_step: bool = False,
+    fixed_capacity: bool = False,
 ) -> Any:
     from studio.training.trainer import to_device
 
@@ -370,6 +371,7 @@ def bench(
     guidance_only = guidance_only_of(guidance, prompt_utils, batch)
     preset = "dreamfusion-sd" if kind == "sd" else "dreamfusion-if"
     system, data, optimizer = make_system(guidance, prompt_utils, batch, foreach_adam, preset)
+    system.renderer.cfg.fixed_capacity = fixed_capacity
     scaler = torch.amp.GradScaler("cuda")
     step = [FIRST_STEP]
     full_step = full_step_of(system, data, optimizer, scaler, step)
@@ -456,7 +458,8 @@ def main() -> int:
     parser.add_argument(
         "--variants",
         default="eager,eager+foreach-adam,compiled",
-        help="comma-separated subset of eager, eager+foreach-adam, compiled",
+        help="comma-separated subset of eager, eager+foreach-adam, compiled, each also with "
+        "+fixed (fixed-capacity sample buffers: no host sync in the render)",
     )
     parser.add_argument(
         "--profile", action="store_true", help="also profile 5 eager full steps at batch 1"
@@ -473,6 +476,8 @@ def main() -> int:
         ("compiled", "reduce-overhead", True, False),
         ("eager+foreach-adam", "none", False, True),
     ]
+    # `+fixed`: the renderer marches into fixed-capacity buffers (no host sync per step)
+    variants += [(f"{v[0]}+fixed", *v[1:]) for v in variants]
     chosen = args.variants.split(",")
     variants = [v for v in variants if v[0] in chosen]
     rows = []
@@ -484,7 +489,10 @@ def main() -> int:
         for batch in (1, 4):
             for label, mode, channels_last, foreach_adam in variants:
                 torch._dynamo.reset()
-                result = bench(path, batch, mode, channels_last, foreach_adam, iters)
+                fixed = label.endswith("+fixed")
+                result = bench(
+                    path, batch, mode, channels_last, foreach_adam, iters, fixed_capacity=fixed
+                )
                 torch.cuda.empty_cache()
                 rows.append((batch, label, result))
                 print(f"batch {batch} {label}: {result}", file=sys.stderr, flush=True)

@@ -21,6 +21,7 @@ evaluated at once).
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Literal, Optional
 
 import attrs
@@ -29,15 +30,24 @@ import torch.nn.functional as F
 
 from studio.api import BaseRenderer, PositiveInt
 from studio.api import choose_backend as choose
+from studio_dreamfusion.renderers.capacity_marching import (
+    CapacitySamples,
+    SampleCapacity,
+    capacity_march,
+    dense_weights,
+)
 from studio_dreamfusion.renderers.occupancy_marching import march
 from studio_dreamfusion.renderers.volume import (
     RaySamples,
     accumulate,
     marching_samples,
+    steps_per_ray,
     uniform_samples,
     visible_uniform,
     weights_from_density_uniform,
 )
+
+log = logging.getLogger(__name__)
 
 PER_RAY = ("opacity", "depth", "comp_rgb_fg", "z_variance", "comp_normal")
 
@@ -73,6 +83,11 @@ class NeRFVolumeRenderer(BaseRenderer):
         backend: Literal["auto", "nerfacc", "torch"] = "auto"
         """Ray marching: ``nerfacc`` (CUDA), ``torch`` (anywhere) or ``auto`` (nerfacc on CUDA
         when installed, else torch)."""
+        fixed_capacity: bool = False
+        """Training with nerfacc (or the torch backend's ``marching`` samples): march into sample buffers of fixed size, sized from recent
+        steps (``capacity_marching``), so a step never waits for the GPU to learn how many samples
+        survive (a CUDA graph can capture it). Per-sample outputs then hold padding slots of zero
+        weight, marked false in ``sample_valid``."""
         torch_sampling: Literal["box", "marching"] = "box"
         """The torch backend's samples: ``box``, N per ray spread over its chord of the box;
         ``marching``, nerfacc's fixed step ``sqrt(3) * 2 * radius / N`` from the near plane (the
@@ -102,6 +117,7 @@ class NeRFVolumeRenderer(BaseRenderer):
         # nerfacc's marching through `occupancy_marching.march` (one host sync per call);
         # False: through `OccGridEstimator.sampling` (same samples, six syncs; for comparison)
         self.single_sync_marching = True
+        self.sample_capacity: Optional[SampleCapacity] = None  # sized on the first fixed march
         self.register_load_state_dict_post_hook(_ignore_estimator_keys)
 
     def _fill_grid(self) -> None:
@@ -202,6 +218,63 @@ class NeRFVolumeRenderer(BaseRenderer):
                 )
         return RaySamples(ray_indices.long(), t_starts, t_ends, (t_starts + t_ends) / 2.0)
 
+    def _uses_fixed_capacity(self, rays_o: torch.Tensor) -> bool:
+        cfg = self.cfg
+        marching = self._uses_nerfacc(rays_o) or cfg.torch_sampling == "marching"
+        return cfg.fixed_capacity and self.training and marching
+
+    def _occupancy(self, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, Any]:
+        """``(binaries, aabb [6], alpha threshold)`` the fixed march skips cells and samples by:
+        nerfacc's grid and ``min(0.01, mean occupancy)``; on the torch path one occupied cell
+        over the box and 0.01 (its pruning, ``visible_uniform``)."""
+        if self._uses_nerfacc(like):
+            assert self.estimator is not None
+            if self.cfg.grid_prune and not self._grid_filled:
+                self._fill_grid()
+            threshold = self.estimator.occs.mean().clamp(max=0.01)
+            return self.estimator.binaries, self.estimator.aabbs[0], threshold
+        one_cell = torch.ones(1, 1, 1, dtype=torch.bool, device=like.device)
+        return one_cell, self.bbox.reshape(-1), 0.01
+
+    def _sample_fixed(self, rays_o: torch.Tensor, rays_d: torch.Tensor) -> CapacitySamples:
+        """The marching samples in fixed-size buffers (no host sync once they are sized: the
+        first call waits once to learn the counts)."""
+        cfg = self.cfg
+        binaries, aabb, threshold = self._occupancy(rays_o)
+        prune = cfg.grid_prune and cfg.prune_alpha_threshold
+
+        def march_with(capacity: tuple[int, int]) -> CapacitySamples:
+            return capacity_march(
+                rays_o,
+                rays_d,
+                binaries=binaries,
+                aabb=aabb,
+                step_size=self.render_step_size,
+                near_plane=cfg.near_plane,
+                far_plane=cfg.far_plane,
+                stratified=cfg.randomized,
+                density_fn=self.geometry.forward_density if prune else None,
+                alpha_threshold=threshold if prune else 0.0,
+                early_stop_eps=1e-4 if cfg.grid_prune else 0.0,
+                capacity=capacity,
+            )
+
+        with torch.no_grad():
+            if self.sample_capacity is None:
+                every = rays_o.shape[0] * steps_per_ray(self.bbox, self.render_step_size)
+                counts = march_with((every, every)).counts.tolist()
+                self.sample_capacity = SampleCapacity((counts[0] * 1.25, counts[1] * 1.25))
+            elif self.sample_capacity.update():
+                log.warning(
+                    "A training step had more samples than its fixed-capacity buffers (%d so "
+                    "far): it dropped the far samples of its last rays; buffers grown to %s.",
+                    self.sample_capacity.overflows,
+                    self.sample_capacity.capacity,
+                )
+            samples = march_with(self.sample_capacity.capacity)
+        self.sample_capacity.record(samples.counts)
+        return samples
+
     def _chunked(self, fn, points: torch.Tensor) -> Any:
         if self.training or points.shape[0] <= self.cfg.eval_chunk_size:
             return fn(points)
@@ -264,6 +337,8 @@ class NeRFVolumeRenderer(BaseRenderer):
     ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """Per-ray results (``PER_RAY`` keys) and per-sample results of a flat set of rays."""
         n_rays = rays_o.shape[0]
+        if self._uses_fixed_capacity(rays_o):
+            return self._render_rays_fixed(rays_o, rays_d, lights, **kwargs)
         samples = self._sample(rays_o, rays_d)
         shaded = None if samples.valid is None else samples.valid.nonzero().squeeze(1)
         idx, t_points, t_intervals = (
@@ -299,6 +374,51 @@ class NeRFVolumeRenderer(BaseRenderer):
             )
             geo = {k: v[keep] for k, v in geo.items()}
 
+        return self._composite(
+            idx, t_points, t_intervals, t_dirs, positions, rgb, weights, geo, n_rays
+        )
+
+    def _render_rays_fixed(
+        self, rays_o: torch.Tensor, rays_d: torch.Tensor, lights: torch.Tensor, **kwargs: Any
+    ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """:meth:`_render_rays` for training on fixed-capacity buffers: every slot is shaded
+        (padding slots get zero weight), so no size depends on the data."""
+        samples = self._sample_fixed(rays_o, rays_d)
+        idx, t_points = samples.ray_indices, samples.t_points
+        t_dirs = rays_d[idx]
+        positions = rays_o[idx] + t_dirs * t_points[:, None]
+        need_normal = bool(self.material.requires_normal or self.cfg.return_comp_normal)
+        geo = self.geometry(positions, output_normal=need_normal)
+        material_inputs = {k: v for k, v in geo.items() if k != "density"}
+        rgb = self._chunked_material(material_inputs, t_dirs, positions, lights[idx], kwargs)
+        weights = dense_weights(geo["density"].reshape(-1), samples)
+        per_ray, per_sample = self._composite(
+            idx,
+            t_points,
+            samples.t_ends - samples.t_starts,
+            t_dirs,
+            positions,
+            rgb,
+            weights,
+            geo,
+            rays_o.shape[0],
+        )
+        per_sample["sample_valid"] = samples.valid
+        return per_ray, per_sample
+
+    def _composite(
+        self,
+        idx: torch.Tensor,
+        t_points: torch.Tensor,
+        t_intervals: torch.Tensor,
+        t_dirs: torch.Tensor,
+        positions: torch.Tensor,
+        rgb: torch.Tensor,
+        weights: torch.Tensor,
+        geo: dict[str, torch.Tensor],
+        n_rays: int,
+    ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """Per-ray and per-sample results of shaded samples (ray ``idx``, ``weights``...)."""
         # One weighted sum per ray for opacity, depth, colour and normal together (fewer kernels
         # in a launch-bound step): columns [1 | t | rgb | normal].
         t_points = t_points[:, None]

@@ -96,8 +96,7 @@ def marching_samples(
         start = start + torch.rand_like(start) * step_size
     near = torch.maximum(entry, start)  # nerfacc clips the box to the jittered near plane
     far = torch.minimum(far, torch.full_like(far, far_plane))
-    diagonal = float((aabb[1] - aabb[0]).norm())
-    count = int(diagonal / step_size) + 2  # midpoints a chord of the box can hold, plus one
+    count = steps_per_ray(aabb, step_size)
     first = torch.ceil((near - start) / step_size - 0.5).clamp(min=0.0)
     steps = first[:, None] + torch.arange(count, device=rays_o.device, dtype=rays_o.dtype)
     t_starts = start[:, None] + steps * step_size
@@ -113,6 +112,13 @@ def marching_samples(
         count,
         valid.reshape(-1),
     )
+
+
+def steps_per_ray(aabb: torch.Tensor, step_size: float) -> int:
+    """Marching steps per ray of :func:`marching_samples` through the box ``aabb [2, 3]``: the
+    midpoints its diagonal can hold, plus one."""
+    diagonal = float((aabb.reshape(2, 3)[1] - aabb.reshape(2, 3)[0]).norm())
+    return int(diagonal / step_size) + 2
 
 
 def weights_from_density_uniform(
