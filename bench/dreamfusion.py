@@ -419,12 +419,14 @@ def bench(
     return {"guidance": guidance_ms, "full": full_ms, "peak": peak, "warm_s": first, **parts}
 
 
-def profile_step(path: Path, steps: int = 5) -> None:
-    """torch.profiler over eager batch-1 full steps: the ops costing the most host time, and how
-    many CUDA kernels one step launches."""
+def profile_step(path: Path, steps: int = 5, fixed_capacity: bool = False) -> None:
+    """torch.profiler over eager batch-1 full steps: the ops costing the most host time, how
+    many CUDA kernels one step launches, and where it waits for the GPU."""
     from torch.profiler import ProfilerActivity, profile
 
-    full_step = bench(path, 1, "none", False, False, iters=3, return_step=True)
+    full_step = bench(
+        path, 1, "none", False, False, iters=3, return_step=True, fixed_capacity=fixed_capacity
+    )
     with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
         for _ in range(steps):
             full_step()
@@ -464,6 +466,9 @@ def main() -> int:
     parser.add_argument(
         "--profile", action="store_true", help="also profile 5 eager full steps at batch 1"
     )
+    parser.add_argument(
+        "--profile-fixed", action="store_true", help="--profile with fixed-capacity marching"
+    )
     args = parser.parse_args()
     if not torch.cuda.is_available():
         print("bench/dreamfusion.py: needs CUDA (full-sized UNets); skipped.")
@@ -484,8 +489,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         path = build_sd21_sized(Path(tmp))
         torch.cuda.empty_cache()
-        if args.profile:
-            profile_step(path)
+        if args.profile or args.profile_fixed:
+            profile_step(path, fixed_capacity=args.profile_fixed)
         for batch in (1, 4):
             for label, mode, channels_last, foreach_adam in variants:
                 torch._dynamo.reset()

@@ -15,23 +15,15 @@ from studio_dreamfusion.renderers.capacity_marching import (
     dense_weights,
 )
 from studio_dreamfusion.renderers.volume import marching_samples
+from tests.plugins.dreamfusion.marching_scene import lumpy_ball, nerfacc_scene, rays_at_the_ball
 
 AABB = torch.tensor([-1.0, -1.0, -1.0, 1.0, 1.0, 1.0])
 STEP = 0.04
 
 
-def lumpy_ball(points: torch.Tensor) -> torch.Tensor:
-    """Density ``[N]``: a soft ball with a lumpy surface and a faint haze around it."""
-    radius = points.norm(dim=-1) + 0.05 * torch.sin(9.0 * points).sum(-1)
-    return 40.0 * torch.sigmoid((0.6 - radius) * 30.0) + 0.02
-
-
 def scene(n_rays: int = 96, resolution: int = 8, seed: int = 0):
     generator = torch.Generator().manual_seed(seed)
-    rays_o = torch.randn(n_rays, 3, generator=generator)
-    rays_o = 2.5 * rays_o / rays_o.norm(dim=-1, keepdim=True)
-    jitter = 0.4 * torch.randn(n_rays, 3, generator=generator)
-    rays_d = torch.nn.functional.normalize(-rays_o + jitter, dim=-1)
+    rays_o, rays_d = rays_at_the_ball(n_rays, generator)
     # occupied: cells whose centre has some density, plus a random sprinkle of empty ones
     centres = (torch.arange(resolution) + 0.5) / resolution * 2.0 - 1.0
     grid = torch.stack(torch.meshgrid(centres, centres, centres, indexing="ij"), -1)
@@ -183,16 +175,9 @@ def test_counts_of_a_step_are_compared_with_the_capacity_it_ran_with():
 def test_capacity_march_gives_the_samples_of_nerfacc(stratified):
     """Same rays, grid and density as nerfacc's marching (``occupancy_marching.march``): the
     same kept samples, up to samples whose midpoint sits on a cell face within rounding."""
-    import nerfacc
-
     from studio_dreamfusion.renderers.occupancy_marching import march
 
-    torch.manual_seed(0)
-    estimator = nerfacc.OccGridEstimator(roi_aabb=[-1.0] * 3 + [1.0] * 3, resolution=32).cuda()
-    estimator._update(step=0, occ_eval_fn=lambda x: lumpy_ball(x)[:, None] * 0.007, occ_thre=0.01)
-    rays_o = torch.randn(3000, 3, device="cuda")
-    rays_o = 2.5 * rays_o / rays_o.norm(dim=-1, keepdim=True)
-    rays_d = torch.nn.functional.normalize(-rays_o + 0.4 * torch.randn_like(rays_o), dim=-1)
+    estimator, rays_o, rays_d = nerfacc_scene()
 
     def sigma_fn(t_starts, t_ends, ray_indices):
         t_mid = (t_starts + t_ends)[:, None] / 2.0

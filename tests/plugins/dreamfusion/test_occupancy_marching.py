@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from studio_dreamfusion.renderers.occupancy_marching import compact
+from tests.plugins.dreamfusion.marching_scene import lumpy_ball, nerfacc_scene
 
 
 @pytest.mark.parametrize("density", [0.0, 0.03, 0.5, 1.0])
@@ -29,25 +30,13 @@ def test_compact_of_nothing_is_empty():
 def test_march_gives_the_samples_of_nerfacc_sampling(stratified):
     """Same rays, grid and density: the same kept samples as ``OccGridEstimator.sampling``
     (which waits for the GPU six times per call instead of once)."""
-    import nerfacc
-
     from studio_dreamfusion.renderers.occupancy_marching import march
 
-    torch.manual_seed(0)
-    estimator = nerfacc.OccGridEstimator(roi_aabb=[-1.0] * 3 + [1.0] * 3, resolution=32).cuda()
-
-    def density_of(points: torch.Tensor) -> torch.Tensor:  # a soft ball with a lumpy surface
-        radius = points.norm(dim=-1) + 0.05 * torch.sin(9.0 * points).sum(-1)
-        return 40.0 * torch.sigmoid((0.6 - radius) * 30.0) + 0.02
-
-    estimator._update(step=0, occ_eval_fn=lambda x: density_of(x)[:, None] * 0.007, occ_thre=0.01)
-    rays_o = torch.randn(3000, 3, device="cuda")
-    rays_o = 2.5 * rays_o / rays_o.norm(dim=-1, keepdim=True)
-    rays_d = torch.nn.functional.normalize(-rays_o + 0.4 * torch.randn_like(rays_o), dim=-1)
+    estimator, rays_o, rays_d = nerfacc_scene()
 
     def sigma_fn(t_starts, t_ends, ray_indices):
         t_mid = (t_starts + t_ends)[:, None] / 2.0
-        return density_of(rays_o[ray_indices] + rays_d[ray_indices] * t_mid)
+        return lumpy_ball(rays_o[ray_indices] + rays_d[ray_indices] * t_mid)
 
     options = dict(near_plane=0.0, far_plane=1e10, stratified=stratified, early_stop_eps=1e-4)
     torch.manual_seed(1)
