@@ -22,6 +22,7 @@ evaluated at once).
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any, Literal, Optional
 
 import attrs
@@ -97,6 +98,8 @@ class NeRFVolumeRenderer(BaseRenderer):
         cfg = self.cfg
         self.backend = choose("ray-marching", cfg.backend, cuda=torch.cuda.is_available())
         self.render_step_size = 1.732 * 2 * cfg.radius / cfg.num_samples_per_ray
+        # marching steps per ray across the box [-r, r]^3 (its diagonal is 2 sqrt(3) r)
+        self.marching_steps = steps_per_ray(2 * math.sqrt(3) * cfg.radius, self.render_step_size)
         self.estimator: Optional[torch.nn.Module] = None
         if self.backend == "nerfacc":
             import nerfacc
@@ -257,11 +260,12 @@ class NeRFVolumeRenderer(BaseRenderer):
                 alpha_threshold=threshold if prune else 0.0,
                 early_stop_eps=1e-4 if cfg.grid_prune else 0.0,
                 capacity=capacity,
+                steps_per_ray=self.marching_steps,
             )
 
         with torch.no_grad():
             if self.sample_capacity is None:
-                every = rays_o.shape[0] * steps_per_ray(self.bbox, self.render_step_size)
+                every = rays_o.shape[0] * self.marching_steps
                 counts = march_with((every, every)).counts.tolist()
                 self.sample_capacity = SampleCapacity((counts[0] * 1.25, counts[1] * 1.25))
             elif self.sample_capacity.update():

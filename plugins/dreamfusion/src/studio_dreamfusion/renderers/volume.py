@@ -80,6 +80,7 @@ def marching_samples(
     stratified: bool,
     near_plane: float = 0.0,
     far_plane: float = 1e10,
+    count: int | None = None,
 ) -> RaySamples:
     """nerfacc's dense marching (``OccGridEstimator.sampling`` with every cell occupied,
     ``cone_angle=0``) in plain PyTorch.
@@ -96,7 +97,8 @@ def marching_samples(
         start = start + torch.rand_like(start) * step_size
     near = torch.maximum(entry, start)  # nerfacc clips the box to the jittered near plane
     far = torch.minimum(far, torch.full_like(far, far_plane))
-    count = steps_per_ray(aabb, step_size)
+    if count is None:
+        count = steps_per_ray(float((aabb[1] - aabb[0]).norm()), step_size)
     first = torch.ceil((near - start) / step_size - 0.5).clamp(min=0.0)
     steps = first[:, None] + torch.arange(count, device=rays_o.device, dtype=rays_o.dtype)
     t_starts = start[:, None] + steps * step_size
@@ -114,10 +116,9 @@ def marching_samples(
     )
 
 
-def steps_per_ray(aabb: torch.Tensor, step_size: float) -> int:
-    """Marching steps per ray of :func:`marching_samples` through the box ``aabb [2, 3]``: the
-    midpoints its diagonal can hold, plus one."""
-    diagonal = float((aabb.reshape(2, 3)[1] - aabb.reshape(2, 3)[0]).norm())
+def steps_per_ray(diagonal: float, step_size: float) -> int:
+    """Marching steps per ray of :func:`marching_samples` through a box of this ``diagonal``:
+    the midpoints the diagonal can hold, plus one."""
     return int(diagonal / step_size) + 2
 
 
