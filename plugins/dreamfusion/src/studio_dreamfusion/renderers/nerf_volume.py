@@ -3,7 +3,8 @@
 Sampling backends (``backend: auto | nerfacc | torch``):
 
 * ``nerfacc`` (CUDA): ``OccGridEstimator`` marching with a fixed step ``sqrt(3) * 2r / N``,
-  skipping empty cells of an occupancy grid updated every 16 training steps and, with
+  skipping empty cells of an occupancy grid updated every 16 training steps (nerfacc's update
+  rule, run by ``occupancy_update`` without host syncs and in place) and, with
   ``prune_alpha_threshold``, samples whose alpha is below 0.01;
 * ``torch`` (everywhere): ``N`` stratified samples between the ray's entry and exit of the box
   (``torch_sampling: box``), or nerfacc's own fixed-step marching (``marching``: the same
@@ -38,6 +39,7 @@ from studio_dreamfusion.renderers.capacity_marching import (
     dense_weights,
 )
 from studio_dreamfusion.renderers.occupancy_marching import march
+from studio_dreamfusion.renderers.occupancy_update import update_occupancy
 from studio_dreamfusion.renderers.volume import (
     RaySamples,
     accumulate,
@@ -129,8 +131,8 @@ class NeRFVolumeRenderer(BaseRenderer):
         def occupancy(points: torch.Tensor) -> torch.Tensor:
             return self.geometry.forward_density(points) * self.render_step_size
 
-        with torch.no_grad():  # step 0 = warm-up: all cells, in training and in evaluation
-            self.estimator._update(step=0, occ_eval_fn=occupancy, occ_thre=0.01)
+        # step 0 = warm-up: all cells, in training and in evaluation
+        update_occupancy(self.estimator, 0, occupancy)
         self._grid_filled = True
 
     # -- per-step ------------------------------------------------------------------------------
@@ -151,7 +153,8 @@ class NeRFVolumeRenderer(BaseRenderer):
         def occupancy(points: torch.Tensor) -> torch.Tensor:
             return self.geometry.forward_density(points) * self.render_step_size
 
-        self.estimator.update_every_n_steps(step=global_step, occ_eval_fn=occupancy, occ_thre=0.01)
+        if global_step % 16 == 0:  # nerfacc's update_every_n_steps, without its host syncs
+            update_occupancy(self.estimator, global_step, occupancy)
 
     def _uses_nerfacc(self, rays_o: torch.Tensor) -> bool:
         return self.estimator is not None and rays_o.is_cuda
