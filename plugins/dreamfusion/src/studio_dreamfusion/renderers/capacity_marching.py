@@ -17,9 +17,9 @@ while the host catches up. Here every tensor has a size known before the step ru
 
 Slots past the true count are *padding*: zero length and zero density, so they get zero weight
 and no gradient; they are shaded at distinct real candidates' points (shading one point
-thousands of times made the hash grid's backward collide on its table entries). When more samples exist than slots, the
-buffer keeps the first ones in ray order (the last rays lose their far samples) and the counts
-returned with the samples say so; :class:`SampleCapacity` reads those counts one step late,
+thousands of times made the hash grid's backward collide on its table entries). When more
+samples exist than slots, the buffer keeps the first ones in ray order (the last rays lose their
+far samples) and the counts returned with the samples say so; :class:`SampleCapacity` reads those counts one step late,
 without waiting, and grows the buffers (the caller decides whether to redo the step).
 """
 
@@ -42,7 +42,8 @@ class CapacitySamples:
     """``slots`` samples in ray order, padding last.
 
     ``dense_index [slots]``: each slot's candidate in the dense ``[rays x steps]`` layout
-    (padding: the spare candidate ``rays * steps``); ``valid [slots]``: the real samples;
+    (padding: the spare candidate ``rays * steps``; its other fields are read from candidate
+    ``slot mod (rays * steps)``, with zero length); ``valid [slots]``: the real samples;
     ``counts [2]`` (int64, device): how many samples were occupied and kept, which may exceed
     the capacities.
     """
