@@ -3,8 +3,7 @@
 Sampling backends (``backend: auto | nerfacc | torch``):
 
 * ``nerfacc`` (CUDA): ``OccGridEstimator`` marching with a fixed step ``sqrt(3) * 2r / N``,
-  skipping empty cells of an occupancy grid updated every 16 training steps (nerfacc's update
-  rule, run by ``occupancy_update`` without host syncs and in place) and, with
+  skipping empty cells of an occupancy grid updated every 16 training steps and, with
   ``prune_alpha_threshold``, samples whose alpha is below 0.01;
 * ``torch`` (everywhere): ``N`` stratified samples between the ray's entry and exit of the box
   (``torch_sampling: box``), or nerfacc's own fixed-step marching (``marching``: the same
@@ -125,14 +124,24 @@ class NeRFVolumeRenderer(BaseRenderer):
         self.sample_capacity: Optional[SampleCapacity] = None  # sized on the first fixed march
         self.register_load_state_dict_post_hook(_ignore_estimator_keys)
 
+    def _occupancy_of(self, points: torch.Tensor) -> torch.Tensor:
+        """A point's occupancy for the grid: density times the marching step."""
+        return self.geometry.forward_density(points) * self.render_step_size
+
+    def _update_grid(self, step: int) -> None:
+        """nerfacc's grid update at ``step`` (every cell at 0, the warm-up). With
+        ``fixed_capacity``: ``occupancy_update``'s, the same rules with no host sync and the
+        grid's tensors kept (what a captured step needs; not yet the default elsewhere, as it
+        has not yet run on a GPU)."""
+        if self.cfg.fixed_capacity:
+            update_occupancy(self.estimator, step, self._occupancy_of)
+        else:
+            with torch.no_grad():
+                self.estimator._update(step=step, occ_eval_fn=self._occupancy_of, occ_thre=0.01)
+
     def _fill_grid(self) -> None:
         """Evaluate every occupancy cell now (nerfacc's warm-up update), e.g. after a resume."""
-
-        def occupancy(points: torch.Tensor) -> torch.Tensor:
-            return self.geometry.forward_density(points) * self.render_step_size
-
-        # step 0 = warm-up: all cells, in training and in evaluation
-        update_occupancy(self.estimator, 0, occupancy)
+        self._update_grid(0)  # step 0 = warm-up: all cells, in training and in evaluation
         self._grid_filled = True
 
     # -- per-step ------------------------------------------------------------------------------
@@ -149,12 +158,8 @@ class NeRFVolumeRenderer(BaseRenderer):
         if not self._grid_filled:  # first step of a run or of a resume: no cell is known yet
             self._fill_grid()
             return
-
-        def occupancy(points: torch.Tensor) -> torch.Tensor:
-            return self.geometry.forward_density(points) * self.render_step_size
-
-        if global_step % 16 == 0:  # nerfacc's update_every_n_steps, without its host syncs
-            update_occupancy(self.estimator, global_step, occupancy)
+        if global_step % 16 == 0:  # nerfacc's update_every_n_steps
+            self._update_grid(global_step)
 
     def _uses_nerfacc(self, rays_o: torch.Tensor) -> bool:
         return self.estimator is not None and rays_o.is_cuda
