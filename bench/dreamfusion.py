@@ -251,14 +251,15 @@ def autocast_guidance_only(
     return guidance_only
 
 
-def full_step_of(system, data, optimizer, scaler, step: list[int]) -> Callable[[], None]:
+def full_step_of(system, data, optimizer, scaler, step: list[int]) -> Callable[[], torch.Tensor]:
     """The full training step as the trainer runs it (batch to the GPU, update step, 16-mixed
-    autocast forward, scaled backward, optimizer); each call advances ``step[0]``."""
+    autocast forward, scaled backward, optimizer); each call advances ``step[0]`` and returns
+    the step's loss (detached, on the device)."""
     from studio.training.trainer import to_device
 
     cuda = torch.device("cuda")
 
-    def full_step() -> None:
+    def full_step() -> torch.Tensor:
         batch_data = to_device(data.train_batch(), cuda)
         system.do_update_step(0, step[0])
         system.global_step = step[0]
@@ -269,6 +270,7 @@ def full_step_of(system, data, optimizer, scaler, step: list[int]) -> Callable[[
         scaler.update()
         optimizer.zero_grad(set_to_none=True)
         step[0] += 1
+        return loss.detach()
 
     return full_step
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +33,7 @@ import torch
 from dreamfusion import (
     FIRST_STEP,
     build_sd21_sized,
+    full_step_of,
     guidance_only_of,
     make_guidance,
     make_system,
@@ -120,26 +120,6 @@ class GraphedStep:
         return loss
 
 
-def eager_step_of(system, data, optimizer, scaler, step: list[int]) -> Callable[[], torch.Tensor]:
-    """The step as bench/dreamfusion.py's ``full_step`` runs it (fixed shading choice aside)."""
-    from studio.training.trainer import to_device
-
-    def eager() -> torch.Tensor:
-        batch = to_device(data.train_batch(), torch.device("cuda"))
-        system.do_update_step(0, step[0])
-        system.global_step = step[0]
-        with torch.autocast("cuda", dtype=torch.float16):
-            loss = system.training_step(batch)["loss"]
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-        optimizer.zero_grad(set_to_none=True)
-        step[0] += 1
-        return loss.detach()
-
-    return eager
-
-
 def build(path: Path, fixed: bool = True):
     cuda = torch.device("cuda")
     guidance = make_guidance(path, "none", True)
@@ -176,7 +156,7 @@ def check(path: Path) -> None:
     """An eager step and a graphed step from the same state, batch, shading and seed."""
     system, data, optimizer, _, _ = build(path)
     scaler = torch.amp.GradScaler("cuda")
-    eager = eager_step_of(system, data, optimizer, scaler, [FIRST_STEP])
+    eager = full_step_of(system, data, optimizer, scaler, [FIRST_STEP])
     for _ in range(20):  # warm up: grid filled, buffers sized, the scaler's scale created
         eager()
     graphed = GraphedStep(system, data, optimizer, scaler, [FIRST_STEP + 20])
@@ -194,7 +174,7 @@ def check(path: Path) -> None:
         step = [FIRST_STEP + 101]  # not a grid-update step
         torch.cuda.manual_seed(1234)
         if name == "eager":
-            loss = eager_step_of(system, data, optimizer, scaler, step)()
+            loss = full_step_of(system, data, optimizer, scaler, step)()
         else:
             graphed.step = step
             loss = graphed()
@@ -227,7 +207,7 @@ def main() -> int:
         system, data, optimizer, guidance, prompt_utils = build(path)
         scaler = torch.amp.GradScaler("cuda")
         step = [FIRST_STEP]
-        eager = eager_step_of(system, data, optimizer, scaler, step)
+        eager = full_step_of(system, data, optimizer, scaler, step)
         for _ in range(20):
             eager()
         graphed = GraphedStep(system, data, optimizer, scaler, step)
