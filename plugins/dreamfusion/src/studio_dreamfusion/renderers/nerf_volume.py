@@ -86,10 +86,12 @@ class NeRFVolumeRenderer(BaseRenderer):
         """Ray marching: ``nerfacc`` (CUDA), ``torch`` (anywhere) or ``auto`` (nerfacc on CUDA
         when installed, else torch)."""
         fixed_capacity: bool = False
-        """Training with nerfacc (or the torch backend's ``marching`` samples): march into sample buffers of fixed size, sized from recent
-        steps (``capacity_marching``), so a step never waits for the GPU to learn how many samples
-        survive (a CUDA graph can capture it). Per-sample outputs then hold padding slots of zero
-        weight, marked false in ``sample_valid``."""
+        """Training with nerfacc (or the torch backend's ``marching`` samples): march into sample
+        buffers of a fixed size, sized from recent steps (``capacity_marching``), so a step never
+        waits for the GPU to learn how many samples survive (a CUDA graph can capture it).
+        Per-sample outputs then hold padding slots of zero weight, marked false in
+        ``sample_valid``; a step that overflows its buffers loses the far samples of its last
+        rays (logged) and the buffers grow."""
         torch_sampling: Literal["box", "marching"] = "box"
         """The torch backend's samples: ``box``, N per ray spread over its chord of the box;
         ``marching``, nerfacc's fixed step ``sqrt(3) * 2 * radius / N`` from the near plane (the
