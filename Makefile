@@ -33,7 +33,7 @@ lint: $(STAMP)
 
 test: $(STAMP) lint
 	# worksteal: an idle worker takes queued tests from a busy one (the end-to-end tests are long)
-	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist worksteal
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist worksteal --durations=30
 
 # DreamFusion on the embedded primitives model, offline, on the CPU: train, test video, mesh, eval.
 demo: $(STAMP)
