@@ -104,6 +104,8 @@ _EXPORTS: dict[str, str] = {
     "image_grid": "studio.io.images",
     # checkpoints
     "load_checkpoint": "studio.training.checkpoint",
+    # reading device values back without waiting
+    "HostCopy": "studio.training.step_logs",
     "find_checkpoint": "studio.rundir",
 }
 

@@ -25,6 +25,33 @@ def loggable(value: Any) -> torch.Tensor | float | None:
     return None
 
 
+class HostCopy:
+    """A tensor copied to the host without waiting for the device: a CUDA tensor goes to pinned
+    memory by a non-blocking copy marked by an event; a CPU tensor is held as it is.
+    :meth:`ready` never waits; :meth:`get` waits for this copy only, not for later work."""
+
+    def __init__(self, tensor: torch.Tensor):
+        tensor = tensor.detach()
+        self._copied: torch.cuda.Event | None = None
+        if tensor.is_cuda:
+            self._host = torch.empty(tensor.shape, dtype=tensor.dtype, pin_memory=True)
+            self._host.copy_(tensor, non_blocking=True)
+            self._copied = torch.cuda.Event()
+            self._copied.record()
+        else:
+            self._host = tensor
+
+    def ready(self) -> bool:
+        """Whether the copy has landed (always, for a CPU tensor)."""
+        return self._copied is None or self._copied.query()
+
+    def get(self) -> torch.Tensor:
+        """The host tensor, once the copy has landed."""
+        if self._copied is not None:
+            self._copied.synchronize()
+        return self._host
+
+
 class StepLogs:
     """The scalars logged at one step: plain numbers, and one-element tensors copied to the host
     asynchronously (``values()`` waits for that copy only, not for later work on the device)."""
@@ -43,23 +70,13 @@ class StepLogs:
                 tensors.append(scalar)
             else:  # a number, or a CPU tensor: read now, there is no device to wait for
                 self._numbers[name] = float(scalar)
-        self._host: torch.Tensor | None = None
-        self._copied: torch.cuda.Event | None = None
-        if tensors:
-            stacked = torch.stack([t.to(tensors[0].device) for t in tensors])
-            if stacked.is_cuda:
-                self._host = torch.empty(stacked.shape, dtype=stacked.dtype, pin_memory=True)
-                self._host.copy_(stacked, non_blocking=True)
-                self._copied = torch.cuda.Event()
-                self._copied.record()
-            else:
-                self._host = stacked
+        self._copy = (
+            HostCopy(torch.stack([t.to(tensors[0].device) for t in tensors])) if tensors else None
+        )
 
     def values(self) -> dict[str, float]:
         """Every logged name -> float (device tensors first, then numbers and CPU tensors)."""
-        if self._copied is not None:
-            self._copied.synchronize()
-        read = self._host.tolist() if self._host is not None else []
+        read = self._copy.get().tolist() if self._copy is not None else []
         return {**dict(zip(self._names, read, strict=True)), **self._numbers}
 
 

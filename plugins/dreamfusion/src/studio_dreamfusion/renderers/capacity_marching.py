@@ -32,6 +32,7 @@ from dataclasses import dataclass
 
 import torch
 
+from studio.api import HostCopy
 from studio_dreamfusion.renderers.volume import _optical_depths, marching_samples
 
 DensityFn = Callable[[torch.Tensor], torch.Tensor]
@@ -232,7 +233,7 @@ class SampleCapacity:
     ) -> None:
         self.capacity = (self._round(initial[0], granule), self._round(initial[1], granule))
         self.headroom, self.granule, self.window = headroom, granule, window
-        self._pending: deque[tuple[torch.Tensor, tuple[int, int], object]] = deque()
+        self._pending: deque[tuple[HostCopy, tuple[int, int]]] = deque()
         self._recent: deque[tuple[int, int]] = deque(maxlen=window)
         self.overflows = 0
 
@@ -242,31 +243,20 @@ class SampleCapacity:
 
     def record(self, counts: torch.Tensor) -> None:
         """Queue a step's ``counts [2]`` (the capacities it ran with are remembered)."""
-        if counts.is_cuda:
-            host = torch.empty(2, dtype=counts.dtype, pin_memory=True)
-            host.copy_(counts.detach(), non_blocking=True)
-            event = torch.cuda.Event()
-            event.record()
-            self._pending.append((host, self.capacity, event))
-        else:
-            self._pending.append((counts.detach().clone(), self.capacity, None))
+        self._pending.append((HostCopy(counts), self.capacity))
 
     def update(self, wait: bool = False) -> bool:
         """Take in the counts that have arrived (all of them with ``wait``); True on overflow."""
-        overflow = False
-        while self._pending:
-            host, used, event = self._pending[0]
-            if event is not None and not event.query():
-                if not wait:
-                    break
-                event.synchronize()
-            self._pending.popleft()
-            need = (int(host[0]), int(host[1]))
+        overflow = arrived = False
+        while self._pending and (wait or self._pending[0][0].ready()):
+            copy, used = self._pending.popleft()
+            need = tuple(int(n) for n in copy.get())
             self._recent.append(need)
+            arrived = True
             if need[0] > used[0] or need[1] > used[1]:
                 overflow = True
                 self.overflows += 1
-        if self._recent:
+        if arrived:
             self._resize(overflow)
         return overflow
 
