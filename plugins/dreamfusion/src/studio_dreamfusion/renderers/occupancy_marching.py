@@ -15,18 +15,17 @@ from typing import Any
 
 import torch
 
+from studio_dreamfusion.renderers.capacity_marching import compact_slots
+
 SigmaFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 def compact(values: torch.Tensor, mask: torch.Tensor, count: int) -> torch.Tensor:
     """``values[mask]`` for a 1-D ``mask`` with exactly ``count`` true entries, without a host
-    sync: each selected value is scattered to its rank among the selected; the others go to
-    a spare slot that is cut off."""
-    rank = torch.cumsum(mask, 0) - 1
-    target = torch.where(mask, rank, count)
-    out = values.new_empty(count + 1)
-    out.scatter_(0, target, values)
-    return out[:count]
+    sync: the positions of the selected entries (:func:`capacity_marching.compact_slots`, a
+    prefix sum ranks them), then a gather."""
+    slots, _ = compact_slots(mask, count)
+    return values[slots]
 
 
 def march(
