@@ -22,7 +22,7 @@ pytestmark = pytest.mark.gpu
 
 SIZE = 256
 CAMERAS = torch.tensor([[3.0, 0.0, 0.0], [2.1, 1.7, 1.2], [-1.0, -2.5, 1.6], [0.4, 0.3, -2.9]])
-#: name -> (mesh, image size). "fine-sphere": triangles of about two pixels, thinner at the
+#: name -> (mesh, image size). "fine-sphere": triangles of about three pixels, thinner at the
 #: silhouette, as Fantasia3D's DMTet meshes are at its 64x64 (whose cylinders fail on the GPU
 #: only, and on the CPU too when the silhouette gradient is scaled down; docs/primitives.md)
 MESHES = {
