@@ -27,8 +27,9 @@ def loggable(value: Any) -> torch.Tensor | float | None:
 
 class HostCopy:
     """A tensor copied to the host without waiting for the device: a CUDA tensor goes to pinned
-    memory by a non-blocking copy marked by an event; a CPU tensor is held as it is.
-    :meth:`ready` never waits; :meth:`get` waits for this copy only, not for later work."""
+    memory by a non-blocking copy marked by an event; a CPU tensor is cloned. Either way later
+    in-place writes to ``tensor`` (a reused buffer) do not reach the copy. :meth:`ready` never
+    waits; :meth:`get` waits for this copy only, not for later work."""
 
     def __init__(self, tensor: torch.Tensor):
         tensor = tensor.detach()
@@ -39,7 +40,7 @@ class HostCopy:
             self._copied = torch.cuda.Event()
             self._copied.record()
         else:
-            self._host = tensor
+            self._host = tensor.clone()
 
     def ready(self) -> bool:
         """Whether the copy has landed (always, for a CPU tensor)."""
