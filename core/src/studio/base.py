@@ -18,7 +18,7 @@ cannot say (free-form sub-configs such as encodings, paths that must exist).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator
 from typing import Any, Optional
 
 import attrs
@@ -39,6 +39,33 @@ class Updateable:
         """Call ``update_step`` on every reachable :class:`Updateable`, each exactly once."""
         for obj in iter_updateables(self):
             obj.update_step(epoch, global_step, on_load_weights=on_load_weights)
+
+    def graph_state(self) -> Hashable:
+        """The host-side state the next training call's kernels depend on, for a captured
+        (CUDA graph) step: called once before every graphed step, after ``update_step``.
+
+        A CUDA graph replays the kernels it recorded with the Python values they were launched
+        with, so every per-step decision taken on the host (a random shading draw, a schedule's
+        phase, a buffer size) must either be drawn here and returned (the graph is keyed by it:
+        a new value captures a new graph) or live in a device tensor updated in place outside
+        the graph. A class opts in by defining this method itself (a subclass too: it may add
+        host state, so it re-declares, e.g. ``graph_state = Parent.graph_state``); ``()``: none.
+        """
+        return ()
+
+    def graph_blocker(self) -> str | None:
+        """Why this object's training call cannot be captured as configured (None: it can).
+
+        The default: None when the object's own class defines :meth:`graph_state`, else a
+        message saying it does not. Override to refuse a config (say, a host-side random
+        augmentation)."""
+        if "graph_state" in type(self).__dict__:
+            return None
+        where = getattr(self, "config_path", "") or type(self).__name__
+        return (
+            f"{where} ({type(self).__name__}) does not declare the host state its training call "
+            "depends on (graph_state)"
+        )
 
 
 #: What every ``nn.Module`` keeps in its ``__dict__`` (parameters, buffers, hooks, ``_modules``):

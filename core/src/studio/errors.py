@@ -34,3 +34,9 @@ class RunDirError(StudioError):
 
 class ModelNotAvailableError(StudioError):
     """A pretrained model is neither a local folder nor cached, and cannot be downloaded now."""
+
+
+class NotCapturable(Exception):
+    """A training step cannot be captured as a CUDA graph; the message says why (one line the
+    run log shows before the step falls back to eager). Not an error: nothing is wrong with the
+    run, it only runs its steps one kernel launch at a time."""

@@ -24,6 +24,14 @@ def report() -> str:
             lines.append("CUDA devices: none (running on CPU)")
     except ImportError:
         lines.append("torch: NOT INSTALLED (pip install torch)")
+    if cuda:
+        lines.append(
+            "training steps: captured as CUDA graphs where the method's system allows it "
+            "(trainer.cuda_graphs, on by default; each run's log says whether its steps are, "
+            "and why not)"
+        )
+    else:
+        lines.append("training steps: eager (CUDA graphs need a CUDA device)")
     lines.append("backends (auto choice first):")
     for concern, candidates in CONCERNS.items():
         states = []

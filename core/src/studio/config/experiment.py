@@ -43,6 +43,10 @@ class TrainerConfig:
     """Also log the training scalars to TensorBoard under ``tb_logs/`` (needs tensorboard)."""
     max_nonfinite_steps: NonNegativeInt = 20
     """Stop after this many steps in a row skipped for a NaN/inf loss or gradient (0: never)."""
+    cuda_graphs: bool = True
+    """On CUDA, capture the training step as CUDA graphs (one launch per step) where the system,
+    its components and these options allow it; the run log says whether steps are captured and,
+    if not, why. False: every step runs eagerly."""
 
 
 @attrs.define(kw_only=True)

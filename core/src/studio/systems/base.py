@@ -224,6 +224,48 @@ class BaseSystem(BaseModule):
         """Current value of every ``loss.lambda_*`` (logged as ``train_params/<name>``)."""
         return {name: self.C(value) for name, value in self.cfg.loss.items()}
 
+    def loss_weight(self, key: str) -> float | torch.Tensor:
+        """``system.loss.<key>`` at the current step: a number, or (once :meth:`use_graph_weights`
+        ran) a 0-dim device tensor that :meth:`refresh_loss_weights` refills before every step,
+        so a ramped weight changes without a new CUDA graph. Multiply losses by it; branch on
+        ``self.C(...)`` instead (a graph is keyed by which terms are on)."""
+        weights = getattr(self, "_graph_weights", None)
+        if weights is not None and key in weights:
+            return weights[key]
+        return self.C(self.cfg.loss[key])
+
+    def use_graph_weights(self, device: torch.device) -> None:
+        """Hold every ``system.loss`` weight in a 0-dim float32 tensor on ``device`` (for captured
+        steps: a graph reads the tensor, the host refills it)."""
+        self._graph_weights = {
+            key: torch.tensor(self.C(value), dtype=torch.float32, device=device)
+            for key, value in self.cfg.loss.items()
+        }
+
+    def refresh_loss_weights(self) -> None:
+        """Refill the weight tensors of :meth:`use_graph_weights` for the current step (outside
+        any graph; the trainer calls it before every step, graphed or not). No-op without them."""
+        for key, tensor in (getattr(self, "_graph_weights", None) or {}).items():
+            tensor.fill_(self.C(self.cfg.loss[key]))
+
+    # -- captured steps --------------------------------------------------------------------------
+    def graph_blockers(self) -> list[str]:
+        """Why this system's training step cannot be captured as a CUDA graph: one clause per
+        object (system, geometry, material, guidance, ...) that refuses; empty: it can."""
+        from studio.base import iter_updateables
+
+        return [r for obj in iter_updateables(self) if (r := obj.graph_blocker()) is not None]
+
+    def graph_key(self) -> tuple:
+        """The host state of the coming training step: which loss terms are on, and every
+        object's :meth:`graph_state` (they may draw their per-step random choices here). Called
+        before every step of a run whose steps are captured."""
+        from studio.base import iter_updateables
+
+        on = tuple(sorted(k for k, v in self.cfg.loss.items() if self.C(v) > 0))
+        states = tuple((type(obj).__name__, obj.graph_state()) for obj in iter_updateables(self))
+        return (on, states)
+
     # -- lifecycle -------------------------------------------------------------------------------
     def on_fit_start(self) -> None:
         """Before the first training step (after a resume's state is loaded): load guidance here."""

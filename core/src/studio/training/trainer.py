@@ -34,7 +34,7 @@ import torch
 
 from studio import distributed as D
 from studio.config.experiment import ExperimentConfig
-from studio.errors import StudioError
+from studio.errors import NotCapturable, StudioError
 from studio.io.saver import Saver
 from studio.registry import get_registry, import_target
 from studio.rundir import RunDir, periodic_name, periodic_step
@@ -43,6 +43,13 @@ from studio.training.checkpoint import (
     load_checkpoint,
     restore_rng_state,
     save_checkpoint,
+)
+from studio.training.graphs import (
+    StepGraphs,
+    capture_blockers,
+    make_capturable,
+    plain_optimizer_state,
+    plain_scheduler_state,
 )
 from studio.training.metrics import MetricsWriter
 from studio.training.optim import build_optimizer, build_scheduler
@@ -60,6 +67,11 @@ class TrainingTerminated(StudioError):
 class NonFiniteTraining(StudioError):
     """Too many steps in a row had a non-finite loss or gradient, or the parameters went
     non-finite: the run stopped without writing them (its last checkpoint is still good)."""
+
+
+#: Eager steps after fit starts (or resumes) before steps are captured: the occupancy grid filled,
+#: buffers sized, the optimizer's and scaler's state created, kernels autotuned.
+GRAPH_WARMUP_STEPS = 10
 
 
 def unit_scaler(device_type: str) -> torch.amp.GradScaler:
@@ -111,6 +123,8 @@ class Trainer:
         self.scaler: torch.amp.GradScaler | None = None
         self.skipped = SkippedSteps()
         self.good_checkpoint: tuple[Path, int] | None = None  # the last one written or loaded
+        self.graphs: StepGraphs | None = None  # captured steps (trainer.cuda_graphs), else None
+        self._eager_steps = 0  # steps run since fit started: graphs wait GRAPH_WARMUP_STEPS
 
     # -- set-up ----------------------------------------------------------------------------------
     def setup(self, from_checkpoint: bool | None = None) -> None:
@@ -185,7 +199,9 @@ class Trainer:
     def autocast(self) -> contextlib.AbstractContextManager:
         if self.autocast_dtype is None:
             return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+        # no cast cache in captured steps: a graph must not keep a weight cast from its capture
+        cache = self.graphs is None
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype, cache_enabled=cache)
 
     def _set_step(self, step: int) -> None:
         self.global_step = step
@@ -208,8 +224,12 @@ class Trainer:
                     name: obj.trainable_state_dict()
                     for name, obj in self.system.trainable_objects().items()
                 },
-                "optimizer": self.optimizer.state_dict() if self.optimizer else None,
-                "scheduler": self.scheduler.state_dict() if self.scheduler else None,
+                "optimizer": (
+                    plain_optimizer_state(self.optimizer.state_dict()) if self.optimizer else None
+                ),
+                "scheduler": (
+                    plain_scheduler_state(self.scheduler.state_dict()) if self.scheduler else None
+                ),
                 "scaler": self.scaler.state_dict() if self.scaler else None,
                 "rng": rng,
                 "data": data,
@@ -311,12 +331,14 @@ class Trainer:
             self.optimizer, system.cfg.scheduler, max_steps=self.cfg.trainer.max_steps
         )
         params = [p for group in self.optimizer.param_groups for p in group["params"]]
+        self.params = params
         if checkpoint is not None:
             if checkpoint.get("optimizer"):
                 self.optimizer.load_state_dict(checkpoint["optimizer"])
             if self.scheduler is not None and checkpoint.get("scheduler"):
                 self.scheduler.load_state_dict(checkpoint["scheduler"])
             self._load_scaler(checkpoint.get("scaler"))
+        self.graphs = self._graphed_steps()
         if rng_state is not None:
             restore_rng_state(rng_state)
 
@@ -477,54 +499,129 @@ class Trainer:
         self.data.do_update_step(0, self.global_step)
         return to_device(self.data.train_batch(), self.device)
 
+    # -- captured steps --------------------------------------------------------------------------
+    def _graphed_steps(self) -> StepGraphs | None:
+        """The captured-step runner when this run's steps can be CUDA graphs, else None; either
+        way one log line (rank 0) says which, and why not."""
+        trainer = self.cfg.trainer
+        if not trainer.cuda_graphs:
+            reason = "trainer.cuda_graphs is false"
+        else:
+            reason = capture_blockers(
+                self.device,
+                self.optimizer,
+                world_size=self.ctx.world_size,
+                accumulate=trainer.accumulate_grad_batches,
+            ) or "; ".join(self.system.graph_blockers())
+        if reason:
+            if self.ctx.is_main:
+                self.log(f"Training steps run eagerly (not as CUDA graphs): {reason}.")
+            return None
+        make_capturable(self.optimizer, self.device)
+        self.system.use_graph_weights(self.device)
+        if self.ctx.is_main:
+            self.log(
+                f"Training steps are captured as CUDA graphs after {GRAPH_WARMUP_STEPS} eager "
+                "steps (trainer.cuda_graphs=false runs them all eagerly)."
+            )
+        return StepGraphs(
+            self._step_body, before_capture=lambda: self.optimizer.zero_grad(set_to_none=True)
+        )
+
+    def _stop_graphs(self, reason: str) -> None:
+        if self.ctx.is_main:
+            self.log(f"From step {self.global_step} on, training steps run eagerly: {reason}.")
+        self.graphs = None
+
+    def _step_body(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """What a captured step runs: forward, backward and the optimizer step, on the device
+        only (no host sync); returns the step's loggable tensors."""
+        logs = self._forward_backward(batch, 1)
+        logs[NONFINITE] = self._optimizer_step(self.params)
+        return logs
+
+    def _graphed_step(self) -> dict[str, Any] | None:
+        """One training step with captured steps on: the host's part (batch, update step, the
+        system's per-step draws), then the body, eagerly during the warm-up and else as a graph.
+        None when the step turned out not to be capturable (graphs are then off)."""
+        assert self.graphs is not None
+        batch = self._next_batch()
+        self.system.do_update_step(0, self.global_step)
+        key = self.system.graph_key()
+        if self._eager_steps < GRAPH_WARMUP_STEPS:
+            return self._step_body(batch)
+        try:
+            outputs = self.graphs.run(key, batch)
+        except NotCapturable as exc:
+            self._stop_graphs(str(exc))
+            return self._step_body(batch)
+        return dict(outputs)
+
+    # -- steps -----------------------------------------------------------------------------------
+    def _forward_backward(self, batch: dict[str, Any], accumulate: int) -> dict[str, Any]:
+        """The system's training step on ``batch`` and its scaled backward (its share of
+        ``accumulate``); returns its loggable scalars divided by ``accumulate``."""
+        system = self.system
+        with self.autocast():
+            out = system.training_step(batch)
+        if "loss" not in out:
+            raise StudioError(
+                f"{type(system).__name__}.training_step returned no 'loss' (keys: {list(out)})."
+            )
+        loss = out["loss"] / accumulate
+        # A non-finite loss makes every gradient NaN (times NaN), even where its non-finite part
+        # has no gradient of its own, so the scaler skips the step, on every rank (the gradients
+        # are averaged); a finite one is multiplied by exactly 1.0. No host sync.
+        self.scaler.scale(loss * (loss.detach() * 0 + 1)).backward()
+        logs: dict[str, Any] = {}
+        for key, value in out.items():
+            scalar = loggable(value)
+            if scalar is not None:
+                logs[f"train/{key}"] = scalar / accumulate
+        return logs
+
+    def _optimizer_step(self, params: list[torch.nn.Parameter]) -> torch.Tensor | float:
+        """Clip (when configured) and step through the scaler; returns the non-finite flag
+        (1.0: the update was skipped, decided on the device)."""
+        optimizer, scaler = self.optimizer, self.scaler
+        if not any(p.grad is not None for p in params):  # nothing to check or update
+            optimizer.step()
+            return 0.0
+        if self.cfg.trainer.gradient_clip_val:
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(params, self.cfg.trainer.gradient_clip_val)
+        scaler.step(optimizer)  # skipped (on the device) when a gradient is inf/NaN
+        found = list(scaler._found_inf_per_device(optimizer).values())
+        if len(found) > 1:  # gradients on several devices
+            found = [torch.stack([f.to(found[0].device) for f in found]).amax()]
+        scaler.update()
+        return found[0]
+
     def _train_step(self, params: list[torch.nn.Parameter]) -> dict[str, Any]:
         """One optimizer step; returns its logged scalars (tensors stay on the device: no wait)."""
         system, optimizer = self.system, self.optimizer
-        accumulate = self.cfg.trainer.accumulate_grad_batches
-        logs: dict[str, Any] = {}
-        scaler = self.scaler
-        for _ in range(accumulate):
-            batch = self._next_batch()
-            system.do_update_step(0, self.global_step)
-            with self.autocast():
-                out = system.training_step(batch)
-            if "loss" not in out:
-                raise StudioError(
-                    f"{type(system).__name__}.training_step returned no 'loss' (keys: {list(out)})."
-                )
-            loss = out["loss"] / accumulate
-            # A non-finite loss makes every gradient NaN (times NaN), even where its non-finite
-            # part has no gradient of its own, so the scaler skips the step, on every rank (the
-            # gradients are averaged); a finite one is multiplied by exactly 1.0. No host sync.
-            scaler.scale(loss * (loss.detach() * 0 + 1)).backward()
-            for key, value in out.items():
-                scalar = loggable(value)
-                if scalar is not None:
-                    name = f"train/{key}"
-                    logs[name] = (
-                        logs[name] + scalar / accumulate if name in logs else scalar / accumulate
-                    )
-        D.average_gradients(params, self.ctx)
-        if not any(p.grad is not None for p in params):  # nothing to check or update
-            optimizer.step()
-            logs[NONFINITE] = 0.0
-        else:
-            if self.cfg.trainer.gradient_clip_val:
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(params, self.cfg.trainer.gradient_clip_val)
-            scaler.step(optimizer)  # skipped (on the device) when a gradient is inf/NaN
-            found = list(scaler._found_inf_per_device(optimizer).values())
-            if len(found) > 1:  # gradients on several devices
-                found = [torch.stack([f.to(found[0].device) for f in found]).amax()]
-            logs[NONFINITE] = found[0]  # 1.0: skipped
-            scaler.update()
+        system.refresh_loss_weights()  # device-tensor weights (captured steps), else nothing
+        logs: dict[str, Any] | None = None
+        if self.graphs is not None:
+            logs = self._graphed_step()
+        if logs is None:
+            accumulate = self.cfg.trainer.accumulate_grad_batches
+            logs = {}
+            for _ in range(accumulate):
+                batch = self._next_batch()
+                system.do_update_step(0, self.global_step)
+                for name, value in self._forward_backward(batch, accumulate).items():
+                    logs[name] = logs[name] + value if name in logs else value
+            D.average_gradients(params, self.ctx)
+            logs[NONFINITE] = self._optimizer_step(params)
+        self._eager_steps += 1
         optimizer.zero_grad(set_to_none=True)
         if self.scheduler is not None:
             self.scheduler.step()
         for name, value in system.lambdas().items():
             logs[f"train_params/{name}"] = value
-        for group in optimizer.param_groups:
-            logs[f"lr/{group.get('name', 'group')}"] = float(group["lr"])
+        for group in optimizer.param_groups:  # a device tensor's value is read back with the logs
+            logs[f"lr/{group.get('name', 'group')}"] = loggable(group["lr"])
         return logs
 
     def _eval_pass(

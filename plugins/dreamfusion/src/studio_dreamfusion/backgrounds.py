@@ -70,6 +70,15 @@ class NeuralEnvironmentMap(NetworkConfigs, ValidatesActivations, BaseBackground)
             cfg.color_activation, f"{self.config_path}.color_activation"
         )
 
+    def graph_state(self) -> tuple:
+        """No host state (``random_aug``, drawn on the host per call, is refused)."""
+        return ()
+
+    def graph_blocker(self) -> Optional[str]:
+        if self.cfg.random_aug:
+            return f"{self.config_path}.random_aug draws on the host in every training call"
+        return super().graph_blocker()
+
     def forward(self, dirs: torch.Tensor) -> torch.Tensor:
         cfg = self.cfg
         if not self.training and cfg.eval_color is not None:

@@ -56,13 +56,32 @@ class DiffuseWithPointLight(ValidatesActivations, BaseMaterial):
             self.cfg.albedo_activation, f"{self.config_path}.albedo_activation"
         )
         self.ambient_only = False
+        self.step_shading: Optional[Shading] = None  # drawn by graph_state for the coming step
 
     def update_step(self, epoch: int, global_step: int, on_load_weights: bool = False) -> None:
         self.ambient_only = global_step < self.cfg.ambient_only_steps
+        self.step_shading = None  # a new step: nothing drawn for it yet
+
+    def graph_state(self) -> tuple:
+        """A captured step's shading is drawn here, before the step, as the training call
+        would draw it (the same random stream, at the same point of the step)."""
+        self.step_shading = self.choose_shading()
+        return (self.step_shading,)
+
+    def graph_blocker(self) -> Optional[str]:
+        if self.cfg.soft_shading:
+            return (
+                f"{self.config_path}.soft_shading draws its light split on the host in every "
+                "training call"
+            )
+        return super().graph_blocker()
 
     def choose_shading(self) -> Shading:
-        """The reference's per-call choice: P(albedo)=1-diffuse_prob, then textureless vs diffuse."""
+        """The reference's per-call choice: P(albedo)=1-diffuse_prob, then textureless vs diffuse
+        (in training, the one :meth:`graph_state` drew for this step, if it did)."""
         if self.training:
+            if self.step_shading is not None:
+                return self.step_shading
             if self.ambient_only or random.random() > self.cfg.diffuse_prob:
                 return "albedo"
             return "textureless" if random.random() < self.cfg.textureless_prob else "diffuse"

@@ -128,7 +128,7 @@ class Playground2DSystem(BaseSystem):
             **batch,
             rgb_as_latents=self.cfg.mode == "latent",
         )
-        loss, logged = weighted_guidance_losses(out, self.C, self.cfg.loss)
+        loss, logged = weighted_guidance_losses(out, self.loss_weight, self.cfg.loss)
         if self.global_step % self.cfg.frame_interval == 0:
             self.saver.image(f"frames/{self.global_step}.png", self.current_image())
         return {"loss": loss, **logged}

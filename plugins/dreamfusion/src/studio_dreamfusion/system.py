@@ -24,9 +24,10 @@ from studio_dreamfusion.losses import (
 
 
 def weighted_guidance_losses(
-    guidance_out: dict[str, Any], lambda_of: Any, loss_config: dict[str, Any]
+    guidance_out: dict[str, Any], weight_of: Any, loss_config: dict[str, Any]
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """``sum_X lambda_X * loss_X`` over the guidance's ``loss_*`` entries, plus what to log.
+    """``sum_X lambda_X * loss_X`` over the guidance's ``loss_*`` entries, plus what to log;
+    ``weight_of("lambda_X")`` gives the weight at the current step (``system.loss_weight``).
 
     A guidance loss without a ``system.loss.lambda_X`` entry is a configuration error (the
     reference's rule): silently dropping a loss would train something else than the user asked.
@@ -44,7 +45,7 @@ def weighted_guidance_losses(
                 f"The guidance returned {name!r} but system.loss has no {key!r}; add it (e.g. "
                 f"`system.loss.{key}=1.0`, or 0 to switch the term off)."
             )
-        total = total + value * lambda_of(loss_config[key])
+        total = total + value * weight_of(key)
         logged[name] = value.detach()
     return torch.as_tensor(total) if isinstance(total, float) else total, logged
 
@@ -109,8 +110,13 @@ class DreamFusionSystem(BaseLift3DSystem):
         guidance_out = self.guidance(
             out["comp_rgb"], self.prompt_utils, **batch, rgb_as_latents=False
         )
-        loss, logged = weighted_guidance_losses(guidance_out, self.C, self.cfg.loss)
+        loss, logged = weighted_guidance_losses(guidance_out, self.loss_weight, self.cfg.loss)
         for name, value in self.regularisers(out).items():
-            loss = loss + value * self.C(self.cfg.loss[f"lambda_{name}"])
+            loss = loss + value * self.loss_weight(f"lambda_{name}")
             logged[f"loss_{name}"] = value.detach()
         return {"loss": loss, **logged}
+
+    def graph_state(self) -> tuple:
+        """None of its own: which loss terms are on is part of every graph's key, their weights
+        are device tensors (:meth:`~studio.api.BaseSystem.loss_weight`)."""
+        return ()

@@ -208,7 +208,7 @@ class Fantasia3DSystem(DreamFusionSystem):
         out = self.render(batch)
         image, as_latents = self.guidance_input(out, batch)
         guidance_out = self.guidance(image, self.prompt_utils, **batch, rgb_as_latents=as_latents)
-        loss, logged = weighted_guidance_losses(guidance_out, self.C, self.cfg.loss)
+        loss, logged = weighted_guidance_losses(guidance_out, self.loss_weight, self.cfg.loss)
         regularisers, more = weighted_mesh_regularisers(out["mesh"], self.C, self.cfg.loss)
         return {"loss": loss + regularisers, **logged, **more}
 

@@ -94,7 +94,7 @@ class LatentNeRFSystem(DecodesLatents, DreamFusionSystem):
         guidance_out = self.guidance(
             out["comp_rgb"], self.prompt_utils, **batch, rgb_as_latents=not self.cfg.refinement
         )
-        loss, logged = weighted_guidance_losses(guidance_out, self.C, self.cfg.loss)
+        loss, logged = weighted_guidance_losses(guidance_out, self.loss_weight, self.cfg.loss)
         terms = self.regularisers(out)
         shape_weight = self.C(self.cfg.loss.get("lambda_shape", 0.0))
         if self.guide_fields is not None and shape_weight > 0 and "points" in out:

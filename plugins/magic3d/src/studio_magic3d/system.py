@@ -48,6 +48,6 @@ class Magic3DSystem(DreamFusionSystem):
         guidance_out = self.guidance(
             out["comp_rgb"], self.prompt_utils, **batch, rgb_as_latents=False
         )
-        loss, logged = weighted_guidance_losses(guidance_out, self.C, self.cfg.loss)
+        loss, logged = weighted_guidance_losses(guidance_out, self.loss_weight, self.cfg.loss)
         regularisers, more = weighted_mesh_regularisers(out["mesh"], self.C, self.cfg.loss)
         return {"loss": loss + regularisers, **logged, **more}

@@ -130,7 +130,7 @@ class ProlificDreamerSystem(DreamFusionSystem):
                 else value
                 for name, value in guidance_out.items()
             }
-        loss, logged = weighted_guidance_losses(guidance_out, self.C, self.cfg.loss)
+        loss, logged = weighted_guidance_losses(guidance_out, self.loss_weight, self.cfg.loss)
         for out in outs:
             terms, values = self.scene_regularisers(out)
             for term in terms:

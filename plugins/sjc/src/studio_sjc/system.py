@@ -54,7 +54,7 @@ class SJCSystem(DecodesLatents, DreamFusionSystem):
         guidance_out = self.guidance(
             out["comp_rgb"], self.prompt_utils, **batch, rgb_as_latents=True
         )
-        loss, logged = weighted_guidance_losses(guidance_out, self.C, self.cfg.loss)
+        loss, logged = weighted_guidance_losses(guidance_out, self.loss_weight, self.cfg.loss)
         for name, value in self.scene_losses(out).items():
             loss = loss + value * self.C(self.cfg.loss[f"lambda_{name}"])
             logged[f"loss_{name}"] = value.detach()

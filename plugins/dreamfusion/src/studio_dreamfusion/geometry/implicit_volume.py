@@ -175,6 +175,10 @@ class ImplicitVolume(NetworkConfigs, ValidatesActivations, BaseImplicitGeometry)
         out["shading_normal"] = normal
         return out
 
+    def graph_state(self) -> tuple:
+        """No host state of its own (its progressive encoding declares its levels)."""
+        return ()
+
     def forward(self, points: torch.Tensor, output_normal: bool = False) -> dict[str, Any]:
         cfg = self.cfg
         points = points.reshape(-1, 3)

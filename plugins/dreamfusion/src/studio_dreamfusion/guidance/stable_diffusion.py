@@ -104,6 +104,22 @@ class StableDiffusionGuidance(DiffusersGuidance):
 
     cfg: Config
 
+    def graph_state(self) -> tuple:
+        """The timestep range and gradient clip of this step (``update_step`` evaluates their
+        schedules); noise and timesteps are drawn on the device, inside the graph."""
+        return (self.min_step, self.max_step, self.grad_clip_val)
+
+    def graph_blocker(self) -> Optional[str]:
+        cfg, path = self.cfg, self.config_path
+        if cfg.compile in ("reduce-overhead", "max-autotune"):
+            return f"{path}.compile={cfg.compile} makes CUDA graphs of its own (use default)"
+        if cfg.enable_sequential_cpu_offload:
+            return f"{path}.enable_sequential_cpu_offload moves weights from the host every call"
+        if cfg.token_merging or cfg.use_sjc:
+            which = "token_merging" if cfg.token_merging else "use_sjc"
+            return f"{path}.{which} has not been verified under capture"
+        return super().graph_blocker()
+
     @quiet_loading()
     def load_models(self) -> DiffusionModels:
         from diffusers import DDIMScheduler

@@ -268,6 +268,10 @@ class ProgressiveBandHashGrid(nn.Module, Updateable):
     def update_step(self, epoch: int, global_step: int, on_load_weights: bool = False) -> None:
         self._grow_to(self.levels_at(global_step))
 
+    def graph_state(self) -> tuple:
+        """The enabled levels: a graph keeps the mask tensor it was captured with."""
+        return (self.current_level,)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.encoding(x).float() * self.mask
 

@@ -183,6 +183,15 @@ class PromptProcessor(BaseObject):
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
 
+    def graph_state(self) -> tuple:
+        """Not called in a step: its embeddings are computed once, before training."""
+        return ()
+
+    def graph_blocker(self) -> Optional[str]:
+        if self.cfg.use_perp_neg:
+            return f"{self.config_path}.use_perp_neg has not been verified under capture"
+        return super().graph_blocker()
+
     # -- output ---------------------------------------------------------------------------------
     def __call__(self) -> PromptProcessorOutput:
         cfg = self.cfg

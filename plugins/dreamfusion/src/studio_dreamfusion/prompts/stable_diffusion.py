@@ -19,6 +19,8 @@ class StableDiffusionPromptProcessor(PromptProcessor):
         """Stable Diffusion model id or local folder whose CLIP tokenizer and text encoder embed
         the prompts (use the guidance's model)."""
 
+    graph_state = PromptProcessor.graph_state  # nothing of its own runs in a training step
+
     def load_text_encoder(self) -> TextEncoder:
         from transformers import AutoTokenizer, CLIPTextModel
 

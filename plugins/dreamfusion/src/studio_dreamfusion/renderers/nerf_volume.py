@@ -124,6 +124,10 @@ class NeRFVolumeRenderer(BaseRenderer):
         # False: through `OccGridEstimator.sampling` (same samples, six syncs; for comparison)
         self.single_sync_marching = True
         self.sample_capacity: Optional[SampleCapacity] = None  # sized on the first fixed march
+        # captured steps (graph_state was called): each step writes its sample counts here, and
+        # the next step's graph_state queues their copy to the host (a graph cannot)
+        self._graphed = False
+        self._graph_counts: Optional[torch.Tensor] = None
         self.register_load_state_dict_post_hook(_ignore_estimator_keys)
 
     def _occupancy_of(self, points: torch.Tensor) -> torch.Tensor:
@@ -162,6 +166,50 @@ class NeRFVolumeRenderer(BaseRenderer):
             return
         if global_step % 16 == 0:  # nerfacc's update_every_n_steps
             self._update_grid(global_step)
+
+    # -- captured steps ------------------------------------------------------------------------
+    def graph_blocker(self) -> Optional[str]:
+        if not self.cfg.fixed_capacity:
+            return (
+                f"{self.config_path}.fixed_capacity is false, so every step reads back how many "
+                "samples survive (set it to true to capture the step)"
+            )
+        if self.backend != "nerfacc":
+            return f"{self.config_path} marches with the {self.backend} backend, not nerfacc"
+        return super().graph_blocker()
+
+    def graph_state(self) -> tuple:
+        """The sample buffers' sizes: the previous step's counts are queued to the host and the
+        counts that have arrived may grow the buffers (a new size captures a new graph)."""
+        self._graphed = True
+        capacity = self.sample_capacity
+        if capacity is None:  # sized by the first (eager) step
+            return ("unsized",)
+        if self._graph_counts is not None:
+            capacity.record(self._graph_counts)
+        self._warn_if_overflowed(capacity.update())
+        return (capacity.capacity,)
+
+    def _warn_if_overflowed(self, overflow: bool) -> None:
+        if overflow:
+            assert self.sample_capacity is not None
+            log.warning(
+                "A training step had more samples than its fixed-capacity buffers (%d so "
+                "far): it dropped the far samples of its last rays; buffers grown to %s.",
+                self.sample_capacity.overflows,
+                self.sample_capacity.capacity,
+            )
+
+    def _record_counts(self, counts: torch.Tensor) -> None:
+        """Hand a step's sample counts to the buffers' sizing: queued now (eager steps), or,
+        with captured steps, written to a fixed tensor whose copy the next step queues."""
+        assert self.sample_capacity is not None
+        if not self._graphed:
+            self.sample_capacity.record(counts)
+        elif self._graph_counts is None:  # an eager step: allocated outside any graph
+            self._graph_counts = counts.detach().clone()
+        else:
+            self._graph_counts.copy_(counts)
 
     def _uses_nerfacc(self, rays_o: torch.Tensor) -> bool:
         return self.estimator is not None and rays_o.is_cuda
@@ -278,15 +326,10 @@ class NeRFVolumeRenderer(BaseRenderer):
                 every = rays_o.shape[0] * self.marching_steps
                 counts = march_with((every, every)).counts.tolist()
                 self.sample_capacity = SampleCapacity((counts[0] * 1.25, counts[1] * 1.25))
-            elif self.sample_capacity.update():
-                log.warning(
-                    "A training step had more samples than its fixed-capacity buffers (%d so "
-                    "far): it dropped the far samples of its last rays; buffers grown to %s.",
-                    self.sample_capacity.overflows,
-                    self.sample_capacity.capacity,
-                )
+            elif not self._graphed:  # else sized before the step, by graph_state
+                self._warn_if_overflowed(self.sample_capacity.update())
             samples = march_with(self.sample_capacity.capacity)
-        self.sample_capacity.record(samples.counts)
+        self._record_counts(samples.counts)
         return samples
 
     def _chunked(self, fn, points: torch.Tensor) -> Any:
