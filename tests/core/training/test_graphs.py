@@ -155,3 +155,17 @@ def test_the_run_log_says_why_steps_run_eagerly(toy_plugin, tmp_path, override, 
     assert result.exit_code == 0, result.output
     said = [line for line in result.output.splitlines() if "CUDA graphs" in line]
     assert said == [f"Training steps run eagerly (not as CUDA graphs): {reason}."]
+
+
+def test_a_failed_capture_keeps_the_steps_eager_result_and_says_why():
+    class FailingGraph(StandInGraph):
+        def capture(self, fn):
+            raise RuntimeError("operation not permitted when stream is capturing")
+
+    calls: list = []
+    graphs = StepGraphs(counting_body(calls), new_graph=FailingGraph)
+    out = graphs.run("a", {"x": torch.tensor([2.0])})
+    assert out["y"].tolist() == [4.0] and len(calls) == 1  # the step ran once, eagerly
+    assert graphs.broken == (
+        "capturing the step failed (operation not permitted when stream is capturing)"
+    )

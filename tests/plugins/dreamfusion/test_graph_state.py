@@ -143,6 +143,13 @@ def test_sample_buffers_are_sized_between_captured_steps():
     assert capacity.overflows == 1 and grown[0] > 64 and grown[1] > 64
     render()
     assert renderer.graph_state() == (grown,) and capacity.overflows == 1
+    # captured steps stop (the run goes on eagerly): the buffers are sized by the steps again
+    capacity.capacity = (64, 64)
+    render()  # the last captured step: overflows
+    for step in (1, 2):
+        renderer.update_step(0, step)  # no graph_state: an eager step
+        render()
+    assert capacity.overflows >= 2 and capacity.capacity[0] > 64
 
 
 @pytest.mark.parametrize("option", ["compile=reduce-overhead", "token_merging=true"])

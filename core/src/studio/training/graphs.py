@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from studio.errors import NotCapturable
+from studio.errors import NotCapturable, one_line
 
 #: Optimizers whose step can be captured (their fused / capturable CUDA implementation reads the
 #: learning rate and the step count from device tensors and never waits for the GPU).
@@ -117,6 +117,8 @@ class StepGraphs:
         self.static: dict[str, Any] | None = None
         self.captures = 0
         self.replays = 0
+        #: Why a capture failed (the step itself ran eagerly); None while captures work.
+        self.broken: str | None = None
 
     def _fill_static(self, batch: dict[str, Any]) -> None:
         """Copy ``batch`` into the static batch (built from the first one). Its tensors must keep
@@ -152,7 +154,10 @@ class StepGraphs:
             self.replays += 1
             return outputs
         outputs = self.body(self.static)  # this step's work, and every lazy set-up done
-        self._capture(key)
+        try:
+            self._capture(key)
+        except RuntimeError as exc:  # e.g. an operation that waits for the GPU
+            self.broken = f"capturing the step failed ({one_line(exc, 200)})"
         return outputs
 
     def _capture(self, key: Hashable) -> None:

@@ -551,11 +551,13 @@ class Trainer:
         if self._eager_steps < GRAPH_WARMUP_STEPS:
             return self._step_body(batch)
         try:
-            outputs = self.graphs.run(key, batch)
-        except NotCapturable as exc:
+            outputs = dict(self.graphs.run(key, batch))
+        except NotCapturable as exc:  # before the step ran
             self._stop_graphs(str(exc))
             return self._step_body(batch)
-        return dict(outputs)
+        if self.graphs.broken:  # the step ran eagerly, its capture failed
+            self._stop_graphs(self.graphs.broken)
+        return outputs
 
     # -- steps -----------------------------------------------------------------------------------
     def _forward_backward(self, batch: dict[str, Any], accumulate: int) -> dict[str, Any]:

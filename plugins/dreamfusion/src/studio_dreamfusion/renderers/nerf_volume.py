@@ -124,10 +124,11 @@ class NeRFVolumeRenderer(BaseRenderer):
         # False: through `OccGridEstimator.sampling` (same samples, six syncs; for comparison)
         self.single_sync_marching = True
         self.sample_capacity: Optional[SampleCapacity] = None  # sized on the first fixed march
-        # captured steps (graph_state was called): each step writes its sample counts here, and
-        # the next step's graph_state queues their copy to the host (a graph cannot)
+        # captured steps (graph_state was called for this step): each step writes its sample
+        # counts here, and the next step queues their copy to the host (a graph cannot)
         self._graphed = False
         self._graph_counts: Optional[torch.Tensor] = None
+        self._counts_pending = False  # _graph_counts holds a step's counts not yet queued
         self.register_load_state_dict_post_hook(_ignore_estimator_keys)
 
     def _occupancy_of(self, points: torch.Tensor) -> torch.Tensor:
@@ -152,6 +153,7 @@ class NeRFVolumeRenderer(BaseRenderer):
 
     # -- per-step ------------------------------------------------------------------------------
     def update_step(self, epoch: int, global_step: int, on_load_weights: bool = False) -> None:
+        self._graphed = False  # a new step: captured only if graph_state is called for it
         if (
             self.estimator is None
             or not self.cfg.grid_prune
@@ -183,12 +185,18 @@ class NeRFVolumeRenderer(BaseRenderer):
         counts that have arrived may grow the buffers (a new size captures a new graph)."""
         self._graphed = True
         capacity = self.sample_capacity
-        if capacity is None:  # sized by the first (eager) step
-            return ("unsized",)
-        if self._graph_counts is not None:
-            capacity.record(self._graph_counts)
-        self._warn_if_overflowed(capacity.update())
-        return (capacity.capacity,)
+        if capacity is not None:
+            self._queue_graph_counts()
+            self._warn_if_overflowed(capacity.update())
+        self._counts_pending = True  # this step writes them (a replay runs no Python)
+        return ("unsized",) if capacity is None else (capacity.capacity,)
+
+    def _queue_graph_counts(self) -> None:
+        """Queue the counts a captured step left in ``_graph_counts`` (once)."""
+        if self._counts_pending and self._graph_counts is not None:
+            assert self.sample_capacity is not None
+            self.sample_capacity.record(self._graph_counts)
+        self._counts_pending = False
 
     def _warn_if_overflowed(self, overflow: bool) -> None:
         if overflow:
@@ -204,7 +212,8 @@ class NeRFVolumeRenderer(BaseRenderer):
         """Hand a step's sample counts to the buffers' sizing: queued now (eager steps), or,
         with captured steps, written to a fixed tensor whose copy the next step queues."""
         assert self.sample_capacity is not None
-        if not self._graphed:
+        if not self._graphed:  # an eager step (also after captured ones stopped)
+            self._queue_graph_counts()
             self.sample_capacity.record(counts)
         elif self._graph_counts is None:  # an eager step: allocated outside any graph
             self._graph_counts = counts.detach().clone()
