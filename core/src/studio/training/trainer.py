@@ -124,7 +124,7 @@ class Trainer:
         self.skipped = SkippedSteps()
         self.good_checkpoint: tuple[Path, int] | None = None  # the last one written or loaded
         self.graphs: StepGraphs | None = None  # captured steps (trainer.cuda_graphs), else None
-        self._eager_steps = 0  # steps run since fit started: graphs wait GRAPH_WARMUP_STEPS
+        self._steps_run = 0  # steps run since fit started: graphs wait GRAPH_WARMUP_STEPS
 
     # -- set-up ----------------------------------------------------------------------------------
     def setup(self, from_checkpoint: bool | None = None) -> None:
@@ -540,15 +540,15 @@ class Trainer:
         logs[NONFINITE] = self._optimizer_step(self.params)
         return logs
 
-    def _graphed_step(self) -> dict[str, Any] | None:
+    def _graphed_step(self) -> dict[str, Any]:
         """One training step with captured steps on: the host's part (batch, update step, the
-        system's per-step draws), then the body, eagerly during the warm-up and else as a graph.
-        None when the step turned out not to be capturable (graphs are then off)."""
+        system's per-step draws), then the body, eagerly during the warm-up and else as a graph
+        (eagerly too, with graphs switched off from then on, when it turns out not capturable)."""
         assert self.graphs is not None
         batch = self._next_batch()
         self.system.do_update_step(0, self.global_step)
         key = self.system.graph_key()
-        if self._eager_steps < GRAPH_WARMUP_STEPS:
+        if self._steps_run < GRAPH_WARMUP_STEPS:
             return self._step_body(batch)
         try:
             outputs = dict(self.graphs.run(key, batch))
@@ -616,7 +616,7 @@ class Trainer:
                     logs[name] = logs[name] + value if name in logs else value
             D.average_gradients(params, self.ctx)
             logs[NONFINITE] = self._optimizer_step(params)
-        self._eager_steps += 1
+        self._steps_run += 1
         optimizer.zero_grad(set_to_none=True)
         if self.scheduler is not None:
             self.scheduler.step()
