@@ -110,6 +110,8 @@ class BaseSystem(BaseModule):
         #: Folder (with its trailing slash) under ``save/`` of the scene in place; see
         #: :meth:`use_particle`.
         self.save_prefix = ""
+        #: ``system.loss`` weights as device tensors (:meth:`use_graph_weights`), else None.
+        self._graph_weights: Optional[dict[str, torch.Tensor]] = None
         super().__init__(cfg, **kwargs)
 
     @classmethod
@@ -229,9 +231,8 @@ class BaseSystem(BaseModule):
         ran) a 0-dim device tensor that :meth:`refresh_loss_weights` refills before every step,
         so a ramped weight changes without a new CUDA graph. Multiply losses by it; branch on
         ``self.C(...)`` instead (a graph is keyed by which terms are on)."""
-        weights = getattr(self, "_graph_weights", None)
-        if weights is not None and key in weights:
-            return weights[key]
+        if self._graph_weights is not None and key in self._graph_weights:
+            return self._graph_weights[key]
         return self.C(self.cfg.loss[key])
 
     def use_graph_weights(self, device: torch.device) -> None:
@@ -245,7 +246,7 @@ class BaseSystem(BaseModule):
     def refresh_loss_weights(self) -> None:
         """Refill the weight tensors of :meth:`use_graph_weights` for the current step (outside
         any graph; the trainer calls it before every step, graphed or not). No-op without them."""
-        for key, tensor in (getattr(self, "_graph_weights", None) or {}).items():
+        for key, tensor in (self._graph_weights or {}).items():
             tensor.fill_(self.C(self.cfg.loss[key]))
 
     # -- captured steps --------------------------------------------------------------------------

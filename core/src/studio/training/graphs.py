@@ -40,7 +40,7 @@ def capture_blockers(
 ) -> str | None:
     """Why the trainer's step cannot be captured here (one clause), or None when it can be.
 
-    The system's own reasons come later, from its :meth:`graph_key`."""
+    The system's own reasons come from its :meth:`~studio.systems.base.BaseSystem.graph_blockers`."""
     if device.type != "cuda":
         return f"the device is {device.type}, and CUDA graphs need a CUDA device"
     if world_size > 1:
