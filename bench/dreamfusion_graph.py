@@ -17,8 +17,9 @@ host sync per step; ``eager fixed``: on the fixed-capacity buffers), the graphed
 (``--block 1``); with ``--compile default`` the guidance's UNet and VAE encoder are
 ``torch.compile``d (Inductor kernels, no CUDA graphs of their own) in all three. That the
 graphed step is the eager step is checked by ``tests/plugins/dreamfusion/
-test_gpu_graphed_step.py``. Usage: ``python bench/dreamfusion_graph.py [--quick] [--compile
-default]``.
+test_gpu_graphed_step.py``. With ``--profile``, the device time of each variant is then broken
+down by GPU kernel (bench/kernel_profile.py: families and the busiest kernels per call). Usage:
+``python bench/dreamfusion_graph.py [--quick] [--compile default] [--profile]``.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from dreamfusion import (
     make_system,
     random_prompt_output,
 )
+from kernel_profile import print_kernel_table
 from timing import interleaved_loop_ms
 
 from studio.training.graphs import StepGraphs, make_capturable
@@ -95,6 +97,7 @@ def main() -> int:
     parser.add_argument(
         "--compile", default="none", choices=["none", "default"], help="the guidance's compile"
     )
+    parser.add_argument("--profile", action="store_true", help="then kernels per variant")
     args = parser.parse_args()
     if not torch.cuda.is_available():
         print("bench/dreamfusion_graph.py: needs CUDA; skipped.")
@@ -141,6 +144,9 @@ def main() -> int:
                 f"{graphed.graphs.captures} captures, buffers "
                 f"{system.renderer.sample_capacity.capacity}"
             )
+        if args.profile:
+            for name, fn in fns.items():
+                print_kernel_table(f"{name} (compile={args.compile})", fn, calls=5)
     return 0
 
 

@@ -537,6 +537,11 @@ def arguments() -> tuple[argparse.Namespace, argparse.ArgumentParser]:
     parser.add_argument("--peak-tflops", type=float, default=989.4, help="dense peak, TFLOP/s")
     parser.add_argument("--json", type=Path, default=None, help="write the records here")
     parser.add_argument("--tiny", action="store_true", help="tiny models; runs on the CPU")
+    parser.add_argument(
+        "--cudnn-benchmark",
+        action="store_true",
+        help="torch.backends.cudnn.benchmark = True (cuDNN times its convolution algorithms)",
+    )
     args = parser.parse_args()
     if args.iters < 1 or args.warmup < 1:
         parser.error("--iters and --warmup must be >= 1")
@@ -550,6 +555,7 @@ def main() -> int:
         print("bench/guidance_kernels.py: needs CUDA (full-sized models) or --tiny; skipped.")
         return 0
     args.variants = args.variants or default_variants(device)
+    torch.backends.cudnn.benchmark = args.cudnn_benchmark
     variants = plan(args, parser)
     import diffusers
 
@@ -558,7 +564,8 @@ def main() -> int:
     size = "tiny models" if args.tiny else "SD-2.1-base-sized UNet and VAE, random weights"
     title = (
         f"Guidance kernels on {device_name(device)} ({size}; torch {torch.__version__}, "
-        f"diffusers {diffusers.__version__}; median of {args.iters} after {args.warmup} warm-up; "
+        f"diffusers {diffusers.__version__}; cudnn.benchmark {args.cudnn_benchmark}; "
+        f"median of {args.iters} after {args.warmup} warm-up; "
         f"% of {args.peak_tflops} TFLOP/s)"
     )
     print(title, file=sys.stderr, flush=True)

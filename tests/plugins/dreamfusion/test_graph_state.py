@@ -10,20 +10,14 @@ import pytest
 import torch
 
 from studio.api import BaseSystem
-from studio.config.resolve import load_experiment
 from studio_dreamfusion.materials import DiffuseWithPointLight
 from studio_dreamfusion.system import DreamFusionSystem, weighted_guidance_losses
+from tests.plugins.dreamfusion.preset_systems import preset_system
 
 
 def dreamfusion_sd(**renderer) -> DreamFusionSystem:
     """The dreamfusion-sd preset's system without its diffusion model (guidance and prompts)."""
-    experiment = load_experiment("dreamfusion-sd", [], prompt="a bench").experiment
-    cfg = dict(experiment.system)
-    for key in ("prompt_processor", "guidance"):
-        cfg.pop(key)
-        cfg[f"{key}_type"] = ""
-    cfg["renderer"] = {**cfg["renderer"], **renderer}
-    return DreamFusionSystem(cfg)
+    return preset_system("dreamfusion-sd", DreamFusionSystem, **renderer)
 
 
 def test_the_system_says_which_component_keeps_its_step_from_being_captured():
@@ -42,10 +36,34 @@ def test_a_subclass_must_declare_its_own_host_state():
     assert any("(Derived) does not declare" in r for r in system.graph_blockers())
 
 
-def test_options_drawn_on_the_host_per_call_are_refused():
-    material = DiffuseWithPointLight({"soft_shading": True})
-    assert "soft_shading" in material.graph_blocker()
-    assert DiffuseWithPointLight({}).graph_blocker() is None
+def test_soft_shading_draws_its_light_split_before_the_step_as_the_step_draws_it():
+    """Magic3D's soft shading: the split ``u`` is drawn by graph_state into a device tensor
+    (a new ``u`` is not a new graph), from the same stream at the same point as the eager
+    call draws it, so the shaded colours are bit-equal."""
+    cfg = {"soft_shading": True, "ambient_only_steps": 2}
+    eager, graphed = DiffuseWithPointLight(cfg).train(), DiffuseWithPointLight(cfg).train()
+    assert graphed.graph_blocker() is None
+    features = torch.rand(16, 3)
+    positions, normals = torch.rand(16, 3), torch.nn.functional.normalize(torch.rand(16, 3) - 0.5)
+    lights = torch.rand(16, 3) + 2.0
+
+    def shaded(material: DiffuseWithPointLight) -> torch.Tensor:
+        return material(features, positions, normals, lights)
+
+    random.seed(11)
+    drawn_eagerly = []
+    for step in range(30):
+        eager.update_step(0, step)
+        drawn_eagerly.append(shaded(eager))
+    random.seed(11)
+    keys = set()
+    for step in range(30):
+        graphed.update_step(0, step)
+        keys.add(graphed.graph_state())
+        assert torch.equal(shaded(graphed), drawn_eagerly[step])  # bit for bit
+        assert torch.equal(shaded(graphed), drawn_eagerly[step])  # the capture sees it too
+    assert keys == {("albedo",), ("diffuse",), ("textureless",)}  # u is not in the key
+    assert len({float(c.sum()) for c in drawn_eagerly[2:]}) > 10  # u varies per step
 
 
 def test_the_step_shading_is_drawn_before_the_step_as_the_step_draws_it():

@@ -99,6 +99,14 @@ def test_shape_loss_matches_a_float64_hand_computation(guide) -> None:
     assert actual.item() == pytest.approx(expected, rel=1e-9)
 
 
+def test_samples_marked_invalid_are_left_out_of_the_shape_loss() -> None:
+    density, inside, squared = torch.rand(50) * 20, torch.rand(50), torch.rand(50)
+    valid = torch.rand(50) > 0.4
+    expected = shape_loss(density[valid], inside[valid], squared[valid])
+    assert shape_loss(density, inside, squared, valid).item() == pytest.approx(expected.item())
+    assert shape_loss(density, inside, squared).item() > expected.item()  # padding would count
+
+
 def test_the_grid_lookup_agrees_with_the_exact_loss(guide) -> None:
     """At resolution 128 (a node every 0.016 in the radius-1 box) the loss from the grid is
     within 2% of the exact one over random samples; distances within 0.002 on average (0.02 at

@@ -82,6 +82,40 @@ def test_latent_stage_hands_latents_and_adds_the_shape_loss() -> None:
     assert grads and any(g.abs().sum() > 0 for g in grads)
 
 
+def test_fixed_capacity_padding_is_left_out_of_the_shape_loss() -> None:
+    """The captured path's fixed-capacity render: its padding samples (zero weight, but real
+    points) must not enter the shape loss, which is the loss over the real samples alone."""
+    renderer = {"radius": 1.0, "num_samples_per_ray": 16, "backend": "torch",
+                "torch_sampling": "marching", "fixed_capacity": True}  # fmt: skip
+    cfg = system_config(
+        guide_shape="teddy", guide_shape_resolution=32, loss={"lambda_shape": 2.0},
+        renderer=renderer,
+    )  # fmt: skip
+    system, _, batch = built(cfg)
+    system.training_step(batch)  # sizes the buffers (its first march counts, then marches)
+    torch.manual_seed(1)
+    out = system.training_step(batch)
+    torch.manual_seed(1)
+    rendered = system.renderer(**batch)
+    valid = rendered["sample_valid"]
+    assert 0 < int(valid.sum()) < valid.numel()  # there is padding to leave out
+    real = system.guide_fields.loss(rendered["points"][valid], rendered["density"][valid])
+    everything = system.guide_fields.loss(rendered["points"], rendered["density"])
+    assert out["loss_shape"].item() == pytest.approx(real.item(), rel=1e-5)
+    assert abs(everything.item() - real.item()) > 1e-3 * abs(real.item())
+
+
+@pytest.mark.parametrize("refinement", [False, True])
+def test_both_stages_declare_their_host_state_for_captured_steps(refinement: bool) -> None:
+    renderer = {"radius": 1.0, "num_samples_per_ray": 16, "backend": "torch",
+                "fixed_capacity": True}  # fmt: skip
+    system, _, _ = built(system_config(refinement=refinement, renderer=renderer))
+    # on the CPU only the torch marching is left (CUDA marches with nerfacc)
+    assert system.graph_blockers() == [
+        "system.renderer marches with the torch backend, not nerfacc"
+    ]
+
+
 def test_refinement_renders_rgb_through_the_adapter_for_the_vae() -> None:
     system, guidance, batch = built(system_config(refinement=True))
     out = system.training_step(batch)

@@ -65,3 +65,18 @@ def test_loss_terms_follow_the_stage() -> None:
     refine = Magic3DSystem.Config(refinement=True, guidance_type="stable-diffusion")
     assert Magic3DSystem.loss_terms(coarse) == {"sds", "orient", "sparsity", "opaque", "z_variance"}
     assert Magic3DSystem.loss_terms(refine) == {"sds", "normal_consistency", "laplacian_smoothness"}
+
+
+def test_the_coarse_step_can_be_captured_and_the_refinement_step_says_why_not() -> None:
+    """Coarse: DreamFusion's components plus soft shading, all declared; on the CPU only the
+    renderer's torch marching is left (CUDA marches with nerfacc). Refinement: the system says
+    why (its mesh changes size every step)."""
+    from tests.plugins.dreamfusion.preset_systems import preset_system
+
+    coarse = preset_system("magic3d-coarse-sd", Magic3DSystem, fixed_capacity=True)
+    assert coarse.material.cfg.soft_shading
+    assert coarse.graph_blockers() == [
+        "system.renderer marches with the torch backend, not nerfacc"
+    ]
+    refine, _ = refine_system()
+    assert any(r.startswith("system.refinement is true") for r in refine.graph_blockers())

@@ -57,24 +57,25 @@ class DiffuseWithPointLight(ValidatesActivations, BaseMaterial):
         )
         self.ambient_only = False
         self.step_shading: Optional[Shading] = None  # drawn by graph_state for the coming step
+        # soft shading's diffuse share u of the coming step, drawn by graph_state into a device
+        # tensor (a captured step reads it; a new u needs no new graph); None: draw per call
+        self.register_buffer("step_soft_split", torch.zeros(()), persistent=False)
+        self.soft_split_drawn = False
 
     def update_step(self, epoch: int, global_step: int, on_load_weights: bool = False) -> None:
         self.ambient_only = global_step < self.cfg.ambient_only_steps
         self.step_shading = None  # a new step: nothing drawn for it yet
+        self.soft_split_drawn = False
 
     def graph_state(self) -> tuple:
         """A captured step's shading is drawn here, before the step, as the training call
-        would draw it (the same random stream, at the same point of the step)."""
+        would draw it (the same random stream, at the same point of the step); with
+        ``soft_shading`` its light split too, into :attr:`step_soft_split` (not in the key)."""
         self.step_shading = self.choose_shading()
+        if self.cfg.soft_shading and self.step_shading != "albedo":
+            self.step_soft_split.fill_(random.random())
+            self.soft_split_drawn = True
         return (self.step_shading,)
-
-    def graph_blocker(self) -> Optional[str]:
-        if self.cfg.soft_shading:
-            return (
-                f"{self.config_path}.soft_shading draws its light split on the host in every "
-                "training call"
-            )
-        return super().graph_blocker()
 
     def choose_shading(self) -> Shading:
         """The reference's per-call choice: P(albedo)=1-diffuse_prob, then textureless vs diffuse
@@ -107,8 +108,7 @@ class DiffuseWithPointLight(ValidatesActivations, BaseMaterial):
             diffuse_color = torch.full_like(self.diffuse_light_color, 1.0 - ambient_ratio)
             ambient_color = torch.full_like(self.ambient_light_color, ambient_ratio)
         elif self.training and self.cfg.soft_shading:
-            u = random.random()
-            diffuse_color = torch.full_like(self.diffuse_light_color, u)
+            diffuse_color = self._soft_split().expand_as(self.diffuse_light_color)
             ambient_color = 1.0 - diffuse_color
         else:
             diffuse_color, ambient_color = self.diffuse_light_color, self.ambient_light_color
@@ -123,6 +123,13 @@ class DiffuseWithPointLight(ValidatesActivations, BaseMaterial):
         if shading == "textureless":
             return textureless
         return albedo.clamp(0.0, 1.0) * textureless
+
+    def _soft_split(self) -> torch.Tensor:
+        """Soft shading's diffuse share ``u ~ U(0, 1)`` (0-dim, float32): the one
+        :meth:`graph_state` drew for this step, else a fresh draw for this call."""
+        if not self.soft_split_drawn:
+            return torch.tensor(random.random(), device=self.step_soft_split.device)
+        return self.step_soft_split
 
     def export(self, features: torch.Tensor, **kwargs: Any) -> dict[str, torch.Tensor]:
         return {"albedo": self._albedo_activation(features[..., :3]).clamp(0.0, 1.0)}
@@ -162,6 +169,10 @@ class NoMaterial(NetworkConfigs, ValidatesActivations, BaseMaterial):
                 cfg.mlp_network_config,
                 f"{self.config_path}.mlp_network_config",
             )
+
+    def graph_state(self) -> tuple:
+        """None: the colours depend on the features alone."""
+        return ()
 
     def forward(self, features: torch.Tensor, **kwargs: Any) -> torch.Tensor:
         if self.network is not None:

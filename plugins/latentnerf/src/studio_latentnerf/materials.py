@@ -55,6 +55,10 @@ class SDLatentAdapter(BaseMaterial):
         self.requires_normal = False
         self.matrix = torch.nn.Parameter(torch.tensor(self.cfg.matrix, dtype=torch.float32))
 
+    def graph_state(self) -> tuple:
+        """None: a fixed linear map of the features."""
+        return ()
+
     def forward(self, features: torch.Tensor, **kwargs: Any) -> torch.Tensor:
         if features.shape[-1] != 4:
             raise StudioError(

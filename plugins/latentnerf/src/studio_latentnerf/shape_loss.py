@@ -21,6 +21,7 @@ training device (:meth:`GuideFields.lookup`), the indicator as the interpolated 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 import torch
@@ -74,13 +75,19 @@ def inside_and_squared_distance(
 
 
 def shape_loss(
-    density: torch.Tensor, inside: torch.Tensor, squared_distance: torch.Tensor
+    density: torch.Tensor,
+    inside: torch.Tensor,
+    squared_distance: torch.Tensor,
+    valid: Optional[torch.Tensor] = None,
 ) -> torch.Tensor:
     """The module doc's sum over samples; ``density`` ``[N]`` or ``[N, 1]``, ``inside`` (q, in
-    [0, 1]) and ``squared_distance`` of the same shape."""
+    [0, 1]) and ``squared_distance`` of the same shape; ``valid`` (bool, same shape), when
+    given, leaves the other samples out (a fixed-capacity render's padding)."""
     p = (1.0 - torch.exp(-OCCUPANCY_RATE * density)).clamp(0.0, 1.1)
     q = inside.to(p.dtype).clamp(CLAMP, 1.0 - CLAMP)
     w = 1.0 - torch.exp(-squared_distance.to(p.dtype) / (2.0 * DISTANCE_SIGMA**2))
+    if valid is not None:
+        w = w * valid.to(w.dtype)
     return -(w * (p * torch.log(q) + (1.0 - p) * torch.log(1.0 - q))).sum()
 
 
@@ -121,7 +128,11 @@ class GuideFields:
         values = values.reshape(2, -1)
         return values[0], values[1]
 
-    def loss(self, points: torch.Tensor, density: torch.Tensor) -> torch.Tensor:
-        """:func:`shape_loss` of the NeRF ``density`` at ``points`` against this guide."""
+    def loss(
+        self, points: torch.Tensor, density: torch.Tensor, valid: Optional[torch.Tensor] = None
+    ) -> torch.Tensor:
+        """:func:`shape_loss` of the NeRF ``density`` at ``points`` against this guide (the
+        ``valid`` samples only, when given)."""
         inside, squared = self.lookup(points.detach())
-        return shape_loss(density.reshape(-1), inside, squared)
+        mask = None if valid is None else valid.reshape(-1)
+        return shape_loss(density.reshape(-1), inside, squared, mask)

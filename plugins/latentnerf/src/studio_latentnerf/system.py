@@ -98,11 +98,16 @@ class LatentNeRFSystem(DecodesLatents, DreamFusionSystem):
         terms = self.regularisers(out)
         shape_weight = self.C(self.cfg.loss.get("lambda_shape", 0.0))
         if self.guide_fields is not None and shape_weight > 0 and "points" in out:
-            terms["shape"] = self.guide_fields.loss(out["points"], out["density"])
+            terms["shape"] = self.guide_fields.loss(
+                out["points"], out["density"], out.get("sample_valid")
+            )
         for name, value in terms.items():
-            loss = loss + value * self.C(self.cfg.loss[f"lambda_{name}"])
+            loss = loss + value * self.loss_weight(f"lambda_{name}")
             logged[f"loss_{name}"] = value.detach()
         return {"loss": loss, **logged}
+
+    #: no host state of its own (which terms are on is in every graph's key)
+    graph_state = DreamFusionSystem.graph_state
 
     # -- evaluation ----------------------------------------------------------------------------
     def eval_columns(self, batch: dict[str, Any]) -> list[Any]:

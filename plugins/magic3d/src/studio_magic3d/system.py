@@ -41,6 +41,17 @@ class Magic3DSystem(DreamFusionSystem):
             return terms
         return (terms - set(REGULARISERS)) | set(MESH_REGULARISERS)
 
+    #: the coarse stage's step is DreamFusion's: no host state of its own
+    graph_state = DreamFusionSystem.graph_state
+
+    def graph_blocker(self) -> Optional[str]:
+        if self.cfg.refinement:
+            return (
+                "system.refinement is true: the mesh marching tetrahedra extracts has a new size "
+                "every step, so the refinement step runs eagerly"
+            )
+        return super().graph_blocker()
+
     def training_step(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         if not self.cfg.refinement:
             return super().training_step(batch)
