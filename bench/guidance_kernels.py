@@ -22,8 +22,10 @@ Each runs for every part of ``--parts`` and every attention choice of ``--sdpa``
 PyTorch's own choice; flash, efficient, math, cudnn force one through
 ``torch.nn.attention.sdpa_kernel``, and a kernel that cannot run the shapes fails that variant).
 Both models are in ``channels_last`` by default (``--no-channels-last`` to compare; the guidance
-itself converts only the UNet, with ``enable_channels_last_format``); inputs stay contiguous, as
-the guidance passes them.
+itself converts only the UNet, with ``enable_channels_last_format``); inputs are laid out as the
+guidance passes them: the UNet's latents contiguous, the VAE's image with channels-last strides
+(the guidance permutes a ``[B, H, W, 3]`` render to ``[B, 3, H, W]``, and the resize and cast
+keep that layout).
 
 Per variant: median GPU ms per call by CUDA events (``--iters`` calls queued back to back after
 ``--warmup`` calls, the first of which compiles), TFLOP/s = FLOPs / time and its % of
@@ -246,7 +248,9 @@ class VAEPart:
         self.scaling = float(self.vae.config.scaling_factor)
         side = shapes.image
         latent_side = side // 2 ** (len(self.vae.config.block_out_channels) - 1)
-        image = torch.rand(1, 3, side, side, device=device) * 2.0 - 1.0
+        # as the guidance hands it over: a [B, H, W, 3] render permuted to [B, 3, H, W] (strides
+        # of channels_last), resized and cast, which keeps that layout
+        image = torch.rand(1, side, side, 3, device=device).permute(0, 3, 1, 2) * 2.0 - 1.0
         self.images = image.to(dtype).requires_grad_(True)
         channels = int(self.vae.config.latent_channels)
         self.latent_grad = torch.randn(1, channels, latent_side, latent_side, device=device).to(
