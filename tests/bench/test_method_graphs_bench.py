@@ -16,5 +16,7 @@ bench = load_bench("method_graphs")
 def test_each_benched_preset_can_be_captured(preset: str) -> None:
     cls_path, overrides, first_step = bench.PRESETS[preset]
     system = preset_system(preset, bench.system_class(cls_path), overrides, fixed_capacity=True)
-    assert system.graph_blockers() == ["system.renderer marches with the torch backend, not nerfacc"]
+    assert system.graph_blockers() == [
+        "system.renderer marches with the torch backend, not nerfacc"
+    ]
     assert first_step > 0

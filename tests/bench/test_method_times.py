@@ -48,4 +48,16 @@ def test_minutes_and_the_table(bench, configs):
     rows = bench.table(configs).splitlines()
     assert len(rows) == 2 + len(bench.METHODS)
     row = next(r for r in rows if r.startswith("| Fantasia3D"))
-    assert f"| {expected:.1f} | 45 min | {45 / expected:.1f}x | no |" in row
+    ratio = f"{45 / expected:.1f}x"
+    assert f"| {expected:.1f} | {expected:.1f} | 45 min | {ratio} / {ratio} | no |" in row
+
+
+def test_captured_minutes_take_the_captured_step_where_a_stage_has_one(bench, configs, monkeypatch):
+    assert set(bench.CAPTURED) <= set(bench.MEASURED)  # a captured stage also has its eager step
+    monkeypatch.setitem(bench.CAPTURED, ("dreamfusion-sd", "all"), bench.Measured(30.0, "test"))
+    stages = bench.METHODS["DreamFusion-SD (`dreamfusion-sd`)"]
+    assert bench.method_minutes(stages, configs, captured=True) == pytest.approx(5.0)
+    eager = bench.MEASURED[("dreamfusion-sd", "all")].ms * 10000 / 60000
+    assert bench.method_minutes(stages, configs) == pytest.approx(eager)
+    row = next(r for r in bench.table(configs).splitlines() if r.startswith("| DreamFusion-SD"))
+    assert row.endswith(f"| 30 min | {30 / eager:.1f}x / 6.0x | yes |")
